@@ -1,0 +1,173 @@
+//! The command line as typed: every option, its environment variable and its help.
+//!
+//! Values stay raw here; `config.rs` validates them into a [`crate::config::Config`].
+
+use std::path::PathBuf;
+
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Parser, ValueEnum};
+
+/// The format of the summary on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// One line per expired record, then a line with the counts.
+    Text,
+    /// One JSON object (contract §5).
+    Json,
+}
+
+/// The format of the logs on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines, coloured only when stderr is a terminal.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+const AFTER_HELP: &str = "\
+Results (one per expired record): removed, replay_no_op (container already gone), conflict
+(someone else holds the game), failed (see error_code), deferred (not reached this run).
+
+Exit status:
+  0    the pass finished and no record failed (nothing to do included)
+  1    the pass finished and at least one record failed (a dry run: would fail)
+  2    bad invocation or unusable state file; nothing changed
+  69   the Docker daemon is unreachable or unusable; nothing changed
+  75   the state file stayed locked past --lock-wait; try again later
+  130  interrupted by SIGINT, 143 by SIGTERM: in-flight records finished, the rest deferred
+
+Logs go to stderr, filtered by RT_CLEANUP_LOG (or RUST_LOG), e.g. RT_CLEANUP_LOG=debug.
+Every option can also be set by the environment variable shown beside it.";
+
+/// Removes the Docker containers of games that the runtime manager stopped longer than a
+/// retention ago.
+///
+/// For each expired `stopped` record of the state file, under the game's lease, it removes the
+/// container (never with force), moves the record to `removed` and appends an `operation_log`
+/// row. Audit with --dry-run first: it changes nothing anywhere.
+// These doc comments are the `--help` an operator reads, not rustdoc: no Markdown in them.
+#[allow(clippy::doc_markdown)]
+#[derive(Debug, Clone, Parser)]
+#[command(name = "rt-cleanup", version, about, long_about, after_help = AFTER_HELP)]
+pub struct Arguments {
+    /// Remove containers stopped longer ago than this, e.g. 7d, 36h, "1week 2days".
+    #[arg(long, env = "RT_CLEANUP_RETENTION", value_name = "DURATION")]
+    pub retention: String,
+
+    /// The runtime manager's SQLite state file. Never created: it must exist.
+    #[arg(
+        long,
+        env = "RT_CLEANUP_STATE",
+        value_name = "PATH",
+        default_value = "/var/lib/rtmanager/state.db"
+    )]
+    pub state: PathBuf,
+
+    /// Change nothing anywhere; report the result a real run would give now.
+    #[arg(
+        long,
+        env = "RT_CLEANUP_DRY_RUN",
+        action = ArgAction::SetTrue,
+        value_parser = BoolishValueParser::new()
+    )]
+    pub dry_run: bool,
+
+    /// The format of the summary printed on stdout.
+    #[arg(long, env = "RT_CLEANUP_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// Act on at most N candidates this run, oldest first; the rest are reported deferred.
+    #[arg(long, env = "RT_CLEANUP_MAX_REMOVALS", value_name = "N")]
+    pub max_removals: Option<usize>,
+
+    /// Remove a container only if its label KEY equals the record's game_id.
+    #[arg(long, env = "RT_CLEANUP_OWNER_LABEL", value_name = "KEY")]
+    pub owner_label: Option<String>,
+
+    /// The value written to operation_log.op_source.
+    #[arg(
+        long,
+        env = "RT_CLEANUP_OP_SOURCE",
+        value_name = "NAME",
+        default_value = "auto_ttl"
+    )]
+    pub op_source: String,
+
+    /// The Docker daemon: unix:///path/to/docker.sock or tcp://host:port.
+    #[arg(
+        long,
+        env = "DOCKER_HOST",
+        value_name = "URL",
+        default_value = "unix:///var/run/docker.sock"
+    )]
+    pub docker_host: String,
+
+    /// How many records are worked on at once (Docker calls overlap; the state file is written
+    /// in grouped transactions).
+    #[arg(
+        long,
+        env = "RT_CLEANUP_CONCURRENCY",
+        value_name = "N",
+        default_value_t = 4
+    )]
+    pub concurrency: usize,
+
+    /// How long one Docker call may take before it counts as failed.
+    #[arg(
+        long,
+        env = "RT_CLEANUP_DOCKER_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "30s"
+    )]
+    pub docker_timeout: String,
+
+    /// How long to wait for a write lock on the state file held by someone else (exit 75 after).
+    #[arg(
+        long,
+        env = "RT_CLEANUP_LOCK_WAIT",
+        value_name = "DURATION",
+        default_value = "10s"
+    )]
+    pub lock_wait: String,
+
+    /// How long a game's lease taken by this tool lasts if it dies holding it. Must exceed three
+    /// Docker timeouts plus the lock wait, the longest it can hold a lease for.
+    #[arg(
+        long,
+        env = "RT_CLEANUP_LEASE_TTL",
+        value_name = "DURATION",
+        default_value = "5m"
+    )]
+    pub lease_ttl: String,
+
+    /// The format of the logs on stderr.
+    #[arg(long, env = "RT_CLEANUP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        Arguments::command().debug_assert();
+    }
+
+    #[test]
+    fn every_option_has_an_environment_twin() {
+        let command = Arguments::command();
+        for argument in command.get_arguments() {
+            let id = argument.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            assert!(
+                argument.get_env().is_some(),
+                "--{id} has no environment variable"
+            );
+        }
+    }
+}

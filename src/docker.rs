@@ -1,0 +1,426 @@
+//! The Docker Engine API, through bollard: the only module that talks to the daemon.
+//!
+//! Two things are done here on top of bollard 0.21:
+//!
+//! * **The API version really goes on the wire.** bollard builds each request URI by joining an
+//!   absolute path onto `/v1.NN/`, which drops the version (bollard issue #736), so every request
+//!   would run at whatever default the daemon has. Requests go through a small custom transport
+//!   that puts the negotiated `/v1.NN` prefix on every path after the preflight.
+//! * **Keep-alive.** bollard's own transports keep no idle connections; this transport keeps a
+//!   pool, so a pass makes a handful of connections, not one per call.
+//!
+//! The preflight (ping, then `GET /version`) runs before any row is touched. Both calls are made
+//! without a version prefix, which every daemon accepts; the version used afterwards is the
+//! daemon's own API version, capped at the newest this build knows.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bollard::errors::Error as BollardError;
+use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
+use bollard::{BollardRequest, ClientVersion, Docker};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use thiserror::Error;
+
+use crate::config::DockerHost;
+use crate::engine::{ContainerEngine, ContainerInfo, Inspection, Removal};
+
+/// The oldest Docker Engine API this tool is tested against (Docker 20.10, Debian 12).
+pub const OLDEST_API: ApiVersion = ApiVersion {
+    major: 1,
+    minor: 41,
+};
+
+/// The newest Docker Engine API this build knows; newer daemons are spoken to at this version.
+pub const NEWEST_API: ApiVersion = ApiVersion {
+    major: 1,
+    minor: 53,
+};
+
+/// A Docker Engine API version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ApiVersion {
+    /// Major version, always 1 so far.
+    pub major: u32,
+    /// Minor version.
+    pub minor: u32,
+}
+
+impl ApiVersion {
+    /// Parses `1.41`.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        let (major, minor) = text.trim().split_once('.')?;
+        Some(Self {
+            major: major.parse().ok()?,
+            minor: minor.parse().ok()?,
+        })
+    }
+}
+
+impl fmt::Display for ApiVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// The daemon is unreachable or unusable at start: exit 69, nothing changed.
+#[derive(Debug, Error)]
+pub enum DockerError {
+    /// The transport could not be set up.
+    #[error("cannot use the Docker daemon at {host}: {reason}")]
+    Connect {
+        /// `--docker-host`.
+        host: String,
+        /// Why.
+        reason: String,
+    },
+    /// `GET /_ping` failed.
+    #[error(
+        "cannot reach the Docker daemon at {host}: {reason}; is dockerd running and may this user \
+         use it? (set --docker-host or DOCKER_HOST)"
+    )]
+    Ping {
+        /// `--docker-host`.
+        host: String,
+        /// Why.
+        reason: String,
+    },
+    /// `GET /version` failed or said no usable version.
+    #[error("the Docker daemon at {host} did not give its API version: {reason}")]
+    Version {
+        /// `--docker-host`.
+        host: String,
+        /// Why.
+        reason: String,
+    },
+    /// The daemon is older than this tool supports.
+    #[error(
+        "the Docker daemon at {host} speaks API {found}, older than {OLDEST_API}, the oldest \
+         rt-cleanup supports (Docker 20.10)"
+    )]
+    TooOld {
+        /// `--docker-host`.
+        host: String,
+        /// The daemon's API version.
+        found: ApiVersion,
+    },
+    /// Listing the containers failed.
+    #[error("cannot list the containers of the Docker daemon at {host}: {reason}")]
+    List {
+        /// `--docker-host`.
+        host: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What the preflight learnt of the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Daemon {
+    /// The daemon's version, e.g. `20.10.24+dfsg1`.
+    pub engine_version: String,
+    /// The daemon's own API version.
+    pub server_api: ApiVersion,
+    /// The version put on every request: the daemon's, capped at [`NEWEST_API`].
+    pub wire_api: ApiVersion,
+}
+
+/// A connected, version-negotiated Docker client.
+#[derive(Debug, Clone)]
+pub struct DockerClient {
+    docker: Docker,
+    host: String,
+    timeout: Duration,
+    daemon: Daemon,
+}
+
+impl DockerClient {
+    /// Connects and runs the preflight: ping, then version negotiation. Each call is bounded by
+    /// `timeout`.
+    pub async fn connect(host: &DockerHost, timeout: Duration) -> Result<Self, DockerError> {
+        let host_text = host.to_string();
+        let prefix = Arc::new(OnceLock::new());
+        let docker = build_client(host, timeout, Arc::clone(&prefix)).map_err(|error| {
+            DockerError::Connect {
+                host: host_text.clone(),
+                reason: error.to_string(),
+            }
+        })?;
+        bounded(timeout, docker.ping())
+            .await
+            .map_err(|reason| DockerError::Ping {
+                host: host_text.clone(),
+                reason,
+            })?;
+        let version =
+            bounded(timeout, docker.version())
+                .await
+                .map_err(|reason| DockerError::Version {
+                    host: host_text.clone(),
+                    reason,
+                })?;
+        let server_api = version
+            .api_version
+            .as_deref()
+            .and_then(ApiVersion::parse)
+            .ok_or_else(|| DockerError::Version {
+                host: host_text.clone(),
+                reason: format!("unreadable ApiVersion {:?}", version.api_version),
+            })?;
+        if server_api < OLDEST_API {
+            return Err(DockerError::TooOld {
+                host: host_text,
+                found: server_api,
+            });
+        }
+        let wire_api = server_api.min(NEWEST_API);
+        // Set once, before any other request: the preflight above went unversioned.
+        let _ = prefix.set(format!("/v{wire_api}"));
+        let daemon = Daemon {
+            engine_version: version.version.unwrap_or_default(),
+            server_api,
+            wire_api,
+        };
+        Ok(Self {
+            docker,
+            host: host_text,
+            timeout,
+            daemon,
+        })
+    }
+
+    /// What the preflight learnt.
+    #[must_use]
+    pub fn daemon(&self) -> &Daemon {
+        &self.daemon
+    }
+
+    /// The daemon address, for messages.
+    #[must_use]
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Lists every container in one call; used by a dry run and by `--owner-label`.
+    pub async fn list(&self) -> Result<Vec<ContainerInfo>, DockerError> {
+        self.list_all().await.map_err(|reason| DockerError::List {
+            host: self.host.clone(),
+            reason,
+        })
+    }
+}
+
+impl ContainerEngine for DockerClient {
+    async fn remove(&self, reference: &str) -> Removal {
+        // Never force: a running container must stay, and Docker's refusal is the atomic
+        // not-running guard. Anonymous volumes are kept too (`v=false`): removing data is not
+        // this tool's call.
+        let options = RemoveContainerOptions {
+            force: false,
+            v: false,
+            link: false,
+        };
+        match tokio::time::timeout(
+            self.timeout,
+            self.docker.remove_container(reference, Some(options)),
+        )
+        .await
+        {
+            Err(_) | Ok(Err(BollardError::RequestTimeoutError)) => Removal::TimedOut,
+            Ok(Ok(())) => Removal::Removed,
+            Ok(Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            })) => Removal::NotFound,
+            Ok(Err(BollardError::DockerResponseServerError {
+                status_code,
+                message,
+            })) => Removal::Refused {
+                status: status_code,
+                message,
+            },
+            Ok(Err(error)) => Removal::Unreachable(error.to_string()),
+        }
+    }
+
+    async fn inspect(&self, reference: &str) -> Inspection {
+        match tokio::time::timeout(self.timeout, self.docker.inspect_container(reference, None))
+            .await
+        {
+            Err(_) | Ok(Err(BollardError::RequestTimeoutError)) => Inspection::Failed(format!(
+                "no answer within {}",
+                humantime::format_duration(self.timeout)
+            )),
+            Ok(Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            })) => Inspection::NotFound,
+            Ok(Err(error)) => Inspection::Failed(error.to_string()),
+            Ok(Ok(response)) => Inspection::Found(ContainerInfo {
+                id: response.id.unwrap_or_default(),
+                names: response
+                    .name
+                    .map(|name| name.trim_start_matches('/').to_owned())
+                    .into_iter()
+                    .collect(),
+                state: response
+                    .state
+                    .and_then(|state| state.status)
+                    .map(|status| status.to_string())
+                    .unwrap_or_default(),
+                labels: response
+                    .config
+                    .and_then(|config| config.labels)
+                    .unwrap_or_default(),
+            }),
+        }
+    }
+
+    async fn list_all(&self) -> Result<Vec<ContainerInfo>, String> {
+        let options = ListContainersOptions {
+            all: true,
+            ..ListContainersOptions::default()
+        };
+        let containers = bounded(self.timeout, self.docker.list_containers(Some(options))).await?;
+        Ok(containers
+            .into_iter()
+            .map(|container| ContainerInfo {
+                id: container.id.unwrap_or_default(),
+                names: container
+                    .names
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|name| name.trim_start_matches('/').to_owned())
+                    .collect(),
+                state: container
+                    .state
+                    .map(|state| state.to_string())
+                    .unwrap_or_default(),
+                labels: container.labels.unwrap_or_else(HashMap::new),
+            })
+            .collect())
+    }
+}
+
+/// Runs a bollard call under a timeout, describing any failure in one line.
+async fn bounded<T>(
+    timeout: Duration,
+    call: impl Future<Output = Result<T, BollardError>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        })) => Err(format!("Docker answered {status_code}: {message}")),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!(
+            "no answer within {}",
+            humantime::format_duration(timeout)
+        )),
+    }
+}
+
+fn build_client(
+    host: &DockerHost,
+    timeout: Duration,
+    prefix: Arc<OnceLock<String>>,
+) -> Result<Docker, BollardError> {
+    // bollard's own timeout is whole seconds; the precise one is applied around each call.
+    let seconds = timeout.as_secs().saturating_add(1);
+    // The version given here is never used on the wire: the transport sets the prefix.
+    let version = ClientVersion {
+        major_version: 1,
+        minor_version: 41,
+    };
+    match host {
+        DockerHost::Unix(socket) => {
+            let socket: PathBuf = socket.clone();
+            let client = Client::builder(TokioExecutor::new()).build(hyperlocal::UnixConnector);
+            Docker::connect_with_custom_transport(
+                move |mut request: BollardRequest| {
+                    let path = versioned_path(&request, &prefix);
+                    *request.uri_mut() = hyperlocal::Uri::new(&socket, &path).into();
+                    let response = client.request(request);
+                    async move { response.await.map_err(BollardError::from) }
+                },
+                Some("unix://docker"),
+                seconds,
+                &version,
+            )
+        }
+        DockerHost::Tcp(address) => {
+            let base = format!("http://{address}");
+            let client = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+            let transport = move |mut request: BollardRequest| {
+                let uri = format!("{base}{}", versioned_path(&request, &prefix));
+                let response = uri.parse().map(|uri| {
+                    *request.uri_mut() = uri;
+                    client.request(request)
+                });
+                async move {
+                    match response {
+                        Ok(response) => response.await.map_err(BollardError::from),
+                        Err(error) => Err(BollardError::from(error)),
+                    }
+                }
+            };
+            Docker::connect_with_custom_transport(
+                transport,
+                Some("tcp://docker"),
+                seconds,
+                &version,
+            )
+        }
+    }
+}
+
+/// The request's path and query with the negotiated version prefix, replacing any version
+/// prefix bollard may have put there itself.
+fn versioned_path(request: &BollardRequest, prefix: &OnceLock<String>) -> String {
+    let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let unversioned = strip_version(path_and_query);
+    match prefix.get() {
+        Some(prefix) => format!("{prefix}{unversioned}"),
+        None => unversioned.to_owned(),
+    }
+}
+
+fn strip_version(path: &str) -> &str {
+    let Some(rest) = path.strip_prefix("/v") else {
+        return path;
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    if ApiVersion::parse(&rest[..end]).is_some() {
+        &rest[end..]
+    } else {
+        path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_orders_api_versions() {
+        let old = ApiVersion::parse("1.41").unwrap();
+        let new = ApiVersion::parse("1.9").unwrap();
+        assert!(new < old, "1.9 is older than 1.41");
+        assert_eq!(ApiVersion::parse("x"), None);
+        assert_eq!(old.to_string(), "1.41");
+    }
+
+    #[test]
+    fn strips_only_a_version_prefix() {
+        assert_eq!(strip_version("/v1.53/containers/x"), "/containers/x");
+        assert_eq!(strip_version("/containers/x"), "/containers/x");
+        assert_eq!(strip_version("/volumes/v1"), "/volumes/v1");
+        assert_eq!(strip_version("/vx.y/z"), "/vx.y/z");
+    }
+}

@@ -1,0 +1,539 @@
+//! The per-record results of contract §3 and the pure functions that decide them.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::candidate::{Candidate, Target};
+use crate::engine::{ContainerInfo, Inspection, Lookup, Removal};
+
+/// The result of one expired record, as reported and counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultKind {
+    /// The container existed and Docker removed it.
+    Removed,
+    /// Nothing to remove (no container, or Docker answered 404): the record moves to `removed`.
+    ReplayNoOp,
+    /// Someone else holds the game, the record changed, or a removal is already in progress.
+    Conflict,
+    /// Docker refused or failed, the owner label did not match, or the row is unusable.
+    Failed,
+    /// Not acted on: over `--max-removals`, or the pass stopped before reaching it.
+    Deferred,
+}
+
+impl ResultKind {
+    /// Every result, in the order the summaries list them.
+    pub const ALL: [ResultKind; 5] = [
+        ResultKind::Removed,
+        ResultKind::ReplayNoOp,
+        ResultKind::Conflict,
+        ResultKind::Failed,
+        ResultKind::Deferred,
+    ];
+
+    /// The contract's name of the result.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultKind::Removed => "removed",
+            ResultKind::ReplayNoOp => "replay_no_op",
+            ResultKind::Conflict => "conflict",
+            ResultKind::Failed => "failed",
+            ResultKind::Deferred => "deferred",
+        }
+    }
+}
+
+impl fmt::Display for ResultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `error_code` of a result, as written to `operation_log` and the summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Nothing was left to remove.
+    ReplayNoOp,
+    /// Someone else had the game.
+    Conflict,
+    /// Docker refused because the container runs (or is paused or restarting).
+    ContainerRunning,
+    /// Any other Docker refusal, error or timeout.
+    DockerError,
+    /// The `--owner-label` check failed.
+    OwnershipMismatch,
+    /// The row cannot be acted on.
+    InvalidRecord,
+    /// The container was handled but the state file refused the result (read-only, full, or
+    /// locked past the wait). The record is still `stopped`; the next run replays it.
+    StateWriteFailed,
+}
+
+impl ErrorCode {
+    /// The contract's name of the code.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::ReplayNoOp => "replay_no_op",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::ContainerRunning => "container_running",
+            ErrorCode::DockerError => "docker_error",
+            ErrorCode::OwnershipMismatch => "ownership_mismatch",
+            ErrorCode::InvalidRecord => "invalid_record",
+            ErrorCode::StateWriteFailed => "state_write_failed",
+        }
+    }
+}
+
+/// A record's result with its code and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The result.
+    pub result: ResultKind,
+    /// The code; `None` for a plain removal and for a deferral.
+    pub error_code: Option<ErrorCode>,
+    /// A one-line explanation; `None` for a plain removal.
+    pub error_message: Option<String>,
+}
+
+impl Outcome {
+    /// Docker removed the container.
+    #[must_use]
+    pub fn removed() -> Self {
+        Self {
+            result: ResultKind::Removed,
+            error_code: None,
+            error_message: None,
+        }
+    }
+
+    /// Nothing was left to remove.
+    #[must_use]
+    pub fn replay_no_op(message: impl Into<String>) -> Self {
+        Self::coded(ResultKind::ReplayNoOp, ErrorCode::ReplayNoOp, message)
+    }
+
+    /// Someone else had the game.
+    #[must_use]
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::coded(ResultKind::Conflict, ErrorCode::Conflict, message)
+    }
+
+    /// The record failed with this code.
+    #[must_use]
+    pub fn failed(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::coded(ResultKind::Failed, code, message)
+    }
+
+    /// The record was not acted on.
+    #[must_use]
+    pub fn deferred(message: impl Into<String>) -> Self {
+        Self {
+            result: ResultKind::Deferred,
+            error_code: None,
+            error_message: Some(message.into()),
+        }
+    }
+
+    fn coded(result: ResultKind, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            result,
+            error_code: Some(code),
+            error_message: Some(message.into()),
+        }
+    }
+
+    /// Whether this result moves the record to `removed`: only when its container is gone.
+    #[must_use]
+    pub fn moves_record(&self) -> bool {
+        matches!(self.result, ResultKind::Removed | ResultKind::ReplayNoOp)
+    }
+
+    /// The `operation_log.outcome` of this result; `None` for a deferral, which is not logged.
+    #[must_use]
+    pub fn log_outcome(&self) -> Option<&'static str> {
+        match self.result {
+            ResultKind::Removed | ResultKind::ReplayNoOp | ResultKind::Conflict => Some("success"),
+            ResultKind::Failed => Some("failure"),
+            ResultKind::Deferred => None,
+        }
+    }
+}
+
+/// Decides the result of a removal request. `None` means Docker did not answer in time, and the
+/// container must be inspected before anything is decided (see [`decide_after_timeout`]).
+#[must_use]
+pub fn decide_removal(reference: &str, removal: &Removal) -> Option<Outcome> {
+    Some(match removal {
+        Removal::Removed => Outcome::removed(),
+        Removal::NotFound => Outcome::replay_no_op(format!(
+            "container {reference} was already gone (Docker answered 404)"
+        )),
+        Removal::Refused {
+            status: 409,
+            message,
+        } if is_removal_in_progress(message) => {
+            Outcome::conflict(format!("Docker is already removing it: {message}"))
+        }
+        Removal::Refused {
+            status: 409,
+            message,
+        } if is_running_refusal(message) => {
+            Outcome::failed(ErrorCode::ContainerRunning, message.clone())
+        }
+        Removal::Refused { status, message } => Outcome::failed(
+            ErrorCode::DockerError,
+            format!("Docker answered {status}: {message}"),
+        ),
+        Removal::Unreachable(message) => Outcome::failed(ErrorCode::DockerError, message.clone()),
+        Removal::TimedOut => return None,
+    })
+}
+
+fn is_removal_in_progress(message: &str) -> bool {
+    message.contains("already in progress")
+}
+
+fn is_running_refusal(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    ["running", "paused", "restarting"]
+        .iter()
+        .any(|word| message.contains(word))
+}
+
+/// Decides the result of a removal that timed out, from an inspection made afterwards: the
+/// record is moved to `removed` only when the container is verifiably gone.
+#[must_use]
+pub fn decide_after_timeout(
+    reference: &str,
+    timeout: std::time::Duration,
+    inspection: &Inspection,
+) -> Outcome {
+    let waited = humantime::format_duration(timeout);
+    match inspection {
+        Inspection::NotFound => Outcome::removed(),
+        Inspection::Found(info) => Outcome::failed(
+            ErrorCode::DockerError,
+            format!(
+                "removal of {reference} got no answer within {waited}; the container still \
+                 exists (state {})",
+                info.state
+            ),
+        ),
+        Inspection::Failed(message) => Outcome::failed(
+            ErrorCode::DockerError,
+            format!(
+                "removal of {reference} got no answer within {waited}, and checking for it \
+                 failed too: {message}"
+            ),
+        ),
+    }
+}
+
+/// Checks `--owner-label`: the container is removed only if its label `key` is the record's game.
+pub fn check_owner(info: &ContainerInfo, key: &str, game_id: &str) -> Result<(), Outcome> {
+    match info.labels.get(key) {
+        Some(value) if value == game_id => Ok(()),
+        Some(value) => Err(Outcome::failed(
+            ErrorCode::OwnershipMismatch,
+            format!(
+                "container {} has label {key}={value:?}, not the game {game_id:?}",
+                short_id(&info.id)
+            ),
+        )),
+        None => Err(Outcome::failed(
+            ErrorCode::OwnershipMismatch,
+            format!("container {} has no label {key}", short_id(&info.id)),
+        )),
+    }
+}
+
+fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+/// A lease row that is still in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveLease {
+    /// Who holds it.
+    pub holder: String,
+    /// When it expires, epoch milliseconds.
+    pub expires_at: i64,
+}
+
+/// The outcome for a game whose lease someone else holds.
+#[must_use]
+pub fn lease_conflict(lease: &LiveLease) -> Outcome {
+    Outcome::conflict(format!(
+        "the game is leased by {} until {}",
+        lease.holder,
+        crate::summary::format_epoch_ms(lease.expires_at)
+            .unwrap_or_else(|| lease.expires_at.to_string())
+    ))
+}
+
+/// Predicts, for `--dry-run`, the result a real run would give this candidate right now.
+///
+/// `lease` is the live lease on the game, if any; `lookup` is where the candidate's container
+/// reference led in one listing of the daemon's containers.
+#[must_use]
+pub fn predict(
+    candidate: &Candidate,
+    lease: Option<&LiveLease>,
+    lookup: Option<Lookup<'_>>,
+    owner_label: Option<&str>,
+) -> Outcome {
+    if let Target::Invalid(reason) = &candidate.target {
+        return Outcome::failed(ErrorCode::InvalidRecord, reason.clone());
+    }
+    if let Some(lease) = lease {
+        return lease_conflict(lease);
+    }
+    let Target::Container(reference) = &candidate.target else {
+        return Outcome::replay_no_op("the record names no container");
+    };
+    match lookup {
+        None | Some(Lookup::Missing) => Outcome::replay_no_op(format!(
+            "container {reference} is already gone (Docker lists no such container)"
+        )),
+        Some(Lookup::Ambiguous) => Outcome::failed(
+            ErrorCode::DockerError,
+            format!("container reference {reference} is a prefix of several container ids"),
+        ),
+        Some(Lookup::Found(info)) => {
+            if let Some(key) = owner_label {
+                if let Err(mismatch) = check_owner(info, key, &candidate.game_id) {
+                    return mismatch;
+                }
+            }
+            if info.state == "removing" {
+                Outcome::conflict(format!("Docker is already removing container {reference}"))
+            } else if info.is_running() {
+                Outcome::failed(
+                    ErrorCode::ContainerRunning,
+                    format!("container {reference} is {}", info.state),
+                )
+            } else {
+                Outcome::removed()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::candidate::{FieldValue, StoppedRow};
+    use std::time::Duration;
+
+    fn refused(status: u16, message: &str) -> Removal {
+        Removal::Refused {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn candidate(container: FieldValue) -> Candidate {
+        Candidate::from_row(StoppedRow {
+            game_id: FieldValue::Text("g-1".into()),
+            container_id: container,
+            last_op_at: FieldValue::Integer(1),
+        })
+    }
+
+    fn info(state: &str, labels: &[(&str, &str)]) -> ContainerInfo {
+        ContainerInfo {
+            id: "0123456789abcdef".into(),
+            names: vec!["c".into()],
+            state: state.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn maps_each_docker_answer_to_the_contract_result() {
+        let cases = [
+            (Removal::Removed, ResultKind::Removed, None),
+            (
+                Removal::NotFound,
+                ResultKind::ReplayNoOp,
+                Some(ErrorCode::ReplayNoOp),
+            ),
+            (
+                refused(409, "removal of container abc is already in progress"),
+                ResultKind::Conflict,
+                Some(ErrorCode::Conflict),
+            ),
+            (
+                refused(
+                    409,
+                    "You cannot remove a running container abc. Stop the container",
+                ),
+                ResultKind::Failed,
+                Some(ErrorCode::ContainerRunning),
+            ),
+            (
+                refused(409, "cannot remove container \"/x\": container is paused"),
+                ResultKind::Failed,
+                Some(ErrorCode::ContainerRunning),
+            ),
+            (
+                refused(409, "something else"),
+                ResultKind::Failed,
+                Some(ErrorCode::DockerError),
+            ),
+            (
+                refused(500, "driver failed"),
+                ResultKind::Failed,
+                Some(ErrorCode::DockerError),
+            ),
+            (
+                Removal::Unreachable("reset".into()),
+                ResultKind::Failed,
+                Some(ErrorCode::DockerError),
+            ),
+        ];
+        for (removal, result, code) in cases {
+            let outcome = decide_removal("abc", &removal).expect("answered");
+            assert_eq!(
+                (outcome.result, outcome.error_code),
+                (result, code),
+                "{removal:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn docker_messages_are_kept_verbatim() {
+        let outcome = decide_removal("abc", &refused(500, "driver \"overlay2\" failed")).unwrap();
+        assert!(outcome
+            .error_message
+            .unwrap()
+            .contains("driver \"overlay2\" failed"));
+    }
+
+    #[test]
+    fn a_timeout_is_confirmed_before_deciding() {
+        assert_eq!(decide_removal("abc", &Removal::TimedOut), None);
+        let wait = Duration::from_secs(30);
+        assert_eq!(
+            decide_after_timeout("abc", wait, &Inspection::NotFound),
+            Outcome::removed()
+        );
+        let still_there =
+            decide_after_timeout("abc", wait, &Inspection::Found(info("exited", &[])));
+        assert_eq!(still_there.error_code, Some(ErrorCode::DockerError));
+        assert!(!still_there.moves_record());
+        let unknown = decide_after_timeout("abc", wait, &Inspection::Failed("timed out".into()));
+        assert_eq!(unknown.result, ResultKind::Failed);
+    }
+
+    #[test]
+    fn only_a_gone_container_moves_the_record() {
+        assert!(Outcome::removed().moves_record());
+        assert!(Outcome::replay_no_op("x").moves_record());
+        assert!(!Outcome::conflict("x").moves_record());
+        assert!(!Outcome::failed(ErrorCode::DockerError, "x").moves_record());
+        assert!(!Outcome::deferred("x").moves_record());
+    }
+
+    #[test]
+    fn log_outcomes_follow_the_contract() {
+        assert_eq!(Outcome::removed().log_outcome(), Some("success"));
+        assert_eq!(Outcome::replay_no_op("x").log_outcome(), Some("success"));
+        assert_eq!(Outcome::conflict("x").log_outcome(), Some("success"));
+        assert_eq!(
+            Outcome::failed(ErrorCode::InvalidRecord, "x").log_outcome(),
+            Some("failure")
+        );
+        assert_eq!(Outcome::deferred("x").log_outcome(), None);
+    }
+
+    #[test]
+    fn the_owner_label_must_equal_the_game() {
+        assert!(check_owner(&info("exited", &[("owner", "g-1")]), "owner", "g-1").is_ok());
+        let wrong = check_owner(&info("exited", &[("owner", "g-2")]), "owner", "g-1").unwrap_err();
+        assert_eq!(wrong.error_code, Some(ErrorCode::OwnershipMismatch));
+        let missing = check_owner(&info("exited", &[]), "owner", "g-1").unwrap_err();
+        assert_eq!(missing.error_code, Some(ErrorCode::OwnershipMismatch));
+    }
+
+    #[test]
+    fn a_dry_run_predicts_every_result() {
+        let with_container = candidate(FieldValue::Text("c".into()));
+        let exited = info("exited", &[("owner", "g-1")]);
+        let lease = LiveLease {
+            holder: "rtmanager".into(),
+            expires_at: 10,
+        };
+        let cases = [
+            (
+                predict(&with_container, None, Some(Lookup::Found(&exited)), None),
+                ResultKind::Removed,
+            ),
+            (
+                predict(&with_container, None, Some(Lookup::Missing), None),
+                ResultKind::ReplayNoOp,
+            ),
+            (
+                predict(&candidate(FieldValue::Null), None, None, None),
+                ResultKind::ReplayNoOp,
+            ),
+            (
+                predict(
+                    &with_container,
+                    Some(&lease),
+                    Some(Lookup::Found(&exited)),
+                    None,
+                ),
+                ResultKind::Conflict,
+            ),
+            (
+                predict(
+                    &with_container,
+                    None,
+                    Some(Lookup::Found(&info("removing", &[]))),
+                    None,
+                ),
+                ResultKind::Conflict,
+            ),
+            (
+                predict(
+                    &with_container,
+                    None,
+                    Some(Lookup::Found(&info("running", &[]))),
+                    None,
+                ),
+                ResultKind::Failed,
+            ),
+            (
+                predict(
+                    &with_container,
+                    None,
+                    Some(Lookup::Found(&exited)),
+                    Some("other"),
+                ),
+                ResultKind::Failed,
+            ),
+            (
+                predict(
+                    &candidate(FieldValue::Text("../x".into())),
+                    None,
+                    None,
+                    None,
+                ),
+                ResultKind::Failed,
+            ),
+        ];
+        for (index, (outcome, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(outcome.result, expected, "case {index}: {outcome:?}");
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! The summary of a pass (contract §5) and its two renderings, as pure functions.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::candidate::{Candidate, MAX_EPOCH_MS};
+use crate::outcome::{ErrorCode, Outcome, ResultKind};
+
+/// Formats epoch milliseconds as RFC 3339 UTC with milliseconds, where the value is in range.
+#[must_use]
+pub fn format_epoch_ms(ms: i64) -> Option<String> {
+    let ms = u64::try_from(ms)
+        .ok()
+        .filter(|&ms| ms <= MAX_EPOCH_MS as u64)?;
+    Some(format_time(UNIX_EPOCH + Duration::from_millis(ms)))
+}
+
+/// Formats a time as RFC 3339 UTC with milliseconds.
+#[must_use]
+pub fn format_time(time: SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// Epoch milliseconds of a time (0 for times before 1970, which this tool never takes).
+#[must_use]
+pub fn epoch_ms(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// One expired candidate and its result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordReport {
+    /// The game.
+    pub game_id: String,
+    /// The container reference as stored; `null` where it is NULL.
+    pub container_id: Option<String>,
+    /// `last_op_at` as RFC 3339; `null` where the row's value is not an integer.
+    pub last_op_at: Option<String>,
+    /// The result.
+    pub result: ResultKind,
+    /// The code, or `null`.
+    pub error_code: Option<ErrorCode>,
+    /// The explanation, or `null`.
+    pub error_message: Option<String>,
+}
+
+impl RecordReport {
+    /// Pairs a candidate with its outcome.
+    #[must_use]
+    pub fn new(candidate: &Candidate, outcome: Outcome) -> Self {
+        Self {
+            game_id: candidate.game_id.clone(),
+            container_id: candidate.container_text(),
+            last_op_at: candidate.last_op_at.and_then(format_epoch_ms),
+            result: outcome.result,
+            error_code: outcome.error_code,
+            error_message: outcome.error_message,
+        }
+    }
+}
+
+/// How many records had each result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Every record with `status = 'stopped'` when the pass began.
+    pub stopped: u64,
+    /// Every expired candidate: the sum of the five result counts.
+    pub expired: u64,
+    /// `removed` results.
+    pub removed: u64,
+    /// `replay_no_op` results.
+    pub replay_no_op: u64,
+    /// `conflict` results.
+    pub conflict: u64,
+    /// `failed` results.
+    pub failed: u64,
+    /// `deferred` results.
+    pub deferred: u64,
+}
+
+impl Counts {
+    /// Counts the results of a pass.
+    #[must_use]
+    pub fn tally(stopped: u64, records: &[RecordReport]) -> Self {
+        let mut counts = Self {
+            stopped,
+            ..Self::default()
+        };
+        for record in records {
+            counts.expired += 1;
+            *counts.slot(record.result) += 1;
+        }
+        counts
+    }
+
+    /// The count of one result.
+    #[must_use]
+    pub fn of(&self, result: ResultKind) -> u64 {
+        match result {
+            ResultKind::Removed => self.removed,
+            ResultKind::ReplayNoOp => self.replay_no_op,
+            ResultKind::Conflict => self.conflict,
+            ResultKind::Failed => self.failed,
+            ResultKind::Deferred => self.deferred,
+        }
+    }
+
+    fn slot(&mut self, result: ResultKind) -> &mut u64 {
+        match result {
+            ResultKind::Removed => &mut self.removed,
+            ResultKind::ReplayNoOp => &mut self.replay_no_op,
+            ResultKind::Conflict => &mut self.conflict,
+            ResultKind::Failed => &mut self.failed,
+            ResultKind::Deferred => &mut self.deferred,
+        }
+    }
+}
+
+/// The summary of one pass, serialised exactly as contract §5 shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// The state file, as given.
+    pub state: PathBuf,
+    /// The retention in whole seconds.
+    pub retention_seconds: u64,
+    /// `now - retention`.
+    pub threshold: String,
+    /// When the pass took `now`.
+    pub started_at: String,
+    /// When the pass ended.
+    pub finished_at: String,
+    /// The counts.
+    pub counts: Counts,
+    /// Every expired candidate, oldest first.
+    pub records: Vec<RecordReport>,
+}
+
+impl Summary {
+    /// Whether any record failed: the exit status is then 1.
+    #[must_use]
+    pub fn has_failures(&self) -> bool {
+        self.counts.failed > 0
+    }
+}
+
+/// Renders the summary as the single JSON object of `--output json`, with a final newline.
+///
+/// # Panics
+///
+/// Never: the summary holds only strings, numbers, booleans and options, which always serialise.
+#[must_use]
+pub fn render_json(summary: &Summary) -> String {
+    // Serialising plain strings, numbers and options into a String cannot fail.
+    let mut json = serde_json::to_string(summary).expect("the summary serialises");
+    json.push('\n');
+    json
+}
+
+/// Renders the summary as text: one line per expired record, then a closing line with the
+/// counts. Every line is `key=value` pairs so that it greps well in `journalctl`.
+#[must_use]
+pub fn render_text(summary: &Summary) -> String {
+    let mut text = String::new();
+    for record in &summary.records {
+        let _ = write!(
+            text,
+            "{:<12} game_id={} container_id={} last_op_at={}",
+            record.result.as_str(),
+            quote(&record.game_id),
+            record
+                .container_id
+                .as_deref()
+                .map_or_else(|| "-".to_owned(), quote),
+            record.last_op_at.as_deref().unwrap_or("-"),
+        );
+        if let Some(code) = record.error_code {
+            let _ = write!(text, " error_code={}", code.as_str());
+        }
+        if let Some(message) = &record.error_message {
+            let _ = write!(text, " message={}", quote(message));
+        }
+        text.push('\n');
+    }
+    let counts = &summary.counts;
+    let _ = write!(
+        text,
+        "{}: {} expired of {} stopped (retention {}, threshold {}): ",
+        if summary.dry_run {
+            "rt-cleanup dry run"
+        } else {
+            "rt-cleanup"
+        },
+        counts.expired,
+        counts.stopped,
+        humantime::format_duration(Duration::from_secs(summary.retention_seconds)),
+        summary.threshold,
+    );
+    let parts: Vec<String> = ResultKind::ALL
+        .iter()
+        .map(|&result| format!("{} {}", counts.of(result), result.as_str()))
+        .collect();
+    text.push_str(&parts.join(", "));
+    text.push('\n');
+    text
+}
+
+/// Quotes a value for a `key=value` line when it is empty or holds anything but plain
+/// characters, so that a hostile game id can never forge a line or a field.
+fn quote(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/'));
+    if plain {
+        value.to_owned()
+    } else {
+        format!("\"{}\"", value.escape_debug())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(game: &str, result: ResultKind, code: Option<ErrorCode>) -> RecordReport {
+        RecordReport {
+            game_id: game.into(),
+            container_id: Some("4f1c".into()),
+            last_op_at: Some("2026-11-12T08:00:00.000Z".into()),
+            result,
+            error_code: code,
+            error_message: code.map(|_| "why it happened".into()),
+        }
+    }
+
+    fn summary(records: Vec<RecordReport>) -> Summary {
+        Summary {
+            dry_run: false,
+            state: "/var/lib/rtmanager/state.db".into(),
+            retention_seconds: 604_800,
+            threshold: "2026-11-20T12:00:00.000Z".into(),
+            started_at: "2026-11-27T12:00:00.000Z".into(),
+            finished_at: "2026-11-27T12:00:01.250Z".into(),
+            counts: Counts::tally(40, &records),
+            records,
+        }
+    }
+
+    #[test]
+    fn formats_epoch_milliseconds_as_rfc3339_utc() {
+        assert_eq!(
+            format_epoch_ms(0).as_deref(),
+            Some("1970-01-01T00:00:00.000Z")
+        );
+        assert_eq!(
+            format_epoch_ms(1_794_643_200_250).as_deref(),
+            Some("2026-11-14T08:00:00.250Z")
+        );
+        assert_eq!(format_epoch_ms(-1), None);
+        assert_eq!(format_epoch_ms(MAX_EPOCH_MS + 1), None);
+    }
+
+    #[test]
+    fn counts_add_up_to_expired() {
+        let records = vec![
+            record("a", ResultKind::Removed, None),
+            record("b", ResultKind::Removed, None),
+            record("c", ResultKind::Failed, Some(ErrorCode::DockerError)),
+            record("d", ResultKind::Deferred, None),
+        ];
+        let counts = Counts::tally(9, &records);
+        assert_eq!(counts.stopped, 9);
+        assert_eq!(counts.expired, 4);
+        let sum: u64 = ResultKind::ALL.iter().map(|&r| counts.of(r)).sum();
+        assert_eq!(sum, counts.expired);
+    }
+
+    #[test]
+    fn json_has_exactly_the_contract_fields() {
+        let summary = summary(vec![record("g-17", ResultKind::Removed, None)]);
+        let value: serde_json::Value = serde_json::from_str(&render_json(&summary)).unwrap();
+        let keys: Vec<_> = value.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(
+            keys,
+            [
+                "counts",
+                "dry_run",
+                "finished_at",
+                "records",
+                "retention_seconds",
+                "started_at",
+                "state",
+                "threshold"
+            ]
+        );
+        assert_eq!(
+            value["counts"],
+            serde_json::json!({"stopped": 40, "expired": 1, "removed": 1, "replay_no_op": 0,
+                               "conflict": 0, "failed": 0, "deferred": 0})
+        );
+        assert_eq!(
+            value["records"][0],
+            serde_json::json!({"game_id": "g-17", "container_id": "4f1c",
+                               "last_op_at": "2026-11-12T08:00:00.000Z", "result": "removed",
+                               "error_code": null, "error_message": null})
+        );
+        assert_eq!(value["retention_seconds"], 604_800);
+    }
+
+    #[test]
+    fn text_has_a_line_per_record_and_a_closing_count_line() {
+        let summary = summary(vec![
+            record("g-1", ResultKind::Removed, None),
+            record("g-2", ResultKind::Failed, Some(ErrorCode::ContainerRunning)),
+        ]);
+        let text = render_text(&summary);
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("removed      game_id=g-1 container_id=4f1c"));
+        assert!(lines[1].contains("error_code=container_running message=\"why it happened\""));
+        assert_eq!(
+            lines[2],
+            "rt-cleanup: 2 expired of 40 stopped (retention 7days, threshold \
+             2026-11-20T12:00:00.000Z): 1 removed, 0 replay_no_op, 0 conflict, 1 failed, \
+             0 deferred"
+        );
+    }
+
+    #[test]
+    fn a_hostile_game_id_cannot_forge_a_line() {
+        let summary = summary(vec![record(
+            "x\nremoved game_id=y",
+            ResultKind::Removed,
+            None,
+        )]);
+        assert_eq!(render_text(&summary).lines().count(), 2);
+    }
+}

@@ -353,7 +353,7 @@ impl<E: ContainerEngine> Worker<'_, E> {
             container_id = candidate.container_text().as_deref().unwrap_or("-"),
             result = %outcome.result,
             error_code = outcome.error_code.map_or("-", ErrorCode::as_str),
-            message = outcome.error_message.as_deref().unwrap_or(""),
+            error_message = outcome.error_message.as_deref().unwrap_or(""),
             "record handled"
         );
         outcome

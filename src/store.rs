@@ -195,11 +195,38 @@ impl Store {
         };
         let connection = Connection::open_with_flags(path, flags).map_err(open_error)?;
         connection.busy_timeout(lock_wait).map_err(open_error)?;
-        let store = Self {
+        let mut store = Self {
             connection,
             path: path.to_owned(),
         };
-        store.check_schema()?;
+        match store.check_schema() {
+            Err(StoreError::Inspect { source, .. })
+                if access == Access::ReadOnly
+                    && source.sqlite_error_code() == Some(SqliteCode::CannotOpen) =>
+            {
+                // A WAL-mode file whose `-shm` cannot be created (a read-only directory, and no
+                // writer has the file open, or the `-shm` would exist). Reading it as immutable
+                // is then the only way to read it at all.
+                tracing::warn!(
+                    path = %path.display(),
+                    "the state file's WAL index cannot be created; reading it as immutable"
+                );
+                store.connection = open_immutable(path).map_err(open_error)?;
+                store.check_schema()?;
+            }
+            Err(StoreError::Inspect { source, .. })
+                if access == Access::ReadWrite
+                    && store.connection.is_readonly("main").unwrap_or(false) =>
+            {
+                // SQLite fell back to read-only and then could not read a WAL-mode file: the
+                // cause is the missing write access, so say that.
+                return Err(StoreError::NotWritable {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+            checked => checked?,
+        }
         if access == Access::ReadWrite {
             store.check_writable()?;
         }
@@ -335,6 +362,24 @@ impl Store {
     pub fn into_writer(self, op_source: String) -> StateWriter {
         StateWriter::spawn(self.connection, op_source)
     }
+}
+
+/// Opens a file read-only with SQLite's `immutable` URI parameter (no locks, no `-shm`).
+fn open_immutable(path: &Path) -> rusqlite::Result<Connection> {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3F"),
+            '#' => uri.push_str("%23"),
+            other => uri.push(other),
+        }
+    }
+    uri.push_str("?immutable=1");
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    Connection::open_with_flags(uri, flags)
 }
 
 fn field(value: ValueRef<'_>) -> FieldValue {

@@ -1,0 +1,10 @@
+//! The integration tests: the built binary against real SQLite files and a real Docker daemon.
+//!
+//! Run them with `scripts/test.sh`, which brings the daemon up. Each module pins one part of the
+//! contract or one family of faults; `harness` holds the shared helpers.
+
+mod harness;
+
+mod cli;
+mod contract;
+mod exits;

@@ -8,6 +8,8 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::fmt::Write as _;
 
+use serde::{Deserialize, Serialize};
+
 /// The largest epoch millisecond that RFC 3339 can show (9999-12-31T23:59:59.999Z).
 pub const MAX_EPOCH_MS: i64 = 253_402_300_799_999;
 
@@ -15,7 +17,11 @@ pub const MAX_EPOCH_MS: i64 = 253_402_300_799_999;
 pub const MAX_REFERENCE_LEN: usize = 255;
 
 /// A column value exactly as SQLite stored it.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// In a plan file it is written as JSON `null`, a number, a string, or an array of bytes, so that
+/// a plan names each row exactly as it was selected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
 pub enum FieldValue {
     /// SQL `NULL`.
     Null,
@@ -79,7 +85,7 @@ impl fmt::Display for FieldValue {
 }
 
 /// One `status = 'stopped'` row as it was read, before any judgement of it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoppedRow {
     /// `runtime_records.game_id`.
     pub game_id: FieldValue,

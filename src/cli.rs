@@ -141,6 +141,21 @@ pub struct Arguments {
     )]
     pub lease_ttl: String,
 
+    /// Write Prometheus metrics of each real run to this file (atomically), for
+    /// node_exporter's textfile collector, e.g. /var/lib/prometheus/node-exporter/rt_cleanup.prom.
+    #[arg(long, env = "RT_CLEANUP_METRICS_FILE", value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// With --dry-run: write the exact set of records a real run would act on to FILE, for
+    /// review and a later --apply-plan.
+    #[arg(long, env = "RT_CLEANUP_PLAN_OUT", value_name = "FILE")]
+    pub plan_out: Option<PathBuf>,
+
+    /// Act on exactly the records of a plan written by --dry-run --plan-out, and nothing else.
+    /// Each is still re-checked under its lease; one that changed since is a conflict.
+    #[arg(long, env = "RT_CLEANUP_APPLY_PLAN", value_name = "FILE")]
+    pub apply_plan: Option<PathBuf>,
+
     /// The format of the logs on stderr.
     #[arg(long, env = "RT_CLEANUP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -55,6 +55,12 @@ pub struct Config {
     pub lease_ttl: Duration,
     /// The log format.
     pub log_format: LogFormat,
+    /// Where to write Prometheus metrics.
+    pub metrics_file: Option<PathBuf>,
+    /// Where a dry run writes its plan.
+    pub plan_out: Option<PathBuf>,
+    /// The plan a real run acts on instead of selecting.
+    pub apply_plan: Option<PathBuf>,
 }
 
 /// An invalid command line; the message names the option and shows an accepted form.
@@ -88,6 +94,15 @@ pub enum ConfigError {
          (TLS and ssh are not supported)"
     )]
     DockerHost(String),
+    /// `--plan-out` without `--dry-run`.
+    #[error("--plan-out writes the plan of a dry run: add --dry-run")]
+    PlanOutWithoutDryRun,
+    /// `--apply-plan` with `--dry-run` or `--plan-out`.
+    #[error(
+        "--apply-plan acts on a reviewed plan and cannot be combined with --dry-run or \
+         --plan-out; review the plan file itself"
+    )]
+    ApplyPlanWithDryRun,
     /// `--concurrency 0`.
     #[error("invalid --concurrency 0: it must be at least 1 (default 4)")]
     Concurrency,
@@ -128,6 +143,12 @@ impl TryFrom<Arguments> for Config {
         if arguments.op_source.is_empty() {
             return Err(ConfigError::Empty("--op-source"));
         }
+        if arguments.plan_out.is_some() && !arguments.dry_run {
+            return Err(ConfigError::PlanOutWithoutDryRun);
+        }
+        if arguments.apply_plan.is_some() && arguments.dry_run {
+            return Err(ConfigError::ApplyPlanWithDryRun);
+        }
         if arguments.owner_label.as_deref() == Some("") {
             return Err(ConfigError::Empty("--owner-label"));
         }
@@ -145,6 +166,9 @@ impl TryFrom<Arguments> for Config {
             lock_wait,
             lease_ttl,
             log_format: arguments.log_format,
+            metrics_file: arguments.metrics_file,
+            plan_out: arguments.plan_out,
+            apply_plan: arguments.apply_plan,
         })
     }
 }
@@ -287,6 +311,20 @@ mod tests {
             matches!(error, ConfigError::LeaseTooShort { .. }),
             "{error}"
         );
+    }
+
+    #[test]
+    fn plans_are_written_by_dry_runs_and_applied_by_real_runs() {
+        assert_eq!(
+            config(&["--retention", "1d", "--plan-out", "p.json"]),
+            Err(ConfigError::PlanOutWithoutDryRun)
+        );
+        assert_eq!(
+            config(&["--retention", "1d", "--dry-run", "--apply-plan", "p.json"]),
+            Err(ConfigError::ApplyPlanWithDryRun)
+        );
+        assert!(config(&["--retention", "1d", "--dry-run", "--plan-out", "p.json"]).is_ok());
+        assert!(config(&["--retention", "1d", "--apply-plan", "p.json"]).is_ok());
     }
 
     #[test]

@@ -2,16 +2,19 @@
 //! than a retention ago, under each game's lease, and records every result in the state file's
 //! `operation_log`. The interface is `CONTRACT.md` version 1, restated in the README.
 //!
-//! [`run`] is one pass; `main.rs` only parses, sets up logging, calls it and maps the outcome to
-//! an exit status.
+//! [`run`] is one pass; `main.rs` only parses, sets up logging, calls it, prints the summary,
+//! writes the metrics and maps the outcome to an exit status.
 
 pub mod candidate;
 pub mod cli;
 pub mod config;
 pub mod docker;
 pub mod engine;
+pub mod metrics;
 pub mod outcome;
+pub mod output_file;
 pub mod pass;
+pub mod plan;
 pub mod store;
 pub mod summary;
 
@@ -20,10 +23,13 @@ use std::time::SystemTime;
 
 use thiserror::Error;
 
+use crate::candidate::Candidate;
 use crate::config::Config;
 use crate::docker::{DockerClient, DockerError};
 use crate::engine::ContainerIndex;
+use crate::outcome::{Outcome, ResultKind};
 use crate::pass::{PassSettings, Signal, Stop};
+use crate::plan::{Plan, PlanError};
 use crate::store::{Access, Store, StoreError};
 use crate::summary::{epoch_ms, format_epoch_ms, format_time, Counts, RecordReport, Summary};
 
@@ -47,6 +53,9 @@ pub enum RunError {
     /// The Docker daemon is unreachable or unusable.
     #[error(transparent)]
     Docker(#[from] DockerError),
+    /// The plan cannot be read, is not for this state file, or cannot be written.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
 }
 
 impl RunError {
@@ -55,7 +64,7 @@ impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::State(error) if error.is_busy() => EXIT_STATE_BUSY,
-            RunError::State(_) => EXIT_USAGE,
+            RunError::State(_) | RunError::Plan(_) => EXIT_USAGE,
             RunError::Docker(_) => EXIT_DOCKER_UNAVAILABLE,
         }
     }
@@ -70,6 +79,8 @@ pub struct Report {
     pub interrupted: Option<Signal>,
     /// The state-file failure that stopped the pass, if any.
     pub state_failure: Option<StoreError>,
+    /// The `last_op_at` of the oldest expired record still waiting after the pass.
+    pub oldest_waiting_ms: Option<i64>,
 }
 
 impl Report {
@@ -96,6 +107,10 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
         Access::ReadWrite
     };
     let mut store = Store::open(&config.state, access, config.lock_wait)?;
+    let plan = match &config.apply_plan {
+        Some(path) => Some(Plan::load(path, &config.state, config.retention.as_secs())?),
+        None => None,
+    };
     let docker = DockerClient::connect(&config.docker_host, config.docker_timeout).await?;
     let daemon = docker.daemon();
     tracing::info!(
@@ -110,12 +125,21 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
     let now_ms = epoch_ms(started);
     let retention_ms = i64::try_from(config.retention.as_millis()).unwrap_or(i64::MAX);
     let threshold_ms = now_ms.saturating_sub(retention_ms);
-    let selection = store.select(threshold_ms)?;
-    let candidates = candidate::select(selection.rows, threshold_ms);
+    let (stopped, candidates) = match &plan {
+        None => {
+            let selection = store.select(threshold_ms)?;
+            (
+                selection.stopped,
+                candidate::select(selection.rows, threshold_ms),
+            )
+        }
+        Some(plan) => (store.count_stopped()?, plan.candidates()),
+    };
     tracing::info!(
-        stopped = selection.stopped,
+        stopped,
         expired = candidates.len(),
         dry_run = config.dry_run,
+        from_plan = plan.is_some(),
         "selected the expired stopped records"
     );
 
@@ -126,17 +150,15 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
     } else {
         None
     };
-
+    let pass_time = PassTime {
+        started,
+        now_ms,
+        threshold_ms,
+    };
     let outcomes = if config.dry_run {
-        let leases = store.live_leases(now_ms)?;
-        pass::predict_all(
-            &candidates,
-            &leases,
-            containers.as_ref(),
-            config.owner_label.as_deref(),
-            config.max_removals,
-        )
+        predict(config, &store, &candidates, containers.as_ref(), &pass_time)?
     } else {
+        let writer = store.into_writer(config.op_source.clone());
         let settings = PassSettings {
             holder: pass::holder_name(),
             lease_ttl: config.lease_ttl,
@@ -144,7 +166,6 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
             docker_timeout: config.docker_timeout,
             concurrency: config.concurrency.get(),
         };
-        let writer = store.into_writer(config.op_source.clone());
         let outcomes = pass::remove_expired(
             &candidates,
             config.max_removals,
@@ -158,7 +179,84 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
         writer.close();
         outcomes
     };
+    Ok(report(
+        config,
+        stopped,
+        &candidates,
+        outcomes,
+        &pass_time,
+        &stop,
+    ))
+}
 
+/// The times of a pass, taken once.
+struct PassTime {
+    started: SystemTime,
+    now_ms: i64,
+    threshold_ms: i64,
+}
+
+impl PassTime {
+    fn threshold(&self) -> String {
+        format_epoch_ms(self.threshold_ms.max(0)).unwrap_or_default()
+    }
+}
+
+/// The dry run: predicts every candidate's result, and writes the plan when asked.
+fn predict(
+    config: &Config,
+    store: &Store,
+    candidates: &[Candidate],
+    containers: Option<&ContainerIndex>,
+    time: &PassTime,
+) -> Result<Vec<Outcome>, RunError> {
+    let leases = store.live_leases(time.now_ms)?;
+    let outcomes = pass::predict_all(
+        candidates,
+        &leases,
+        containers,
+        config.owner_label.as_deref(),
+        config.max_removals,
+    );
+    for (candidate, outcome) in candidates.iter().zip(&outcomes) {
+        log_result(candidate, outcome, "record predicted");
+    }
+    if let Some(path) = &config.plan_out {
+        let acted = pass::acted_on(candidates.len(), config.max_removals);
+        let acted_on: Vec<_> = candidates.iter().zip(&outcomes).take(acted).collect();
+        let plan = Plan::new(
+            &config.state,
+            config.retention.as_secs(),
+            format_time(time.started),
+            time.threshold(),
+            &acted_on,
+        )?;
+        plan.save(path)?;
+        tracing::info!(plan = %path.display(), records = acted_on.len(), "plan written");
+    }
+    Ok(outcomes)
+}
+
+/// Assembles the report of a pass that ran.
+fn report(
+    config: &Config,
+    stopped: u64,
+    candidates: &[Candidate],
+    outcomes: Vec<Outcome>,
+    time: &PassTime,
+    stop: &Stop,
+) -> Report {
+    let oldest_waiting_ms = candidates
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| {
+            matches!(
+                outcome.result,
+                ResultKind::Conflict | ResultKind::Failed | ResultKind::Deferred
+            )
+        })
+        .filter_map(|(candidate, _)| candidate.last_op_at)
+        .min();
     let records: Vec<RecordReport> = candidates
         .iter()
         .zip(outcomes)
@@ -168,15 +266,28 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
         dry_run: config.dry_run,
         state: config.state.clone(),
         retention_seconds: config.retention.as_secs(),
-        threshold: format_epoch_ms(threshold_ms.max(0)).unwrap_or_default(),
-        started_at: format_time(started),
+        threshold: time.threshold(),
+        started_at: format_time(time.started),
         finished_at: format_time(SystemTime::now()),
-        counts: Counts::tally(selection.stopped, &records),
+        counts: Counts::tally(stopped, &records),
         records,
     };
-    Ok(Report {
+    Report {
         summary,
         interrupted: stop.signalled(),
         state_failure: stop.take_state_failure(),
-    })
+        oldest_waiting_ms,
+    }
+}
+
+/// Logs one record's result once, with the fields a log search needs.
+pub fn log_result(candidate: &Candidate, outcome: &Outcome, what: &str) {
+    tracing::info!(
+        game_id = %candidate.game_id,
+        container_id = candidate.container_text().as_deref().unwrap_or("-"),
+        result = %outcome.result,
+        error_code = outcome.error_code.map_or("-", outcome::ErrorCode::as_str),
+        error_message = outcome.error_message.as_deref().unwrap_or(""),
+        "{what}"
+    );
 }

@@ -2,12 +2,15 @@
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::{Instant, SystemTime};
 
 use clap::Parser;
 use rt_cleanup::cli::{Arguments, LogFormat, OutputFormat};
 use rt_cleanup::config::Config;
+use rt_cleanup::metrics::{self, RunMetrics};
 use rt_cleanup::pass::{Signal, Stop};
 use rt_cleanup::summary::{render_json, render_text};
+use rt_cleanup::Report;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
             return ExitCode::from(rt_cleanup::EXIT_USAGE);
         }
     };
+    let started = Instant::now();
     let stop = Stop::new();
     let outcome = runtime.block_on(async {
         listen_for_signals(&stop)?;
@@ -40,6 +44,7 @@ fn main() -> ExitCode {
         Ok(Ok(report)) => report,
         Ok(Err(error)) => {
             tracing::error!("{error}");
+            write_metrics(&config, started, error.exit_code(), None);
             return ExitCode::from(error.exit_code());
         }
         Err(error) => {
@@ -67,7 +72,34 @@ fn main() -> ExitCode {
             signal.name()
         );
     }
+    write_metrics(&config, started, report.exit_code(), Some(&report));
     ExitCode::from(report.exit_code())
+}
+
+/// Writes `--metrics-file` for a real run (a dry run changes nothing, metrics included). A
+/// failure to write is logged; it does not change the exit status of the pass.
+fn write_metrics(config: &Config, started: Instant, exit_status: u8, report: Option<&Report>) {
+    let Some(path) = &config.metrics_file else {
+        return;
+    };
+    if config.dry_run {
+        tracing::info!(
+            "dry run: the metrics file {} is left as it is",
+            path.display()
+        );
+        return;
+    }
+    let run = RunMetrics {
+        finished_at: SystemTime::now(),
+        duration: started.elapsed(),
+        exit_status,
+        counts: report.map(|report| report.summary.counts),
+        oldest_waiting_ms: report.and_then(|report| report.oldest_waiting_ms),
+        pass_ran: report.is_some(),
+    };
+    if let Err(error) = metrics::write(path, &run) {
+        tracing::error!("cannot write the metrics file {}: {error}", path.display());
+    }
 }
 
 /// Logs go to stderr, filtered by `RT_CLEANUP_LOG`, else `RUST_LOG`, else `info`.

@@ -2,13 +2,13 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::candidate::{Candidate, Target};
 use crate::engine::{ContainerInfo, Inspection, Lookup, Removal};
 
 /// The result of one expired record, as reported and counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum ResultKind {
     /// The container existed and Docker removed it.

@@ -333,6 +333,21 @@ impl Store {
         })
     }
 
+    /// Counts the stopped records (for a pass over a plan, which selects nothing itself).
+    pub fn count_stopped(&self) -> Result<u64, StoreError> {
+        self.connection
+            .query_row(
+                "SELECT count(*) FROM runtime_records WHERE status = 'stopped'",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|count| count as u64)
+            .map_err(|source| StoreError::Select {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
     /// The leases in force at `now_ms`, by game, for a dry run's prediction of conflicts.
     pub fn live_leases(&self, now_ms: i64) -> Result<HashMap<String, LiveLease>, StoreError> {
         let select_error = |source| StoreError::Select {

@@ -8,3 +8,4 @@ mod harness;
 mod cli;
 mod contract;
 mod exits;
+mod ops;

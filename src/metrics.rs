@@ -1,0 +1,215 @@
+//! The Prometheus text-format file of `--metrics-file`, for the textfile collector of
+//! `node_exporter`.
+//!
+//! Rendering is a pure function; the file is replaced atomically. The time of the last run
+//! without failures survives runs that fail by being read back from the previous file.
+
+use std::fmt::Write as _;
+use std::io;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::outcome::ResultKind;
+use crate::output_file::write_atomically;
+use crate::summary::Counts;
+
+const LAST_SUCCESS: &str = "rt_cleanup_last_success_timestamp_seconds";
+
+/// What one run contributes to the metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunMetrics {
+    /// When the run ended.
+    pub finished_at: SystemTime,
+    /// How long it took.
+    pub duration: Duration,
+    /// Its exit status.
+    pub exit_status: u8,
+    /// Its counts, when the pass ran (not when it could not start).
+    pub counts: Option<Counts>,
+    /// The `last_op_at` (epoch ms) of the oldest expired record still waiting after the run
+    /// (`conflict`, `failed` or `deferred`); `None` when none waits or the pass did not run.
+    pub oldest_waiting_ms: Option<i64>,
+    /// Whether the pass ran at all (false when it could not start).
+    pub pass_ran: bool,
+}
+
+fn seconds(time: SystemTime) -> f64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Finds the last-success time in a previous metrics file.
+#[must_use]
+pub fn previous_success(previous: &str) -> Option<f64> {
+    previous.lines().find_map(|line| {
+        let value = line.strip_prefix(LAST_SUCCESS)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
+/// Renders the metrics in the Prometheus text exposition format.
+#[must_use]
+pub fn render(run: &RunMetrics, previous_success: Option<f64>) -> String {
+    let mut text = String::new();
+    let mut gauge = |name: &str, help: &str, samples: &[(&str, f64)]| {
+        let _ = writeln!(text, "# HELP {name} {help}");
+        let _ = writeln!(text, "# TYPE {name} gauge");
+        for (labels, value) in samples {
+            let _ = writeln!(text, "{name}{labels} {value}");
+        }
+    };
+    let finished = seconds(run.finished_at);
+    gauge(
+        "rt_cleanup_last_run_timestamp_seconds",
+        "When the last rt-cleanup run ended, Unix time.",
+        &[("", finished)],
+    );
+    gauge(
+        "rt_cleanup_last_run_duration_seconds",
+        "How long the last rt-cleanup run took.",
+        &[("", run.duration.as_secs_f64())],
+    );
+    gauge(
+        "rt_cleanup_last_run_exit_status",
+        "The exit status of the last run: 0 ok, 1 failed records, 2 usage or state file, \
+         69 Docker unavailable, 75 state file locked, 130/143 interrupted.",
+        &[("", f64::from(run.exit_status))],
+    );
+    let last_success = if run.exit_status == 0 {
+        Some(finished)
+    } else {
+        previous_success
+    };
+    if let Some(success) = last_success {
+        gauge(
+            LAST_SUCCESS,
+            "When the last run without failures ended, Unix time.",
+            &[("", success)],
+        );
+    }
+    if let Some(counts) = &run.counts {
+        let labels: Vec<(String, f64)> = ResultKind::ALL
+            .iter()
+            .map(|&result| (format!("{{result=\"{result}\"}}"), counts.of(result) as f64))
+            .collect();
+        let samples: Vec<(&str, f64)> = labels
+            .iter()
+            .map(|(label, value)| (label.as_str(), *value))
+            .collect();
+        gauge(
+            "rt_cleanup_last_run_records",
+            "Expired records of the last run, by result.",
+            &samples,
+        );
+        gauge(
+            "rt_cleanup_last_run_expired_records",
+            "Expired stopped records (candidates) in the last run.",
+            &[("", counts.expired as f64)],
+        );
+        gauge(
+            "rt_cleanup_last_run_stopped_records",
+            "Stopped records in the state file at the last run.",
+            &[("", counts.stopped as f64)],
+        );
+    }
+    if run.pass_ran {
+        let age = run.oldest_waiting_ms.map_or(0.0, |ms| {
+            let waiting_since = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+            run.finished_at
+                .duration_since(waiting_since)
+                .map_or(0.0, |d| d.as_secs_f64())
+        });
+        gauge(
+            "rt_cleanup_oldest_waiting_record_age_seconds",
+            "Age (since last_op_at) of the oldest expired record still not removed after the \
+             last run; 0 when none waits.",
+            &[("", age)],
+        );
+    }
+    text
+}
+
+/// Writes the metrics file atomically, keeping the previous last-success time when this run
+/// failed.
+pub fn write(path: &Path, run: &RunMetrics) -> io::Result<()> {
+    let previous = std::fs::read_to_string(path)
+        .ok()
+        .as_deref()
+        .and_then(previous_success);
+    write_atomically(path, render(run, previous).as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(exit_status: u8, counts: Option<Counts>) -> RunMetrics {
+        RunMetrics {
+            finished_at: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            duration: Duration::from_millis(1250),
+            exit_status,
+            counts,
+            oldest_waiting_ms: Some(1_799_999_000_000),
+            pass_ran: counts.is_some(),
+        }
+    }
+
+    #[test]
+    fn renders_every_series_of_a_pass() {
+        let counts = Counts {
+            stopped: 40,
+            expired: 12,
+            removed: 10,
+            failed: 2,
+            ..Counts::default()
+        };
+        let text = render(&run(1, Some(counts)), Some(1_700_000_000.0));
+        for line in [
+            "rt_cleanup_last_run_timestamp_seconds 1800000000",
+            "rt_cleanup_last_run_duration_seconds 1.25",
+            "rt_cleanup_last_run_exit_status 1",
+            "rt_cleanup_last_success_timestamp_seconds 1700000000",
+            "rt_cleanup_last_run_records{result=\"removed\"} 10",
+            "rt_cleanup_last_run_records{result=\"failed\"} 2",
+            "rt_cleanup_last_run_records{result=\"deferred\"} 0",
+            "rt_cleanup_last_run_expired_records 12",
+            "rt_cleanup_last_run_stopped_records 40",
+            "rt_cleanup_oldest_waiting_record_age_seconds 1000",
+            "# TYPE rt_cleanup_last_run_records gauge",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_clean_run_is_the_last_success() {
+        let text = render(&run(0, Some(Counts::default())), Some(1.0));
+        assert!(text.contains("rt_cleanup_last_success_timestamp_seconds 1800000000\n"));
+        assert_eq!(previous_success(&text), Some(1_800_000_000.0));
+    }
+
+    #[test]
+    fn a_run_that_could_not_start_keeps_the_previous_success_and_has_no_counts() {
+        let text = render(&run(69, None), Some(1_700_000_000.0));
+        assert!(text.contains("rt_cleanup_last_run_exit_status 69\n"));
+        assert!(text.contains("rt_cleanup_last_success_timestamp_seconds 1700000000\n"));
+        assert!(!text.contains("rt_cleanup_last_run_records"));
+        assert!(!text.contains("oldest_waiting"));
+    }
+
+    #[test]
+    fn write_keeps_the_last_success_across_a_failed_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rt_cleanup.prom");
+        write(&path, &run(0, Some(Counts::default()))).unwrap();
+        let mut failed = run(1, Some(Counts::default()));
+        failed.finished_at += Duration::from_secs(3600);
+        write(&path, &failed).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(previous_success(&text), Some(1_800_000_000.0));
+        assert!(text.contains("rt_cleanup_last_run_timestamp_seconds 1800003600\n"));
+    }
+}

@@ -7,5 +7,6 @@ mod harness;
 
 mod cli;
 mod contract;
+mod examples;
 mod exits;
 mod ops;

@@ -1,0 +1,127 @@
+//! Writes the shell completions (bash, zsh, fish) and the man page of rt-cleanup, generated from
+//! the clap definition in `src/cli.rs`, so that they can never drift from `--help`.
+//!
+//! ```text
+//! cargo run --example generate-assets -- OUT_DIR
+//! ```
+//!
+//! writes `OUT_DIR/rt-cleanup.bash`, `OUT_DIR/_rt-cleanup` (zsh), `OUT_DIR/rt-cleanup.fish` and
+//! `OUT_DIR/rt-cleanup.1`; `scripts/install.sh` installs them in the standard directories.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::CommandFactory;
+use clap_complete::Shell;
+use roff::{bold, roman, Roff};
+use rt_cleanup::cli::Arguments;
+
+fn main() -> ExitCode {
+    let mut arguments = std::env::args_os().skip(1);
+    let (Some(out_dir), None) = (arguments.next(), arguments.next()) else {
+        eprintln!("usage: cargo run --example generate-assets -- OUT_DIR");
+        return ExitCode::from(2);
+    };
+    match generate(Path::new(&out_dir)) {
+        Ok(written) => {
+            for path in written {
+                println!("{}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!(
+                "generate-assets: cannot write to {}: {error}",
+                Path::new(&out_dir).display()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes every asset into `out_dir` (created when missing) and returns the paths written.
+fn generate(out_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out_dir)?;
+    let mut command = Arguments::command();
+    // The binary name, not the crate's, is what a shell completes and what `man` looks up.
+    let name = command.get_name().to_owned();
+    let mut written = Vec::new();
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        written.push(clap_complete::generate_to(
+            shell,
+            &mut command,
+            &name,
+            out_dir,
+        )?);
+    }
+    let page = out_dir.join(format!("{name}.1"));
+    std::fs::write(&page, man_page(command)?)?;
+    written.push(page);
+    Ok(written)
+}
+
+/// The man page: `clap_mangen`'s standard sections, except that the text after the options
+/// (results, exit statuses, logging) gets the headings `man` readers look for instead of
+/// `clap_mangen`'s generic "EXTRA", and FILES and SEE ALSO point at the operational files.
+fn man_page(command: clap::Command) -> std::io::Result<Vec<u8>> {
+    let after_help = command
+        .get_after_long_help()
+        .or_else(|| command.get_after_help())
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let version = command.get_version().unwrap_or_default().to_owned();
+    let man = clap_mangen::Man::new(command);
+    let mut out = Vec::new();
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    man.render_synopsis_section(&mut out)?;
+    man.render_description_section(&mut out)?;
+    man.render_options_section(&mut out)?;
+
+    let mut roff = Roff::new();
+    roff.control("SH", ["RESULTS, EXIT STATUS AND LOGS"]);
+    // The help text is laid out by hand (an aligned table of exit statuses), so it is kept
+    // as it is rather than refilled.
+    roff.control("nf", []);
+    for line in after_help.lines() {
+        roff.text([roman(line)]);
+    }
+    roff.control("fi", []);
+    roff.control("SH", ["FILES"]);
+    for (path, what) in FILES {
+        roff.control("TP", []);
+        roff.text([bold(*path)]);
+        roff.text([roman(*what)]);
+    }
+    roff.control("SH", ["SEE ALSO"]);
+    roff.text([roman(
+        "systemd.timer(5), systemd.exec(5), journalctl(1), crontab(5), flock(1); \
+         /usr/local/share/doc/rt-cleanup/operations.md (docs/operations.md in the source tree).",
+    )]);
+    roff.control("SH", ["VERSION"]);
+    roff.text([roman(version)]);
+    roff.to_writer(&mut out)?;
+    Ok(out)
+}
+
+/// The files an operator meets, as `scripts/install.sh` installs them.
+const FILES: &[(&str, &str)] = &[
+    (
+        "/var/lib/rtmanager/state.db",
+        "The runtime manager's state file (default of --state). SQLite writes its -journal or \
+         -wal and -shm files beside it, so its directory must be writable for a real run.",
+    ),
+    (
+        "/etc/default/rt-cleanup",
+        "The RT_CLEANUP_* settings of the systemd service (EnvironmentFile=).",
+    ),
+    (
+        "/etc/systemd/system/rt-cleanup.service, /etc/systemd/system/rt-cleanup.timer",
+        "The hourly systemd unit pair; logs are read with journalctl -u rt-cleanup.",
+    ),
+    (
+        "/etc/systemd/system/rt-cleanup-failure@.service",
+        "The OnFailure= handler, which logs each failed run's severity and calls \
+         /etc/rt-cleanup/on-failure when that is executable.",
+    ),
+];

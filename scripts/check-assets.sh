@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Checks the generated operator assets and the install script, cheaply enough for every CI run:
+#
+#   scripts/check-assets.sh
+#
+# 1. examples/generate-assets.rs runs and writes the bash, zsh and fish completions and the man
+#    page; every long option of `rt-cleanup --help` appears in each of them, each completion
+#    passes its shell's syntax check, and the man page renders without warnings.
+# 2. scripts/install.sh --dry-run prints every step and changes nothing, and a DESTDIR install
+#    puts every file where docs/operations.md says.
+#
+# As root on a machine without them (a fresh Debian 12 CI machine), it installs man-db, zsh and
+# fish with apt-get, which the checks need.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'check-assets: %s\n' "$*" >&2; }
+die() { log "FAIL: $*"; exit 1; }
+
+install_missing() {
+  local missing=()
+  command -v man >/dev/null 2>&1 || missing+=(man-db)
+  command -v zsh >/dev/null 2>&1 || missing+=(zsh)
+  command -v fish >/dev/null 2>&1 || missing+=(fish)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" = 0 ] || die "need ${missing[*]}: install them (apt-get install ${missing[*]}) or run as root"
+  log "installing ${missing[*]} from Debian"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2 || die "apt-get update failed"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 ||
+    die "apt-get install ${missing[*]} failed"
+}
+
+install_missing
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+log "building the binary and generating the assets"
+cargo build --locked --quiet --bin rt-cleanup
+binary=${CARGO_TARGET_DIR:-target}/debug/rt-cleanup
+cargo run --locked --quiet --example generate-assets -- "$work/assets" >/dev/null
+assets=$work/assets
+for file in rt-cleanup.bash _rt-cleanup rt-cleanup.fish rt-cleanup.1; do
+  [ -s "$assets/$file" ] || die "the generator did not write $file"
+done
+
+mapfile -t options < <("$binary" --help | grep -oE -- '--[a-z][a-z-]+' | sort -u)
+[ ${#options[@]} -ge 10 ] || die "found only ${#options[@]} long options in --help: ${options[*]}"
+# roff escapes every hyphen as \- ; the rendered page is what a reader searches.
+man_text=$(MANWIDTH=200 man -l "$assets/rt-cleanup.1" 2>/dev/null)
+missing=()
+for option in "${options[@]}"; do
+  grep -qF -- "$option" <<<"$man_text" || missing+=("man page: $option")
+  grep -qF -- "$option" "$assets/rt-cleanup.bash" || missing+=("bash: $option")
+  grep -qF -- "$option" "$assets/_rt-cleanup" || missing+=("zsh: $option")
+  grep -qE -- "-l '?${option#--}'? " "$assets/rt-cleanup.fish" || missing+=("fish: $option")
+done
+[ ${#missing[@]} -eq 0 ] || die "options missing from the generated assets: ${missing[*]}"
+log "all ${#options[@]} long options are in the man page and the three completions"
+
+warnings=$(MANWIDTH=80 man --warnings -l "$assets/rt-cleanup.1" 2>&1 >/dev/null || true)
+[ -z "$warnings" ] || die "the man page renders with warnings: $warnings"
+bash -n "$assets/rt-cleanup.bash" || die "bash rejects the bash completion"
+zsh -n "$assets/_rt-cleanup" || die "zsh rejects the zsh completion"
+fish --no-execute "$assets/rt-cleanup.fish" || die "fish rejects the fish completion"
+log "the man page renders cleanly and the completions parse"
+
+log "scripts/install.sh --dry-run"
+before=$(git status --porcelain --untracked-files=all -- . ':!target' 2>/dev/null || true)
+dry_run=$(scripts/install.sh --dry-run)
+after=$(git status --porcelain --untracked-files=all -- . ':!target' 2>/dev/null || true)
+[ "$before" = "$after" ] || die "install.sh --dry-run changed the checkout"
+for path in /usr/local/bin/rt-cleanup /etc/systemd/system/rt-cleanup.service \
+  /etc/systemd/system/rt-cleanup.timer /etc/systemd/system/rt-cleanup-failure@.service \
+  /usr/local/libexec/rt-cleanup/on-failure /etc/default/rt-cleanup useradd; do
+  grep -qF -- "$path" <<<"$dry_run" || die "install.sh --dry-run does not mention $path"
+done
+
+log "DESTDIR=$work/stage scripts/install.sh --binary $binary"
+DESTDIR="$work/stage" scripts/install.sh --binary "$binary" >/dev/null
+for path in \
+  usr/local/bin/rt-cleanup \
+  etc/systemd/system/rt-cleanup.service \
+  etc/systemd/system/rt-cleanup.timer \
+  etc/systemd/system/rt-cleanup-failure@.service \
+  usr/local/libexec/rt-cleanup/on-failure \
+  etc/default/rt-cleanup \
+  usr/local/share/bash-completion/completions/rt-cleanup \
+  usr/local/share/zsh/site-functions/_rt-cleanup \
+  usr/local/share/fish/vendor_completions.d/rt-cleanup.fish \
+  usr/local/share/man/man1/rt-cleanup.1.gz \
+  usr/local/share/doc/rt-cleanup/operations.md \
+  usr/local/share/doc/rt-cleanup/cron \
+  usr/local/share/doc/rt-cleanup/rt-cleanup.env \
+  usr/local/share/doc/rt-cleanup/summary.json; do
+  [ -s "$work/stage/$path" ] || die "a DESTDIR install did not write /$path"
+done
+[ -x "$work/stage/usr/local/bin/rt-cleanup" ] || die "the installed binary is not executable"
+MANPATH="$work/stage/usr/local/share/man" man -w rt-cleanup >/dev/null ||
+  die "man does not find the installed page"
+# A second install keeps the operator's settings file.
+echo "RT_CLEANUP_RETENTION=3d" >"$work/stage/etc/default/rt-cleanup"
+DESTDIR="$work/stage" scripts/install.sh --binary "$binary" >/dev/null
+grep -qx "RT_CLEANUP_RETENTION=3d" "$work/stage/etc/default/rt-cleanup" ||
+  die "a second install overwrote /etc/default/rt-cleanup"
+log "OK"

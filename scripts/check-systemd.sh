@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Checks the systemd units in systemd/ the way CI must: `systemd-analyze verify` has to print
+# nothing for the service, the timer and the failure handler, and `systemd-analyze security
+# --offline=true` has to give rt-cleanup.service an overall exposure of 2.0 or less.
+#
+#   scripts/check-systemd.sh
+#
+# Needs systemd-analyze (Debian's systemd package) and man (man-db); as root on a machine that
+# lacks them (a fresh Debian 12 CI machine), it installs them with apt-get. It needs no running
+# systemd: both checks work on unit files.
+#
+# verify checks that every ExecStart= program exists and that every man: page of
+# Documentation= is found by man(1). Rather than install anything into the real /usr/local, it
+# runs with --root= on a throwaway tree that holds the units, the freshly built binary, the
+# failure hook and a copy of systemd's own units (verify resolves sysinit.target and the like
+# under the root too), and with MANPATH pointing at a man page generated from the clap
+# definition (examples/generate-assets.rs), so it also proves that the page `man rt-cleanup`
+# should find is generated.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MAX_EXPOSURE=2.0
+
+log() { printf 'check-systemd: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+install_missing() {
+  local missing=()
+  command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+  command -v man >/dev/null 2>&1 || missing+=(man-db)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" = 0 ] || die "need ${missing[*]}: install them (apt-get install ${missing[*]}) or run as root"
+  log "installing ${missing[*]} from Debian"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2 || die "apt-get update failed"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 ||
+    die "apt-get install ${missing[*]} failed"
+}
+
+install_missing
+log "$(systemd-analyze --version | head -n 1)"
+# --offline= arrived in systemd 250 (Debian 12 has 252). Without it, security can only inspect
+# units loaded in a running manager, which CI does not have: fail and say so.
+systemd-analyze security --help | grep -q -- '--offline=' ||
+  die "this systemd-analyze has no 'security --offline=': systemd 250 or later is needed"
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+log "building the binary and the man page"
+cargo build --locked --quiet --bin rt-cleanup
+cargo run --locked --quiet --example generate-assets -- "$work/assets" >/dev/null
+target_dir=${CARGO_TARGET_DIR:-target}
+
+root="$work/root"
+mkdir -p "$root/etc/systemd/system" "$root/usr/lib/systemd" "$root/usr/local/bin" \
+  "$root/usr/local/libexec/rt-cleanup" "$work/man/man1"
+cp -a /usr/lib/systemd/system "$root/usr/lib/systemd/"
+cp systemd/rt-cleanup.service systemd/rt-cleanup.timer systemd/rt-cleanup-failure@.service \
+  "$root/etc/systemd/system/"
+install -m 0755 "$target_dir/debug/rt-cleanup" "$root/usr/local/bin/rt-cleanup"
+install -m 0755 systemd/rt-cleanup-on-failure "$root/usr/local/libexec/rt-cleanup/on-failure"
+cp "$work/assets/rt-cleanup.1" "$work/man/man1/"
+
+status=0
+units=(rt-cleanup.service rt-cleanup.timer rt-cleanup-failure@rt-cleanup.service.service)
+log "systemd-analyze verify ${units[*]}"
+verify_rc=0
+verify_output=$(MANPATH="$work/man" systemd-analyze verify --root="$root" "${units[@]}" 2>&1) ||
+  verify_rc=$?
+if [ -n "$verify_output" ] || [ "$verify_rc" -ne 0 ]; then
+  printf '%s\n' "$verify_output"
+  log "FAIL: verify exited $verify_rc and printed the lines above; it must print nothing"
+  status=1
+else
+  log "verify: no findings"
+fi
+
+log "systemd-analyze security --offline=true systemd/rt-cleanup.service"
+security_output=$(systemd-analyze security --offline=true systemd/rt-cleanup.service 2>&1) || true
+# The settings that still add exposure, then the overall figure; the passing ones are omitted.
+printf '%s\n' "$security_output" | grep -v '^✓' || true
+exposure=$(printf '%s\n' "$security_output" |
+  sed -n 's/^.*Overall exposure level for rt-cleanup\.service: \([0-9][0-9.]*\).*$/\1/p')
+[ -n "$exposure" ] || die "FAIL: no overall exposure level in the output of security"
+echo "rt-cleanup.service exposure: $exposure (limit $MAX_EXPOSURE)"
+if awk -v e="$exposure" -v max="$MAX_EXPOSURE" 'BEGIN { exit !(e > max) }'; then
+  log "FAIL: exposure $exposure is above $MAX_EXPOSURE"
+  status=1
+fi
+
+[ "$status" -eq 0 ] && log "OK"
+exit "$status"

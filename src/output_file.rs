@@ -2,6 +2,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// Writes `contents` to a temporary file in the same directory, syncs it, and renames it over
@@ -26,6 +27,8 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     ));
     let written = (|| {
         let mut file = File::create(&temporary)?;
+        // Readable by other users whatever the umask: node_exporter runs as its own user.
+        file.set_permissions(fs::Permissions::from_mode(0o644))?;
         file.write_all(contents)?;
         file.sync_all()?;
         fs::rename(&temporary, path)
@@ -47,6 +50,10 @@ mod tests {
         write_atomically(&path, b"first\n").unwrap();
         write_atomically(&path, b"second\n").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"second\n");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 

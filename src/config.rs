@@ -131,7 +131,8 @@ impl TryFrom<Arguments> for Config {
             positive_duration("--docker-timeout", &arguments.docker_timeout, "30s")?;
         let lock_wait = parse_duration("--lock-wait", &arguments.lock_wait)?;
         let lease_ttl = positive_duration("--lease-ttl", &arguments.lease_ttl, "5m")?;
-        let longest_hold = docker_timeout * 3 + lock_wait;
+        // Saturating: absurdly long durations must be refused, not overflow.
+        let longest_hold = docker_timeout.saturating_mul(3).saturating_add(lock_wait);
         if lease_ttl <= longest_hold {
             return Err(ConfigError::LeaseTooShort {
                 lease_ttl: arguments.lease_ttl,

@@ -9,4 +9,6 @@ mod cli;
 mod contract;
 mod examples;
 mod exits;
+mod faults;
 mod ops;
+mod properties;

@@ -104,12 +104,13 @@ pub struct Arguments {
     pub docker_host: String,
 
     /// How many records are worked on at once (Docker calls overlap; the state file is written
-    /// in grouped transactions).
+    /// in grouped transactions). The default of 6 keeps four or more removals in flight while
+    /// other records take their leases (docs/benchmark.md).
     #[arg(
         long,
         env = "RT_CLEANUP_CONCURRENCY",
         value_name = "N",
-        default_value_t = 4
+        default_value_t = 6
     )]
     pub concurrency: usize,
 

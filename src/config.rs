@@ -104,7 +104,7 @@ pub enum ConfigError {
     )]
     ApplyPlanWithDryRun,
     /// `--concurrency 0`.
-    #[error("invalid --concurrency 0: it must be at least 1 (default 4)")]
+    #[error("invalid --concurrency 0: it must be at least 1 (default 6)")]
     Concurrency,
     /// A text option was empty.
     #[error("invalid {0} \"\": it must not be empty")]

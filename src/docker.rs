@@ -147,32 +147,41 @@ impl DockerClient {
     pub async fn connect(host: &DockerHost, timeout: Duration) -> Result<Self, DockerError> {
         let host_text = host.to_string();
         let prefix = Arc::new(OnceLock::new());
-        let docker = build_client(host, timeout, Arc::clone(&prefix)).map_err(|error| {
-            DockerError::Connect {
+        let ping = Arc::new(OnceLock::new());
+        let docker = build_client(host, timeout, Arc::clone(&prefix), Arc::clone(&ping)).map_err(
+            |error| DockerError::Connect {
                 host: host_text.clone(),
                 reason: error.to_string(),
-            }
-        })?;
+            },
+        )?;
         bounded(timeout, docker.ping())
             .await
             .map_err(|reason| DockerError::Ping {
                 host: host_text.clone(),
                 reason,
             })?;
-        let version =
-            bounded(timeout, docker.version())
-                .await
-                .map_err(|reason| DockerError::Version {
-                    host: host_text.clone(),
-                    reason,
+        // Every daemon answers the ping with its API version (`Api-Version`) and engine version
+        // (`Server: Docker/<version> (<os>)`); reading them there saves `GET /version`, which
+        // costs the daemon several milliseconds (it asks containerd and the runtimes for theirs)
+        // on every run. A proxy that drops the headers makes the preflight ask `/version`.
+        let (engine_version, api_text) =
+            if let Some((engine, api)) = ping.get().and_then(PingHeaders::versions) {
+                (engine, Some(api))
+            } else {
+                let version = bounded(timeout, docker.version()).await.map_err(|reason| {
+                    DockerError::Version {
+                        host: host_text.clone(),
+                        reason,
+                    }
                 })?;
-        let server_api = version
-            .api_version
+                (version.version.unwrap_or_default(), version.api_version)
+            };
+        let server_api = api_text
             .as_deref()
             .and_then(ApiVersion::parse)
             .ok_or_else(|| DockerError::Version {
                 host: host_text.clone(),
-                reason: format!("unreadable ApiVersion {:?}", version.api_version),
+                reason: format!("unreadable ApiVersion {api_text:?}"),
             })?;
         if server_api < OLDEST_API {
             return Err(DockerError::TooOld {
@@ -184,7 +193,7 @@ impl DockerClient {
         // Set once, before any other request: the preflight above went unversioned.
         let _ = prefix.set(format!("/v{wire_api}"));
         let daemon = Daemon {
-            engine_version: version.version.unwrap_or_default(),
+            engine_version,
             server_api,
             wire_api,
         };
@@ -326,10 +335,52 @@ async fn bounded<T>(
     }
 }
 
+/// The version headers of the daemon's answer to `GET /_ping`.
+#[derive(Debug, Clone, Default)]
+struct PingHeaders {
+    api_version: Option<String>,
+    server: Option<String>,
+}
+
+impl PingHeaders {
+    fn read(headers: &hyper::HeaderMap) -> Self {
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        Self {
+            api_version: text("api-version"),
+            server: text("server"),
+        }
+    }
+
+    /// The engine version and the API version, when the daemon sent both.
+    fn versions(&self) -> Option<(String, String)> {
+        let api = self.api_version.clone()?;
+        let engine = engine_from_server_header(self.server.as_deref()?)?;
+        Some((engine, api))
+    }
+}
+
+/// `Docker/20.10.24+dfsg1 (linux)` → `20.10.24+dfsg1`.
+fn engine_from_server_header(server: &str) -> Option<String> {
+    let rest = server.strip_prefix("Docker/")?;
+    let version = rest.split_once(' ').map_or(rest, |(version, _)| version);
+    (!version.is_empty()).then(|| version.to_owned())
+}
+
+/// Whether a request path (version prefix and query aside) is the ping.
+fn is_ping(request: &BollardRequest) -> bool {
+    strip_version(request.uri().path()) == "/_ping"
+}
+
 fn build_client(
     host: &DockerHost,
     timeout: Duration,
     prefix: Arc<OnceLock<String>>,
+    ping: Arc<OnceLock<PingHeaders>>,
 ) -> Result<Docker, BollardError> {
     // bollard's own timeout is whole seconds; the precise one is applied around each call.
     let seconds = timeout.as_secs().saturating_add(1);
@@ -345,9 +396,10 @@ fn build_client(
             Docker::connect_with_custom_transport(
                 move |mut request: BollardRequest| {
                     let path = versioned_path(&request, &prefix);
+                    let ping = is_ping(&request).then(|| Arc::clone(&ping));
                     *request.uri_mut() = hyperlocal::Uri::new(&socket, &path).into();
                     let response = client.request(request);
-                    async move { response.await.map_err(BollardError::from) }
+                    async move { keep_ping_headers(response.await, ping) }
                 },
                 Some("unix://docker"),
                 seconds,
@@ -359,13 +411,14 @@ fn build_client(
             let client = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
             let transport = move |mut request: BollardRequest| {
                 let uri = format!("{base}{}", versioned_path(&request, &prefix));
+                let ping = is_ping(&request).then(|| Arc::clone(&ping));
                 let response = uri.parse().map(|uri| {
                     *request.uri_mut() = uri;
                     client.request(request)
                 });
                 async move {
                     match response {
-                        Ok(response) => response.await.map_err(BollardError::from),
+                        Ok(response) => keep_ping_headers(response.await, ping),
                         Err(error) => Err(BollardError::from(error)),
                     }
                 }
@@ -378,6 +431,19 @@ fn build_client(
             )
         }
     }
+}
+
+/// Passes a response on, first keeping the version headers of a ping's answer.
+fn keep_ping_headers<E: Into<BollardError>>(
+    response: Result<hyper::Response<hyper::body::Incoming>, E>,
+    ping: Option<Arc<OnceLock<PingHeaders>>>,
+) -> Result<hyper::Response<hyper::body::Incoming>, BollardError> {
+    let response = response.map_err(Into::into)?;
+    if let Some(slot) = ping {
+        // Only the first ping's answer is kept; there is one per run.
+        let _ = slot.set(PingHeaders::read(response.headers()));
+    }
+    Ok(response)
 }
 
 /// The request's path and query with the negotiated version prefix, replacing any version
@@ -414,6 +480,21 @@ mod tests {
         assert!(new < old, "1.9 is older than 1.41");
         assert_eq!(ApiVersion::parse("x"), None);
         assert_eq!(old.to_string(), "1.41");
+    }
+
+    #[test]
+    fn reads_the_engine_version_from_the_server_header() {
+        assert_eq!(
+            engine_from_server_header("Docker/20.10.24+dfsg1 (linux)").as_deref(),
+            Some("20.10.24+dfsg1")
+        );
+        assert_eq!(engine_from_server_header("nginx/1.25"), None);
+        assert_eq!(engine_from_server_header("Docker/ (linux)"), None);
+        let partial = PingHeaders {
+            api_version: Some("1.41".into()),
+            server: None,
+        };
+        assert_eq!(partial.versions(), None, "without both, /version is asked");
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use futures_util::future;
 use futures_util::stream::{self, StreamExt};
+use tokio::sync::mpsc;
 
 use crate::candidate::{Candidate, Target};
 use crate::engine::{ContainerEngine, ContainerIndex, Inspection, Lookup};
@@ -15,7 +17,7 @@ use crate::outcome::{
     check_owner, decide_after_timeout, decide_removal, lease_conflict, predict, ErrorCode,
     LiveLease, Outcome,
 };
-use crate::store::{Claim, ClaimResult, Settlement, StateWriter, StoreError};
+use crate::store::{Claim, ClaimResult, PendingSettlement, Settlement, StateWriter, StoreError};
 use crate::summary::epoch_ms;
 
 /// The signal that interrupted a pass.
@@ -186,6 +188,13 @@ pub fn predict_all<S: BuildHasher>(
 
 /// Runs the per-record protocol over the candidates, `settings.concurrency` at a time, and
 /// returns their outcomes in the candidates' order.
+///
+/// A record holds one of the `concurrency` slots only for its lease claim and its Docker calls.
+/// Its result is handed to the state writer without waiting for the commit, so the slot goes to
+/// the next record at once and that record's claim is committed together with the result (the
+/// writer groups whatever is waiting into one transaction). A second task waits for the written
+/// results in the order they were queued, logs each one, and stops the pass at the first
+/// state-file failure, as the slots would have done themselves.
 pub async fn remove_expired<E: ContainerEngine>(
     candidates: &[Candidate],
     max_removals: Option<usize>,
@@ -203,23 +212,62 @@ pub async fn remove_expired<E: ContainerEngine>(
         settings,
         stop,
     };
-    let mut outcomes: Vec<(usize, Outcome)> = stream::iter(candidates.iter().enumerate())
-        .map(|(position, candidate)| {
-            let worker = &worker;
-            async move {
-                let outcome = if position < acted {
-                    worker.process(candidate).await
-                } else {
-                    over_limit(max_removals)
-                };
-                (position, outcome)
-            }
+    let worker = &worker;
+    let (queued, mut to_confirm) = mpsc::unbounded_channel::<(usize, PendingSettlement)>();
+    let slots = async move {
+        let finished: Vec<(usize, Outcome)> = stream::iter(candidates.iter().enumerate())
+            .map(|(position, candidate)| {
+                let queued = &queued;
+                async move {
+                    if position >= acted {
+                        return Some((position, over_limit(max_removals)));
+                    }
+                    match worker.process(candidate).await {
+                        Step::Done(outcome) => Some((position, outcome)),
+                        Step::Queued(pending) => {
+                            // The receiver lives until this task ends, so this cannot fail.
+                            let _ = queued.send((position, pending));
+                            None
+                        }
+                    }
+                }
+            })
+            .buffer_unordered(settings.concurrency.max(1))
+            .filter_map(future::ready)
+            .collect()
+            .await;
+        // Closing the channel lets the confirmations end once the last result is written.
+        drop(queued);
+        finished
+    };
+    let confirmations = async {
+        let mut confirmed = Vec::new();
+        while let Some((position, pending)) = to_confirm.recv().await {
+            let outcome = worker.confirm(&candidates[position], pending).await;
+            confirmed.push((position, outcome));
+        }
+        confirmed
+    };
+    let (finished, confirmed) = future::join(slots, confirmations).await;
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; candidates.len()];
+    for (position, outcome) in finished.into_iter().chain(confirmed) {
+        outcomes[position] = Some(outcome);
+    }
+    outcomes
+        .into_iter()
+        .map(|outcome| {
+            // Every position is either finished in its slot or queued and confirmed.
+            outcome.unwrap_or_else(|| Outcome::deferred("not reached"))
         })
-        .buffer_unordered(settings.concurrency.max(1))
         .collect()
-        .await;
-    outcomes.sort_by_key(|(position, _)| *position);
-    outcomes.into_iter().map(|(_, outcome)| outcome).collect()
+}
+
+/// Where a record's slot left it.
+enum Step {
+    /// Finished without a result to write (a deferral).
+    Done(Outcome),
+    /// Its result is queued for the state writer, not yet known to be written.
+    Queued(PendingSettlement),
 }
 
 struct Worker<'a, E> {
@@ -231,14 +279,14 @@ struct Worker<'a, E> {
 }
 
 impl<E: ContainerEngine> Worker<'_, E> {
-    async fn process(&self, candidate: &Candidate) -> Outcome {
+    async fn process(&self, candidate: &Candidate) -> Step {
         if let Some(reason) = self.stop.reason() {
-            return Outcome::deferred(reason);
+            return Step::Done(Outcome::deferred(reason));
         }
         let started_at_ms = epoch_ms(SystemTime::now());
         if let Target::Invalid(reason) = &candidate.target {
             let outcome = Outcome::failed(ErrorCode::InvalidRecord, reason.clone());
-            return self.settle(candidate, None, outcome, started_at_ms).await;
+            return self.settle(candidate, None, outcome, started_at_ms);
         }
         let claim = Claim {
             game_id: candidate.game_id.clone(),
@@ -249,19 +297,17 @@ impl<E: ContainerEngine> Worker<'_, E> {
         match self.writer.claim(claim).await {
             Ok(ClaimResult::Claimed) => {}
             Ok(ClaimResult::HeldBy(lease)) => {
-                return self
-                    .settle(candidate, None, lease_conflict(&lease), started_at_ms)
-                    .await;
+                return self.settle(candidate, None, lease_conflict(&lease), started_at_ms);
             }
             Ok(ClaimResult::Changed(change)) => {
                 let outcome = Outcome::conflict(change);
-                return self.settle(candidate, None, outcome, started_at_ms).await;
+                return self.settle(candidate, None, outcome, started_at_ms);
             }
             Err(error) => {
                 // Nothing was done for this record: it is simply not reached.
                 let outcome = Outcome::deferred(format!("not reached: {error}"));
                 self.stop.state_failed(error);
-                return outcome;
+                return Step::Done(outcome);
             }
         }
         let outcome = match &candidate.target {
@@ -274,7 +320,7 @@ impl<E: ContainerEngine> Worker<'_, E> {
             }
         };
         let holder = Some(self.settings.holder.clone());
-        self.settle(candidate, holder, outcome, started_at_ms).await
+        self.settle(candidate, holder, outcome, started_at_ms)
     }
 
     /// Removes the container under the lease: the owner check (from the listing taken at the
@@ -322,13 +368,14 @@ impl<E: ContainerEngine> Worker<'_, E> {
         }
     }
 
-    async fn settle(
+    /// Queues the record's result for the state writer without waiting for the commit.
+    fn settle(
         &self,
         candidate: &Candidate,
         holder: Option<String>,
         outcome: Outcome,
         started_at_ms: i64,
-    ) -> Outcome {
+    ) -> Step {
         let settlement = Settlement {
             game_id: candidate.game_id.clone(),
             container_id: candidate.container_text(),
@@ -337,7 +384,12 @@ impl<E: ContainerEngine> Worker<'_, E> {
             outcome,
             started_at_ms,
         };
-        let outcome = match self.writer.settle(settlement).await {
+        Step::Queued(self.writer.settle_later(settlement))
+    }
+
+    /// Waits until a queued result is written, and logs the result as written.
+    async fn confirm(&self, candidate: &Candidate, pending: PendingSettlement) -> Outcome {
+        let outcome = match pending.written().await {
             Ok(outcome) => outcome,
             Err(error) => {
                 let outcome = Outcome::failed(

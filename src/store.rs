@@ -28,6 +28,19 @@ pub const CONTRACT_USER_VERSION: i64 = 1;
 /// `operation_log.op_kind` of every row this tool writes.
 pub const OP_KIND: &str = "cleanup_container";
 
+/// The count of stopped records (`counts.stopped`). Public so that the benchmark runs the very
+/// same query in the sqlite3 CLI.
+pub const SELECT_STOPPED_COUNT: &str =
+    "SELECT count(*) FROM runtime_records WHERE status = 'stopped'";
+
+/// The candidates at threshold `?1`, oldest first: stopped rows older than the threshold, and
+/// stopped rows whose `last_op_at` is not an integer (they fail with `invalid_record`).
+pub const SELECT_CANDIDATES: &str =
+    "SELECT game_id, container_id, last_op_at FROM runtime_records \
+     WHERE status = 'stopped' \
+       AND (last_op_at < ?1 OR typeof(last_op_at) <> 'integer') \
+     ORDER BY last_op_at, game_id";
+
 /// The most requests applied in one transaction.
 const MAX_BATCH: usize = 64;
 
@@ -300,20 +313,11 @@ impl Store {
         };
         let transaction = self.connection.transaction().map_err(select_error)?;
         let stopped: i64 = transaction
-            .query_row(
-                "SELECT count(*) FROM runtime_records WHERE status = 'stopped'",
-                [],
-                |row| row.get(0),
-            )
+            .query_row(SELECT_STOPPED_COUNT, [], |row| row.get(0))
             .map_err(select_error)?;
         let rows = {
             let mut statement = transaction
-                .prepare(
-                    "SELECT game_id, container_id, last_op_at FROM runtime_records \
-                     WHERE status = 'stopped' \
-                       AND (last_op_at < ?1 OR typeof(last_op_at) <> 'integer') \
-                     ORDER BY last_op_at, game_id",
-                )
+                .prepare(SELECT_CANDIDATES)
                 .map_err(select_error)?;
             statement
                 .query_map([threshold_ms], |row| {
@@ -336,11 +340,7 @@ impl Store {
     /// Counts the stopped records (for a pass over a plan, which selects nothing itself).
     pub fn count_stopped(&self) -> Result<u64, StoreError> {
         self.connection
-            .query_row(
-                "SELECT count(*) FROM runtime_records WHERE status = 'stopped'",
-                [],
-                |row| row.get::<_, i64>(0),
-            )
+            .query_row(SELECT_STOPPED_COUNT, [], |row| row.get::<_, i64>(0))
             .map(|count| count as u64)
             .map_err(|source| StoreError::Select {
                 path: self.path.clone(),
@@ -375,6 +375,22 @@ impl Store {
     /// Hands the connection to a writer thread for the real run.
     #[must_use]
     pub fn into_writer(self, op_source: String) -> StateWriter {
+        // In WAL mode, `synchronous = NORMAL` (a setting of this connection only; the file's
+        // journal mode is left as it is) makes a commit an append to the WAL without an fsync;
+        // the WAL is synced at checkpoints. A power loss can then undo the last commits, never
+        // corrupt the file: a result lost that way was written after its container was gone, so
+        // the next run replays it as `replay_no_op`, which the contract allows. A rollback
+        // journal keeps SQLite's full syncing, since there a power loss could corrupt the file.
+        let wal = self
+            .connection
+            .pragma_query_value(None, "journal_mode", |row| row.get::<_, String>(0))
+            .is_ok_and(|mode| mode.eq_ignore_ascii_case("wal"));
+        if wal {
+            if let Err(error) = self.connection.pragma_update(None, "synchronous", "NORMAL") {
+                // Only speed is at stake: the writer then syncs every commit, as before.
+                tracing::debug!(%error, "cannot lower synchronous for the WAL state file");
+            }
+        }
         StateWriter::spawn(self.connection, op_source)
     }
 }
@@ -503,6 +519,17 @@ impl Responder {
     }
 }
 
+/// A result queued with [`StateWriter::settle_later`], not yet known to be written.
+#[derive(Debug)]
+pub struct PendingSettlement(Result<oneshot::Receiver<Result<Outcome, StoreError>>, StoreError>);
+
+impl PendingSettlement {
+    /// Waits until the result is written (or failed) and returns the outcome as written.
+    pub async fn written(self) -> Result<Outcome, StoreError> {
+        self.0?.await.map_err(|_| StoreError::WriterGone)?
+    }
+}
+
 /// The writer thread of a real run. Requests sent while a transaction is being applied are
 /// grouped into the next one.
 #[derive(Debug)]
@@ -536,9 +563,19 @@ impl StateWriter {
     /// record that changed meanwhile makes the outcome a `conflict`), one `operation_log` row,
     /// and the release of the lease. Returns the outcome as written.
     pub async fn settle(&self, settlement: Settlement) -> Result<Outcome, StoreError> {
+        self.settle_later(settlement).written().await
+    }
+
+    /// Queues a result to be written and returns at once, so that the caller can go on with
+    /// Docker work while the writer commits it (grouped with whatever else is waiting); the
+    /// written outcome is read from the returned [`PendingSettlement`].
+    #[must_use]
+    pub fn settle_later(&self, settlement: Settlement) -> PendingSettlement {
         let (reply, answer) = oneshot::channel();
-        self.send(Request::Settle(settlement), Responder::Settle(reply))?;
-        answer.await.map_err(|_| StoreError::WriterGone)?
+        PendingSettlement(
+            self.send(Request::Settle(settlement), Responder::Settle(reply))
+                .map(|()| answer),
+        )
     }
 
     fn send(&self, request: Request, responder: Responder) -> Result<(), StoreError> {
@@ -582,8 +619,15 @@ fn write_loop(
             requests.push(request);
             responders.push(responder);
         }
+        let batch = requests.len();
+        let began = std::time::Instant::now();
         match apply_batch(&mut connection, op_source, requests) {
             Ok(answers) => {
+                tracing::debug!(
+                    requests = batch,
+                    micros = began.elapsed().as_micros() as u64,
+                    "state-file transaction committed"
+                );
                 for (responder, answer) in responders.into_iter().zip(answers) {
                     let operation = responder.operation();
                     responder.send(answer.map_err(|e| write_error(operation, Arc::new(e))));

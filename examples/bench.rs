@@ -1,0 +1,835 @@
+//! The benchmark of issue 4: rt-cleanup against Docker itself and against the sqlite3 CLI.
+//!
+//! Run it with `scripts/bench.sh`, which starts a private test daemon, builds the release binary
+//! and this program, and stops the daemon again. Three parts, each run alternately with its
+//! comparisons over several rounds, reporting medians and ratios:
+//!
+//! 1. **Removal**: N expired records whose containers exist (created, never started), against
+//!    `docker container prune --filter label=…` on an identical set of N containers and against a
+//!    bare client that sends the same N `DELETE /v1.41/containers/{id}` calls 4 at a time over
+//!    keep-alive connections.
+//! 2. **Scan**: a state file of 1,000,000 records with 10,000 expired, `--dry-run --output json`
+//!    against the sqlite3 CLI running the same two queries (taken from `rt_cleanup::store`), with
+//!    peak RSS from `/usr/bin/time`.
+//! 3. **Start-up**: a real pass with nothing expired on a small state file, preflight included.
+//!
+//! Everything it creates carries the label `rtc-bench=1` and is removed at the end.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use clap::Parser;
+use futures_util::stream::{self, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use hyperlocal::UnixConnector;
+use rt_cleanup::store::{SELECT_CANDIDATES, SELECT_STOPPED_COUNT};
+use rusqlite::{params, Connection};
+
+/// The label every container of the benchmark carries.
+const BENCH_LABEL: &str = "rtc-bench";
+/// The label that names the set of containers one contender works on.
+const SET_LABEL: &str = "rtc-bench.set";
+/// The API version of the oldest supported daemon; the bare client speaks it.
+const WIRE: &str = "/v1.41";
+const DAY_MS: i64 = 86_400_000;
+
+/// The contract's schema, created after the bulk insert (see [`build_big_state`]).
+const TABLES: &str = "
+    CREATE TABLE runtime_records (
+        game_id      TEXT    PRIMARY KEY NOT NULL,
+        container_id TEXT,
+        status       TEXT    NOT NULL,
+        last_op_at   INTEGER NOT NULL,
+        node         TEXT,
+        image        TEXT
+    );
+    CREATE TABLE game_leases (
+        game_id    TEXT    PRIMARY KEY NOT NULL,
+        holder     TEXT    NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE TABLE operation_log (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        game_id       TEXT    NOT NULL,
+        op_kind       TEXT    NOT NULL,
+        op_source     TEXT    NOT NULL,
+        outcome       TEXT    NOT NULL,
+        error_code    TEXT,
+        error_message TEXT,
+        container_id  TEXT,
+        started_at    INTEGER NOT NULL,
+        finished_at   INTEGER NOT NULL
+    );
+    PRAGMA user_version = 1;
+";
+const INDEX: &str =
+    "CREATE INDEX runtime_records_status_last_op_at ON runtime_records (status, last_op_at);";
+
+/// Options of the benchmark; `scripts/bench.sh` passes the daemon through the environment.
+#[derive(Debug, Parser)]
+#[command(about = "rt-cleanup's benchmark against Docker and sqlite3 (see scripts/bench.sh)")]
+struct Options {
+    /// The Docker daemon, `unix:///path/to/docker.sock`.
+    #[arg(long, env = "RT_CLEANUP_TEST_DOCKER_HOST")]
+    docker_host: String,
+    /// The image containers are created from.
+    #[arg(
+        long,
+        env = "RT_CLEANUP_TEST_IMAGE",
+        default_value = "rt-cleanup-test/busybox:1"
+    )]
+    image: String,
+    /// The rt-cleanup binary under test.
+    #[arg(long, default_value = "target/release/rt-cleanup")]
+    binary: PathBuf,
+    /// Which parts to run.
+    #[arg(long, value_delimiter = ',', default_value = "startup,scan,removal")]
+    parts: Vec<String>,
+    /// Removal sizes and their rounds, `N:ROUNDS`.
+    #[arg(long, value_delimiter = ',', default_value = "300:5,100:3,1000:2")]
+    sizes: Vec<String>,
+    /// Rounds of the scan.
+    #[arg(long, default_value_t = 7)]
+    scan_rounds: usize,
+    /// Runs of the start-up part.
+    #[arg(long, default_value_t = 20)]
+    startup_runs: usize,
+    /// Passes `--concurrency` to rt-cleanup (default: rt-cleanup's own default).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Records of the scan's state file.
+    #[arg(long, default_value_t = 1_000_000)]
+    scan_records: usize,
+    /// Expired stopped records among them.
+    #[arg(long, default_value_t = 10_000)]
+    scan_expired: usize,
+    /// The journal mode of the removal and start-up state files: `rollback` (SQLite's default)
+    /// or `wal`.
+    #[arg(long, default_value = "rollback")]
+    journal: String,
+    /// Keeps the scan's state file at this path, and reuses it when it is there already.
+    #[arg(long)]
+    scan_state: Option<PathBuf>,
+}
+
+fn main() {
+    let options = Options::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts");
+    let socket = PathBuf::from(
+        options
+            .docker_host
+            .strip_prefix("unix://")
+            .expect("the benchmark speaks to a unix:// daemon"),
+    );
+    let docker = Docker::new(socket);
+    let work = tempfile::tempdir().expect("a temp dir");
+    runtime.block_on(async {
+        docker.remove_leftovers().await;
+        let mut report = String::new();
+        for part in &options.parts {
+            match part.as_str() {
+                "startup" => startup(&options, &docker, work.path(), &mut report).await,
+                "scan" => scan(&options, &docker, work.path(), &mut report).await,
+                "removal" => {
+                    for size in &options.sizes {
+                        let (n, rounds) = size.split_once(':').expect("sizes are N:ROUNDS");
+                        let n = n.parse().expect("N is a number");
+                        let rounds = rounds.parse().expect("ROUNDS is a number");
+                        removal(&options, &docker, work.path(), n, rounds, &mut report).await;
+                    }
+                }
+                other => panic!("unknown part {other}: use startup, scan, removal"),
+            }
+        }
+        docker.remove_leftovers().await;
+        println!("\n==================== summary ====================\n{report}");
+    });
+}
+
+/// A minimal Docker client over the unix socket with keep-alive: the bare client of the
+/// comparison, and the fast way to create containers.
+struct Docker {
+    socket: PathBuf,
+    client: Client<UnixConnector, Full<Bytes>>,
+}
+
+impl Docker {
+    fn new(socket: PathBuf) -> Self {
+        Self {
+            socket,
+            client: fresh_client(),
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<String>) -> (StatusCode, Bytes) {
+        call(&self.client, &self.socket, method, path, body).await
+    }
+
+    /// Creates `n` containers (created, not started) labelled with `set`; returns their ids.
+    async fn create(&self, image: &str, set: &str, n: usize) -> Vec<String> {
+        let body = serde_json::json!({
+            "Image": image,
+            "Labels": { BENCH_LABEL: "1", SET_LABEL: set },
+            "HostConfig": { "NetworkMode": "none" },
+        })
+        .to_string();
+        let ids: Vec<String> = stream::iter(0..n)
+            .map(|_| {
+                let body = body.clone();
+                async move {
+                    let (status, answer) = self
+                        .call(Method::POST, "/containers/create", Some(body))
+                        .await;
+                    assert_eq!(status, StatusCode::CREATED, "create: {answer:?}");
+                    let value: serde_json::Value =
+                        serde_json::from_slice(&answer).expect("create answers JSON");
+                    value["Id"]
+                        .as_str()
+                        .expect("create answers an Id")
+                        .to_owned()
+                }
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        ids
+    }
+
+    /// The ids of the containers labelled with `set`.
+    async fn list(&self, set: &str) -> Vec<String> {
+        let filters = serde_json::json!({ "label": [format!("{SET_LABEL}={set}")] }).to_string();
+        let path = format!("/containers/json?all=1&filters={}", percent(&filters));
+        let (status, answer) = self.call(Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK, "list: {answer:?}");
+        let value: serde_json::Value = serde_json::from_slice(&answer).expect("list answers JSON");
+        value
+            .as_array()
+            .expect("list answers an array")
+            .iter()
+            .filter_map(|c| c["Id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Force-removes every container of the benchmark, from this run or an interrupted one.
+    async fn remove_leftovers(&self) {
+        let filters = serde_json::json!({ "label": [BENCH_LABEL] }).to_string();
+        let path = format!("/containers/json?all=1&filters={}", percent(&filters));
+        let (_, answer) = self.call(Method::GET, &path, None).await;
+        let value: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
+        let ids: Vec<String> = value
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["Id"].as_str().map(str::to_owned))
+            .collect();
+        stream::iter(ids)
+            .map(|id| async move {
+                self.call(Method::DELETE, &format!("/containers/{id}?force=1"), None)
+                    .await
+            })
+            .buffer_unordered(8)
+            .collect::<Vec<_>>()
+            .await;
+    }
+}
+
+fn fresh_client() -> Client<UnixConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build(UnixConnector)
+}
+
+async fn call(
+    client: &Client<UnixConnector, Full<Bytes>>,
+    socket: &Path,
+    method: Method,
+    path: &str,
+    body: Option<String>,
+) -> (StatusCode, Bytes) {
+    let uri: hyper::Uri = hyperlocal::Uri::new(socket, &format!("{WIRE}{path}")).into();
+    let mut request = Request::builder().method(method).uri(uri);
+    if body.is_some() {
+        request = request.header("content-type", "application/json");
+    }
+    let request = request
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .expect("a valid request");
+    let response = client.request(request).await.expect("the daemon answers");
+    let status = response.status();
+    // Reading the body to its end is what lets the connection go back to the pool.
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("the answer's body")
+        .to_bytes();
+    (status, body)
+}
+
+fn percent(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_millis() as i64
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("the clock is after 1970")
+            .as_nanos()
+    )
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let middle = sorted.len() / 2;
+    if sorted.len() % 2 == 1 {
+        sorted[middle]
+    } else {
+        (sorted[middle - 1] + sorted[middle]) / 2.0
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "NOT MET"
+    }
+}
+
+fn list_ms(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:.0}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What one run of a program took and used.
+struct Measured {
+    wall_ms: f64,
+    max_rss_kib: u64,
+    stdout: Vec<u8>,
+    status: i32,
+}
+
+/// Runs a program under `/usr/bin/time` (for its peak RSS) and times its wall clock.
+fn measure(program: &Path, args: &[String], env: &[(&str, String)]) -> Measured {
+    let rss_file = tempfile::NamedTempFile::new().expect("a temp file");
+    let mut command = Command::new("/usr/bin/time");
+    command
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(rss_file.path())
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let started = Instant::now();
+    let output = command.output().expect("/usr/bin/time runs");
+    let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let rss = std::fs::read_to_string(rss_file.path()).unwrap_or_default();
+    let max_rss_kib = rss
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .next_back()
+        .unwrap_or(0);
+    Measured {
+        wall_ms,
+        max_rss_kib,
+        stdout: output.stdout,
+        status: output.status.code().unwrap_or(-1),
+    }
+}
+
+fn rt_cleanup_args(options: &Options, state: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "--retention".to_owned(),
+        "7d".to_owned(),
+        "--state".to_owned(),
+        state.display().to_string(),
+        "--docker-host".to_owned(),
+        options.docker_host.clone(),
+    ];
+    if let Some(concurrency) = options.concurrency {
+        args.push("--concurrency".to_owned());
+        args.push(concurrency.to_string());
+    }
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args
+}
+
+fn counts(stdout: &[u8]) -> serde_json::Value {
+    let summary: serde_json::Value =
+        serde_json::from_slice(stdout).expect("rt-cleanup prints its JSON summary");
+    summary["counts"].clone()
+}
+
+/// A small pseudo-random generator, so that the data is the same in every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn hex(&mut self, len: usize) -> String {
+        let mut out = String::with_capacity(len);
+        while out.len() < len {
+            let _ = write!(out, "{:016x}", self.next());
+        }
+        out.truncate(len);
+        out
+    }
+}
+
+/// A state file with the schema and the index, and the given records.
+fn small_state(path: &Path, journal: &str, records: &[(String, Option<String>, &str, i64)]) {
+    let mut connection = Connection::open(path).expect("the state file opens");
+    if journal == "wal" {
+        let mode: String = connection
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .expect("WAL mode");
+        assert_eq!(mode, "wal");
+    }
+    connection.execute_batch(TABLES).expect("the schema");
+    connection.execute_batch(INDEX).expect("the index");
+    let transaction = connection.transaction().expect("a transaction");
+    {
+        let mut insert = transaction
+            .prepare(
+                "INSERT INTO runtime_records (game_id, container_id, status, last_op_at) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .expect("the insert");
+        for (game, container, status, last_op_at) in records {
+            insert
+                .execute(params![game, container, status, last_op_at])
+                .expect("a record");
+        }
+    }
+    transaction.commit().expect("the commit");
+}
+
+// ------------------------------------------------------------------------------------------
+// Part 3: start-up.
+
+async fn startup(options: &Options, docker: &Docker, work: &Path, report: &mut String) {
+    println!(
+        "== start-up: a pass with nothing expired, {} runs",
+        options.startup_runs
+    );
+    let state = work.join("startup.db");
+    let now = now_ms();
+    let mut rng = Rng(7);
+    let records: Vec<_> = (0..200)
+        .map(|i| {
+            let status = ["running", "stopped", "removed", "removed"][i % 4];
+            let age = rng.below(6 * DAY_MS as u64) as i64;
+            (format!("game-{i:05}"), Some(rng.hex(64)), status, now - age)
+        })
+        .collect();
+    small_state(&state, &options.journal, &records);
+    // One container on the daemon besides, so that the daemon is not empty.
+    docker.create(&options.image, "startup", 1).await;
+    let args = rt_cleanup_args(options, &state, &["--output", "json"]);
+    let mut walls = Vec::new();
+    for run in 0..=options.startup_runs {
+        let measured = measure(&options.binary, &args, &[]);
+        assert_eq!(measured.status, 0, "rt-cleanup exits 0");
+        assert_eq!(counts(&measured.stdout)["expired"], 0);
+        // The first run warms the page cache and is not counted.
+        if run > 0 {
+            walls.push(measured.wall_ms);
+        }
+    }
+    let wall = median(&walls);
+    println!("  rt-cleanup walls (ms): {}", list_ms(&walls));
+    let _ = writeln!(
+        report,
+        "start-up (200 records, none expired, {} runs): median {wall:.1} ms, min {:.1} ms; \
+         target <= 30 ms: {}",
+        walls.len(),
+        walls.iter().copied().fold(f64::INFINITY, f64::min),
+        verdict(wall <= 30.0)
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// Part 2: scan.
+
+/// Builds the scan's state file: `records` records, `expired` of them stopped longer than the
+/// retention ago (7 days), in one transaction with one prepared statement; the index is made
+/// afterwards, as a bulk load would.
+fn build_big_state(path: &Path, records: usize, expired: usize, existing: &[String]) -> i64 {
+    let now = now_ms();
+    let mut connection = Connection::open(path).expect("the state file opens");
+    // A large page cache keeps the random inserts into the primary-key index in memory; the
+    // file is the benchmark's own, so it needs no journal while it is being made.
+    connection
+        .execute_batch("PRAGMA cache_size = -524288; PRAGMA journal_mode = OFF;")
+        .expect("the bulk-load settings");
+    connection.execute_batch(TABLES).expect("the schema");
+    let mut rng = Rng(0x5eed);
+    let transaction = connection.transaction().expect("a transaction");
+    {
+        let mut insert = transaction
+            .prepare(
+                "INSERT INTO runtime_records \
+                   (game_id, container_id, status, last_op_at, node, image) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .expect("the insert");
+        // Every `stride`-th record is an expired stopped one, the rest a realistic mix: most
+        // games are long removed, some run, some stopped within the retention, a few being made.
+        let stride = records / expired.max(1);
+        let mut made_expired = 0;
+        for i in 0..records {
+            let game = format!(
+                "{}-{}-{}-{}",
+                rng.hex(8),
+                rng.hex(4),
+                rng.hex(4),
+                rng.hex(12)
+            );
+            let container = rng.hex(64);
+            let (status, last_op_at): (&str, rusqlite::types::Value) =
+                if i % stride == 0 && made_expired < expired {
+                    made_expired += 1;
+                    if made_expired % 2000 == 0 {
+                        // A few rows the runtime manager wrote badly: candidates that fail
+                        // with invalid_record.
+                        ("stopped", "yesterday".to_owned().into())
+                    } else {
+                        let age = 8 * DAY_MS + rng.below(80 * DAY_MS as u64) as i64;
+                        ("stopped", (now - age).into())
+                    }
+                } else {
+                    match rng.below(100) {
+                        0..=64 => (
+                            "removed",
+                            (now - rng.below(90 * DAY_MS as u64) as i64).into(),
+                        ),
+                        65..=84 => ("running", (now - rng.below(DAY_MS as u64) as i64).into()),
+                        85..=98 => (
+                            "stopped",
+                            (now - rng.below(6 * DAY_MS as u64) as i64).into(),
+                        ),
+                        _ => ("creating", (now - rng.below(60_000) as i64).into()),
+                    }
+                };
+            // The expired records of the first few games point at containers that exist.
+            let container = if status == "stopped" && made_expired <= existing.len() {
+                existing
+                    .get(made_expired.saturating_sub(1))
+                    .cloned()
+                    .unwrap_or(container)
+            } else {
+                container
+            };
+            insert
+                .execute(params![
+                    game,
+                    container,
+                    status,
+                    last_op_at,
+                    format!("node-{}", rng.below(40)),
+                    "registry.example/game-server:2026.11"
+                ])
+                .expect("a record");
+        }
+    }
+    transaction.commit().expect("the commit");
+    connection.execute_batch(INDEX).expect("the index");
+    connection.execute_batch("ANALYZE").expect("analyze");
+    now
+}
+
+async fn scan(options: &Options, docker: &Docker, work: &Path, report: &mut String) {
+    let state = options
+        .scan_state
+        .clone()
+        .unwrap_or_else(|| work.join("scan.db"));
+    println!(
+        "== scan: {} records, {} expired, {} rounds",
+        options.scan_records, options.scan_expired, options.scan_rounds
+    );
+    let existing = docker.create(&options.image, "scan", 20).await;
+    if state.exists() {
+        println!("  reusing {}", state.display());
+    } else {
+        let started = Instant::now();
+        build_big_state(
+            &state,
+            options.scan_records,
+            options.scan_expired,
+            &existing,
+        );
+        println!(
+            "  built the state file in {:.1} s ({} MiB)",
+            started.elapsed().as_secs_f64(),
+            std::fs::metadata(&state).map_or(0, |m| m.len() >> 20)
+        );
+    }
+    let sqlite3 = PathBuf::from("sqlite3");
+    let sqlite3 = which(&sqlite3);
+    let mut rt_walls = Vec::new();
+    let mut rt_rss = Vec::new();
+    let mut sq_walls = Vec::new();
+    let mut sq_rss = Vec::new();
+    let rt_args = rt_cleanup_args(options, &state, &["--dry-run", "--output", "json"]);
+    for round in 0..=options.scan_rounds {
+        let mut once = |first_rt: bool| {
+            for contender in 0..2 {
+                if (contender == 0) == first_rt {
+                    let measured = measure(&options.binary, &rt_args, &[]);
+                    let counts = counts(&measured.stdout);
+                    assert_eq!(
+                        counts["expired"].as_u64(),
+                        Some(options.scan_expired as u64),
+                        "{counts}"
+                    );
+                    if round > 0 {
+                        rt_walls.push(measured.wall_ms);
+                        rt_rss.push(measured.max_rss_kib as f64 / 1024.0);
+                    }
+                } else {
+                    // The same two queries, with the threshold rt-cleanup computes for 7d.
+                    let threshold = now_ms() - 7 * DAY_MS;
+                    let script = format!(
+                        "{SELECT_STOPPED_COUNT};\n{};\n",
+                        SELECT_CANDIDATES.replace("?1", &threshold.to_string())
+                    );
+                    let args = vec!["-readonly".to_owned(), state.display().to_string(), script];
+                    let measured = measure(&sqlite3, &args, &[]);
+                    assert_eq!(measured.status, 0, "sqlite3 runs the queries");
+                    let lines = measured.stdout.split(|b| *b == b'\n').count() - 1;
+                    assert_eq!(lines, options.scan_expired + 1, "sqlite3's rows");
+                    if round > 0 {
+                        sq_walls.push(measured.wall_ms);
+                        sq_rss.push(measured.max_rss_kib as f64 / 1024.0);
+                    }
+                }
+            }
+        };
+        once(round % 2 == 0);
+    }
+    let (rt, sq) = (median(&rt_walls), median(&sq_walls));
+    let peak = rt_rss.iter().copied().fold(0.0, f64::max);
+    println!("  rt-cleanup walls (ms): {}", list_ms(&rt_walls));
+    println!("  sqlite3 walls (ms):    {}", list_ms(&sq_walls));
+    println!(
+        "  peak RSS (MiB): rt-cleanup {peak:.1}, sqlite3 {:.1}",
+        sq_rss.iter().copied().fold(0.0, f64::max)
+    );
+    let _ = writeln!(
+        report,
+        "scan ({} records, {} expired, {} rounds): rt-cleanup --dry-run --output json median \
+         {rt:.0} ms, sqlite3 CLI median {sq:.0} ms, ratio {:.2} (target <= 1.5: {}); \
+         rt-cleanup peak RSS {peak:.1} MiB (target <= 64: {})",
+        options.scan_records,
+        options.scan_expired,
+        rt_walls.len(),
+        rt / sq,
+        verdict(rt / sq <= 1.5),
+        verdict(peak <= 64.0)
+    );
+}
+
+fn which(program: &Path) -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("{} is not on PATH", program.display()))
+}
+
+// ------------------------------------------------------------------------------------------
+// Part 1: removal.
+
+#[derive(Debug, Clone, Copy)]
+enum Contender {
+    RtCleanup,
+    Prune,
+    Bare,
+}
+
+async fn removal(
+    options: &Options,
+    docker: &Docker,
+    work: &Path,
+    n: usize,
+    rounds: usize,
+    report: &mut String,
+) {
+    println!("== removal: N = {n}, {rounds} rounds");
+    let contenders = [Contender::RtCleanup, Contender::Prune, Contender::Bare];
+    let mut walls: [Vec<f64>; 3] = Default::default();
+    for round in 0..rounds {
+        // Each round starts with another contender, so none always runs first.
+        for step in 0..3 {
+            let which = (round + step) % 3;
+            let set = unique("set");
+            let ids = docker.create(&options.image, &set, n).await;
+            // Let the daemon settle after the burst of creations.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let wall = match contenders[which] {
+                Contender::RtCleanup => run_rt_cleanup(options, work, &ids),
+                Contender::Prune => run_prune(options, &set),
+                Contender::Bare => bare_client(docker, &ids).await,
+            };
+            let left = docker.list(&set).await;
+            assert!(
+                left.is_empty(),
+                "{:?} left {} containers",
+                contenders[which],
+                left.len()
+            );
+            println!("  round {round}: {:?} {wall:.0} ms", contenders[which]);
+            walls[which].push(wall);
+        }
+    }
+    let [rt, prune, bare] = [median(&walls[0]), median(&walls[1]), median(&walls[2])];
+    let _ = writeln!(
+        report,
+        "removal N={n} ({rounds} rounds, {} journal): rt-cleanup {rt:.0} ms ({:.1} ms/container), \
+         docker container prune {prune:.0} ms, bare client x4 {bare:.0} ms; \
+         rt/prune {:.2} (target <= 0.8: {}), rt/bare {:.2} (target <= 1.25: {})\n  \
+         rounds (ms): rt-cleanup [{}], prune [{}], bare [{}]",
+        options.journal,
+        rt / n as f64,
+        rt / prune,
+        verdict(rt / prune <= 0.8),
+        rt / bare,
+        verdict(rt / bare <= 1.25),
+        list_ms(&walls[0]),
+        list_ms(&walls[1]),
+        list_ms(&walls[2]),
+    );
+}
+
+/// A state file whose `ids.len()` expired records name these containers (by full id, as the
+/// runtime manager stores them), among twice as many other records; then one timed real pass.
+fn run_rt_cleanup(options: &Options, work: &Path, ids: &[String]) -> f64 {
+    let state = work.join(format!("{}.db", unique("removal")));
+    let now = now_ms();
+    let mut rng = Rng(11);
+    let mut records: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let age = 8 * DAY_MS + rng.below(30 * DAY_MS as u64) as i64;
+            (
+                format!("game-{i:05}"),
+                Some(id.clone()),
+                "stopped",
+                now - age,
+            )
+        })
+        .collect();
+    for i in 0..ids.len() * 2 {
+        let status = ["running", "removed"][i % 2];
+        records.push((
+            format!("other-{i:05}"),
+            Some(rng.hex(64)),
+            status,
+            now - DAY_MS,
+        ));
+    }
+    small_state(&state, &options.journal, &records);
+    let args = rt_cleanup_args(options, &state, &["--output", "json"]);
+    let measured = measure(&options.binary, &args, &[]);
+    let counts = counts(&measured.stdout);
+    assert_eq!(measured.status, 0, "rt-cleanup exits 0: {counts}");
+    assert_eq!(
+        counts["removed"].as_u64(),
+        Some(ids.len() as u64),
+        "{counts}"
+    );
+    let _ = std::fs::remove_file(&state);
+    measured.wall_ms
+}
+
+fn run_prune(options: &Options, set: &str) -> f64 {
+    let started = Instant::now();
+    let output = Command::new("docker")
+        .args(["container", "prune", "--force", "--filter"])
+        .arg(format!("label={SET_LABEL}={set}"))
+        .env("DOCKER_HOST", &options.docker_host)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the docker CLI runs");
+    let wall = started.elapsed().as_secs_f64() * 1000.0;
+    assert!(output.status.success(), "docker container prune fails");
+    wall
+}
+
+/// The floor for any client of the daemon: the same DELETE calls, 4 at a time, over keep-alive
+/// connections of a client made for the purpose (its connection set-up is counted).
+async fn bare_client(docker: &Docker, ids: &[String]) -> f64 {
+    let client = fresh_client();
+    let started = Instant::now();
+    let statuses: Vec<StatusCode> = stream::iter(ids)
+        .map(|id| {
+            let client = &client;
+            async move {
+                call(
+                    client,
+                    &docker.socket,
+                    Method::DELETE,
+                    &format!("/containers/{id}"),
+                    None,
+                )
+                .await
+                .0
+            }
+        })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    let wall = started.elapsed().as_secs_f64() * 1000.0;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::NO_CONTENT),
+        "every DELETE answers 204"
+    );
+    wall
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The benchmark of issue 4: rt-cleanup against `docker container prune`, a bare Docker client and
+# the sqlite3 CLI, on a private Docker daemon of its own. See docs/benchmark.md for the figures.
+#
+#   scripts/bench.sh                 # everything (about 6-8 minutes after the release build)
+#   scripts/bench.sh --parts scan    # extra arguments go to the first run of examples/bench.rs
+#
+# It starts its own dockerd (scripts/test-daemon.sh with RT_CLEANUP_TEST_ROOT, default
+# /tmp/rtc-bench-docker) so that no other daemon's load or tests disturb the figures and the
+# benchmark disturbs no one; builds the release binary and the bench program; runs the bench
+# (start-up, scan, removal at N = 300, 100, 1000 with WAL state files), then the removal at
+# N = 300 again with rollback-journal state files; and stops the daemon.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export RT_CLEANUP_TEST_ROOT=${RT_CLEANUP_BENCH_ROOT:-/tmp/rtc-bench-docker}
+# Always the private daemon: a daemon given for the tests may be busy with them.
+unset RT_CLEANUP_TEST_DOCKER_HOST
+
+install_missing() {
+  local missing=()
+  [ -x /usr/bin/time ] || missing+=(time)
+  command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" = 0 ] || { echo "bench.sh: need ${missing[*]} (apt-get install ${missing[*]})" >&2; exit 1; }
+  echo "bench.sh: installing ${missing[*]} from Debian" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+install_missing
+
+eval "$(scripts/test-daemon.sh start)"
+trap 'scripts/test-daemon.sh stop' EXIT
+
+echo "== machine"
+echo "cpus: $(nproc) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'))"
+echo "memory: $(free -h | awk '/^Mem:/ {print $2}')"
+echo "kernel: $(uname -r)"
+echo "docker: $(DOCKER_HOST="$RT_CLEANUP_TEST_DOCKER_HOST" docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')," \
+  "storage driver $(DOCKER_HOST="$RT_CLEANUP_TEST_DOCKER_HOST" docker info --format '{{.Driver}}')"
+echo "disk: $(df -hT "${TMPDIR:-/tmp}" | awk 'NR==2 {print $1, $2, $3}') for ${TMPDIR:-/tmp} (state files) and $RT_CLEANUP_TEST_ROOT"
+echo "sqlite3: $(sqlite3 --version | cut -d' ' -f1)"
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+cargo build --release --locked --bin rt-cleanup --example bench
+
+target/release/examples/bench --journal wal "$@"
+if [ $# -eq 0 ]; then
+  target/release/examples/bench --journal rollback --parts removal --sizes 300:3
+fi
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -39,35 +39,15 @@ const SET_LABEL: &str = "rtc-bench.set";
 const WIRE: &str = "/v1.41";
 const DAY_MS: i64 = 86_400_000;
 
-/// The contract's schema, created after the bulk insert (see [`build_big_state`]).
-const TABLES: &str = "
-    CREATE TABLE runtime_records (
-        game_id      TEXT    PRIMARY KEY NOT NULL,
-        container_id TEXT,
-        status       TEXT    NOT NULL,
-        last_op_at   INTEGER NOT NULL,
-        node         TEXT,
-        image        TEXT
-    );
-    CREATE TABLE game_leases (
-        game_id    TEXT    PRIMARY KEY NOT NULL,
-        holder     TEXT    NOT NULL,
-        expires_at INTEGER NOT NULL
-    );
-    CREATE TABLE operation_log (
-        id            INTEGER PRIMARY KEY AUTOINCREMENT,
-        game_id       TEXT    NOT NULL,
-        op_kind       TEXT    NOT NULL,
-        op_source     TEXT    NOT NULL,
-        outcome       TEXT    NOT NULL,
-        error_code    TEXT,
-        error_message TEXT,
-        container_id  TEXT,
-        started_at    INTEGER NOT NULL,
-        finished_at   INTEGER NOT NULL
-    );
-    PRAGMA user_version = 1;
-";
+/// The contract's schema (shared with the demo and the tests) without its index, which is made
+/// after the bulk insert (see [`build_big_state`]), and with two columns a runtime manager could
+/// keep.
+const TABLES: &str = concat!(
+    include_str!("state-schema.sql"),
+    "DROP INDEX runtime_records_status_last_op_at;
+     ALTER TABLE runtime_records ADD COLUMN node TEXT;
+     ALTER TABLE runtime_records ADD COLUMN image TEXT;"
+);
 const INDEX: &str =
     "CREATE INDEX runtime_records_status_last_op_at ON runtime_records (status, last_op_at);";
 

@@ -16,33 +16,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection};
 
-const SCHEMA: &str = "
-    CREATE TABLE runtime_records (
-        game_id      TEXT    PRIMARY KEY NOT NULL,
-        container_id TEXT,
-        status       TEXT    NOT NULL,
-        last_op_at   INTEGER NOT NULL
-    );
-    CREATE INDEX runtime_records_status_last_op_at ON runtime_records (status, last_op_at);
-    CREATE TABLE game_leases (
-        game_id    TEXT    PRIMARY KEY NOT NULL,
-        holder     TEXT    NOT NULL,
-        expires_at INTEGER NOT NULL
-    );
-    CREATE TABLE operation_log (
-        id            INTEGER PRIMARY KEY AUTOINCREMENT,
-        game_id       TEXT    NOT NULL,
-        op_kind       TEXT    NOT NULL,
-        op_source     TEXT    NOT NULL,
-        outcome       TEXT    NOT NULL,
-        error_code    TEXT,
-        error_message TEXT,
-        container_id  TEXT,
-        started_at    INTEGER NOT NULL,
-        finished_at   INTEGER NOT NULL
-    );
-    PRAGMA user_version = 1;
-";
+/// The contract's schema, shared with the tests and the benchmark.
+const SCHEMA: &str = include_str!("state-schema.sql");
 
 const DAY_MS: i64 = 86_400_000;
 

@@ -17,18 +17,7 @@ export RT_CLEANUP_TEST_ROOT=${RT_CLEANUP_BENCH_ROOT:-/tmp/rtc-bench-docker}
 # Always the private daemon: a daemon given for the tests may be busy with them.
 unset RT_CLEANUP_TEST_DOCKER_HOST
 
-install_missing() {
-  local missing=()
-  [ -x /usr/bin/time ] || missing+=(time)
-  command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
-  [ ${#missing[@]} -eq 0 ] && return 0
-  [ "$(id -u)" = 0 ] || { echo "bench.sh: need ${missing[*]} (apt-get install ${missing[*]})" >&2; exit 1; }
-  echo "bench.sh: installing ${missing[*]} from Debian" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-}
-install_missing
+scripts/ensure-packages.sh /usr/bin/time=time sqlite3=sqlite3
 
 eval "$(scripts/test-daemon.sh start)"
 trap 'scripts/test-daemon.sh stop' EXIT

@@ -17,21 +17,8 @@ cd "$(dirname "$0")/.."
 log() { printf 'check-assets: %s\n' "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
 
-install_missing() {
-  local missing=()
-  command -v man >/dev/null 2>&1 || missing+=(man-db)
-  command -v zsh >/dev/null 2>&1 || missing+=(zsh)
-  command -v fish >/dev/null 2>&1 || missing+=(fish)
-  [ ${#missing[@]} -eq 0 ] && return 0
-  [ "$(id -u)" = 0 ] || die "need ${missing[*]}: install them (apt-get install ${missing[*]}) or run as root"
-  log "installing ${missing[*]} from Debian"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2 || die "apt-get update failed"
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 ||
-    die "apt-get install ${missing[*]} failed"
-}
 
-install_missing
+"$(dirname "$0")/ensure-packages.sh" man=man-db zsh=zsh fish=fish
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -24,20 +24,8 @@ MAX_EXPOSURE=2.0
 log() { printf 'check-systemd: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 
-install_missing() {
-  local missing=()
-  command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
-  command -v man >/dev/null 2>&1 || missing+=(man-db)
-  [ ${#missing[@]} -eq 0 ] && return 0
-  [ "$(id -u)" = 0 ] || die "need ${missing[*]}: install them (apt-get install ${missing[*]}) or run as root"
-  log "installing ${missing[*]} from Debian"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2 || die "apt-get update failed"
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 ||
-    die "apt-get install ${missing[*]} failed"
-}
 
-install_missing
+"$(dirname "$0")/ensure-packages.sh" systemd-analyze=systemd man=man-db
 log "$(systemd-analyze --version | head -n 1)"
 # --offline= arrived in systemd 250 (Debian 12 has 252). Without it, security can only inspect
 # units loaded in a running manager, which CI does not have: fail and say so.

@@ -19,19 +19,6 @@ IMAGE=${RT_CLEANUP_TEST_IMAGE:-rt-cleanup-test/busybox:1}
 log() { printf 'test-daemon: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 
-install_missing() {
-  local missing=()
-  command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
-  [ -x /bin/busybox ] || missing+=(busybox-static)
-  command -v docker >/dev/null 2>&1 || missing+=(docker.io)
-  [ ${#missing[@]} -eq 0 ] && return 0
-  [ "$(id -u)" = 0 ] || die "need ${missing[*]}: install them (apt-get install ${missing[*]}) or run as root"
-  log "installing ${missing[*]} from Debian"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2 || die "apt-get update failed"
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 ||
-    die "apt-get install ${missing[*]} failed"
-}
 
 reachable() { DOCKER_HOST="$1" timeout 10 docker version --format '{{.Server.APIVersion}}' >/dev/null 2>&1; }
 
@@ -75,7 +62,8 @@ build_image() {
 
 case "${1:-start}" in
   start)
-    install_missing
+    "$(dirname "$0")/ensure-packages.sh" dockerd=docker.io docker=docker.io \
+      /bin/busybox=busybox-static
     if [ -n "${RT_CLEANUP_TEST_DOCKER_HOST:-}" ]; then
       reachable "$RT_CLEANUP_TEST_DOCKER_HOST" ||
         die "RT_CLEANUP_TEST_DOCKER_HOST=$RT_CLEANUP_TEST_DOCKER_HOST does not answer"

@@ -11,14 +11,7 @@ cd "$(dirname "$0")/.."
 export RT_CLEANUP_TEST_RUN="run-$$-$(date +%s)"
 
 # The metrics tests scrape through Debian's node_exporter, the real consumer of --metrics-file.
-if ! command -v prometheus-node-exporter >/dev/null 2>&1; then
-  echo "test.sh: installing prometheus-node-exporter from Debian" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    prometheus-node-exporter >&2 ||
-    { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-      --no-install-recommends prometheus-node-exporter >&2; } ||
-    { echo "test.sh: cannot install prometheus-node-exporter" >&2; exit 1; }
-fi
+scripts/ensure-packages.sh prometheus-node-exporter=prometheus-node-exporter
 eval "$(scripts/test-daemon.sh start)"
 started_private=${RT_CLEANUP_TEST_DAEMON_PIDFILE:+yes}
 

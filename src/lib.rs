@@ -218,21 +218,8 @@ fn predict(
         config.owner_label.as_deref(),
         config.max_removals,
     );
-    // The summary on stdout already lists every prediction; logging each one again at INFO
-    // cost a dry run of 10,000 candidates about a fifth of its time (issue 4, scan target), so
-    // the per-record lines of a dry run are DEBUG (`RT_CLEANUP_LOG=debug` shows them).
-    if tracing::enabled!(tracing::Level::DEBUG) {
-        for (candidate, outcome) in candidates.iter().zip(&outcomes) {
-            tracing::debug!(
-                game_id = %candidate.game_id,
-                container_id = candidate.container_text().as_deref().unwrap_or("-"),
-                result = %outcome.result,
-                error_code = outcome.error_code.map_or("-", outcome::ErrorCode::as_str),
-                error_message = outcome.error_message.as_deref().unwrap_or(""),
-                "record predicted"
-            );
-        }
-    }
+    // No log line per prediction: the summary on stdout lists every one, and 10,000 such lines
+    // cost a large dry run about a fifth of its time (docs/benchmark.md).
     if let Some(path) = &config.plan_out {
         let acted = pass::acted_on(candidates.len(), config.max_removals);
         let acted_on: Vec<_> = candidates.iter().zip(&outcomes).take(acted).collect();
@@ -290,16 +277,4 @@ fn report(
         state_failure: stop.take_state_failure(),
         oldest_waiting_ms,
     }
-}
-
-/// Logs one record's result once, with the fields a log search needs.
-pub fn log_result(candidate: &Candidate, outcome: &Outcome, what: &str) {
-    tracing::info!(
-        game_id = %candidate.game_id,
-        container_id = candidate.container_text().as_deref().unwrap_or("-"),
-        result = %outcome.result,
-        error_code = outcome.error_code.map_or("-", outcome::ErrorCode::as_str),
-        error_message = outcome.error_message.as_deref().unwrap_or(""),
-        "{what}"
-    );
 }

@@ -400,6 +400,7 @@ impl<E: ContainerEngine> Worker<'_, E> {
                 outcome
             }
         };
+        // Each record's result is logged once, with the fields a log search needs.
         tracing::info!(
             game_id = %candidate.game_id,
             container_id = candidate.container_text().as_deref().unwrap_or("-"),

@@ -375,22 +375,6 @@ impl Store {
     /// Hands the connection to a writer thread for the real run.
     #[must_use]
     pub fn into_writer(self, op_source: String) -> StateWriter {
-        // In WAL mode, `synchronous = NORMAL` (a setting of this connection only; the file's
-        // journal mode is left as it is) makes a commit an append to the WAL without an fsync;
-        // the WAL is synced at checkpoints. A power loss can then undo the last commits, never
-        // corrupt the file: a result lost that way was written after its container was gone, so
-        // the next run replays it as `replay_no_op`, which the contract allows. A rollback
-        // journal keeps SQLite's full syncing, since there a power loss could corrupt the file.
-        let wal = self
-            .connection
-            .pragma_query_value(None, "journal_mode", |row| row.get::<_, String>(0))
-            .is_ok_and(|mode| mode.eq_ignore_ascii_case("wal"));
-        if wal {
-            if let Err(error) = self.connection.pragma_update(None, "synchronous", "NORMAL") {
-                // Only speed is at stake: the writer then syncs every commit, as before.
-                tracing::debug!(%error, "cannot lower synchronous for the WAL state file");
-            }
-        }
         StateWriter::spawn(self.connection, op_source)
     }
 }

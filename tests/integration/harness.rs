@@ -270,35 +270,12 @@ pub enum Journal {
     Wal,
 }
 
-/// The contract's schema, plus a column the runtime manager keeps that rt-cleanup must not touch.
-pub const SCHEMA: &str = "
-    CREATE TABLE runtime_records (
-        game_id      TEXT    PRIMARY KEY NOT NULL,
-        container_id TEXT,
-        status       TEXT    NOT NULL,
-        last_op_at   INTEGER NOT NULL,
-        rtmanager_note TEXT DEFAULT 'untouched'
-    );
-    CREATE INDEX runtime_records_status_last_op_at ON runtime_records (status, last_op_at);
-    CREATE TABLE game_leases (
-        game_id    TEXT    PRIMARY KEY NOT NULL,
-        holder     TEXT    NOT NULL,
-        expires_at INTEGER NOT NULL
-    );
-    CREATE TABLE operation_log (
-        id            INTEGER PRIMARY KEY AUTOINCREMENT,
-        game_id       TEXT    NOT NULL,
-        op_kind       TEXT    NOT NULL,
-        op_source     TEXT    NOT NULL,
-        outcome       TEXT    NOT NULL,
-        error_code    TEXT,
-        error_message TEXT,
-        container_id  TEXT,
-        started_at    INTEGER NOT NULL,
-        finished_at   INTEGER NOT NULL
-    );
-    PRAGMA user_version = 1;
-";
+/// The contract's schema (shared with the demo and the benchmark), plus a column the runtime
+/// manager keeps that rt-cleanup must not touch.
+pub const SCHEMA: &str = concat!(
+    include_str!("../../examples/state-schema.sql"),
+    "ALTER TABLE runtime_records ADD COLUMN rtmanager_note TEXT DEFAULT 'untouched';"
+);
 
 /// One `operation_log` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -518,6 +495,22 @@ impl Run {
                 self.stdout, self.stderr
             )
         })
+    }
+
+    /// Every record of the JSON summary as `(game_id, result, error_code)`, in order.
+    pub fn outcomes(&self) -> Vec<(String, String, Option<String>)> {
+        self.json()["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|record| {
+                (
+                    record["game_id"].as_str().unwrap().to_owned(),
+                    record["result"].as_str().unwrap().to_owned(),
+                    record["error_code"].as_str().map(str::to_owned),
+                )
+            })
+            .collect()
     }
 
     /// The result of a game in the JSON summary.

@@ -655,3 +655,35 @@ fn two_runs_at_once_remove_and_log_each_container_once() {
         assert!(state.leases().is_empty());
     }
 }
+
+#[test]
+fn a_tcp_docker_host_is_spoken_to_like_a_unix_one() {
+    let containers = Containers::new("tcp-host");
+    let state = StateFile::new(Journal::Rollback);
+    let id = containers.create(&[(OWNER_LABEL, "g-tcp")]);
+    state.stopped("g-tcp", Some(&id), 8);
+    let bridge = crate::harness::TcpBridge::to_test_daemon();
+    let host = format!("tcp://127.0.0.1:{}", bridge.port);
+
+    let run = pass(
+        &state,
+        &["--docker-host", &host, "--owner-label", OWNER_LABEL],
+    );
+    run.assert_code(0);
+
+    assert!(
+        run.stderr.contains(&host),
+        "the daemon is named in the log: {}",
+        run.stderr
+    );
+    assert!(!exists(&id));
+    assert_eq!(state.status("g-tcp"), "removed");
+    let deletes: Vec<_> = daemon_log_lines(&id)
+        .into_iter()
+        .filter(|l| l.contains("DELETE"))
+        .collect();
+    assert!(
+        deletes.iter().all(|line| line.contains("DELETE /v1.")),
+        "{deletes:?}"
+    );
+}

@@ -687,3 +687,66 @@ fn a_tcp_docker_host_is_spoken_to_like_a_unix_one() {
         "{deletes:?}"
     );
 }
+
+#[test]
+fn a_removal_already_in_progress_is_a_conflict() {
+    let containers = Containers::new("in-progress");
+    let state = StateFile::new(Journal::Rollback);
+    // A container with tens of thousands of files in its writable layer takes Docker a second or
+    // more to remove, long enough for rt-cleanup to ask while Docker is still at it.
+    let id = containers.run_command(&[
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "mkdir /d && cd /d && /bin/busybox seq 1 60000 | /bin/busybox xargs /bin/busybox touch",
+    ]);
+    crate::harness::docker(&["wait", &id]);
+    state.stopped("g-busy", Some(&id), 8);
+    let mut removal = std::process::Command::new("docker")
+        .args(["rm", &id])
+        .env("DOCKER_HOST", &daemon().host)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while container_state(&id).as_deref() != Some("removing") {
+        assert!(
+            exists(&id),
+            "Docker removed the container before the test could see it removing"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container never showed as removing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+
+    let dry = pass(&state, &["--dry-run"]);
+    let real = pass(&state, &[]);
+    let still_removing = container_state(&id).as_deref() == Some("removing");
+    removal.wait().unwrap();
+
+    assert!(
+        still_removing,
+        "the window closed before rt-cleanup asked; the test proves nothing"
+    );
+    dry.assert_code(0);
+    assert_eq!(dry.result_of("g-busy"), "conflict");
+    real.assert_code(0);
+    assert_eq!(real.result_of("g-busy"), "conflict", "{}", real.stdout);
+    assert_eq!(state.status("g-busy"), "stopped", "left for a later run");
+    let log = state.log("g-busy");
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (log[0].outcome.as_str(), log[0].error_code.as_deref()),
+        ("success", Some("conflict"))
+    );
+    assert!(
+        log[0]
+            .error_message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("in progress"),
+        "{log:?}"
+    );
+}

@@ -206,6 +206,17 @@ impl Containers {
         self.make("run", None, extra_labels)
     }
 
+    /// Starts a container running `command` (in the test image); returns its full id.
+    pub fn run_command(&self, command: &[&str]) -> String {
+        let mut args: Vec<String> =
+            vec!["run".into(), "-d".into(), "--network".into(), "none".into()];
+        args.extend(self.labels(&[]));
+        args.push(daemon().image.clone());
+        args.extend(command.iter().map(|part| (*part).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        docker(&args)
+    }
+
     fn make(&self, verb: &str, name: Option<&str>, extra_labels: &[(&str, &str)]) -> String {
         let mut args: Vec<String> = vec![verb.to_owned()];
         if verb == "run" {

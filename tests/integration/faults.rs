@@ -962,3 +962,48 @@ fn the_debian_daemon_is_spoken_to_at_api_1_41_on_every_request() {
         Some(Value::Integer(_))
     ));
 }
+
+/// A removal that gets no answer within `--docker-timeout` is decided by an inspection: a
+/// container that is gone makes the record `removed`, one that is still there makes it `failed`
+/// with `docker_error` and leaves the record `stopped`.
+#[test]
+fn a_removal_without_answer_is_decided_by_an_inspection() {
+    let containers = Containers::new("unanswered");
+    let state = StateFile::new(Journal::Rollback);
+    let vanishing = containers.create(&[]);
+    let staying = containers.create(&[]);
+    state.stopped("g-vanishing", Some(&vanishing), 9);
+    state.stopped("g-staying", Some(&staying), 8);
+    let socket = daemon()
+        .host
+        .strip_prefix("unix://")
+        .expect("a unix:// test daemon")
+        .to_owned();
+    // The gate holds both removals; inspections pass through to the daemon.
+    let gate = Gate::new(std::path::Path::new(&socket), "DELETE ");
+    let running = spawn_pass(
+        &state,
+        &gate.host(),
+        &["--docker-timeout", "1s", "--concurrency", "2"],
+    );
+    assert!(gate.wait_held(2, REACH), "the pass never sent its removals");
+    // Someone else removes one container while rt-cleanup waits for Docker's answer.
+    docker(&["rm", &vanishing]);
+    let run = running.wait(Duration::from_secs(30));
+    drop(gate);
+
+    assert_eq!(run.code, Some(1), "stderr:\n{}", run.stderr);
+    assert_eq!(run.result_of("g-vanishing"), "removed");
+    assert_eq!(state.status("g-vanishing"), "removed");
+    assert_eq!(run.result_of("g-staying"), "failed");
+    assert_eq!(state.status("g-staying"), "stopped");
+    let log = state.log("g-staying");
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].error_code.as_deref(), Some("docker_error"));
+    let message = log[0].error_message.as_deref().unwrap_or_default();
+    assert!(
+        message.contains("no answer within 1s") && message.contains("still exists"),
+        "{message}"
+    );
+    assert!(state.leases().is_empty());
+}

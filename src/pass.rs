@@ -284,10 +284,15 @@ impl<E: ContainerEngine> Worker<'_, E> {
             return Step::Done(Outcome::deferred(reason));
         }
         let started_at_ms = epoch_ms(SystemTime::now());
-        if let Target::Invalid(reason) = &candidate.target {
-            let outcome = Outcome::failed(ErrorCode::InvalidRecord, reason.clone());
-            return self.settle(candidate, None, outcome, started_at_ms);
-        }
+        let reference = match &candidate.target {
+            Target::Invalid(reason) => {
+                // Never sent to Docker, and nothing to take a lease for: only the log row.
+                let outcome = Outcome::failed(ErrorCode::InvalidRecord, reason.clone());
+                return self.settle(candidate, None, outcome, started_at_ms);
+            }
+            Target::NoContainer => None,
+            Target::Container(reference) => Some(reference.as_str()),
+        };
         let claim = Claim {
             game_id: candidate.game_id.clone(),
             holder: self.settings.holder.clone(),
@@ -310,14 +315,9 @@ impl<E: ContainerEngine> Worker<'_, E> {
                 return Step::Done(outcome);
             }
         }
-        let outcome = match &candidate.target {
-            Target::Container(reference) => {
-                self.remove_container(reference.as_str(), &candidate.game_id)
-                    .await
-            }
-            Target::NoContainer | Target::Invalid(_) => {
-                Outcome::replay_no_op("the record names no container")
-            }
+        let outcome = match reference {
+            Some(reference) => self.remove_container(reference, &candidate.game_id).await,
+            None => Outcome::replay_no_op("the record names no container"),
         };
         let holder = Some(self.settings.holder.clone());
         self.settle(candidate, holder, outcome, started_at_ms)

@@ -235,15 +235,24 @@ impl Containers {
 
 /// Whether a container exists on the test daemon.
 pub fn exists(reference: &str) -> bool {
-    docker_cli(&daemon().host, &["container", "inspect", reference])
+    exists_on(&daemon().host, reference)
+}
+
+/// A container's state (`created`, `running`, …) on the test daemon, or `None` when it does not
+/// exist.
+pub fn container_state(reference: &str) -> Option<String> {
+    container_state_on(&daemon().host, reference)
+}
+
+fn exists_on(host: &str, reference: &str) -> bool {
+    docker_cli(host, &["container", "inspect", reference])
         .status
         .success()
 }
 
-/// A container's state (`created`, `running`, …), or `None` when it does not exist.
-pub fn container_state(reference: &str) -> Option<String> {
+fn container_state_on(host: &str, reference: &str) -> Option<String> {
     let output = docker_cli(
-        &daemon().host,
+        host,
         &[
             "container",
             "inspect",
@@ -829,24 +838,12 @@ impl PrivateDaemon {
 
     /// Whether a container exists on this daemon (which must be answering).
     pub fn exists(&self, reference: &str) -> bool {
-        self.cli(&["container", "inspect", reference])
-            .status
-            .success()
+        exists_on(&self.host, reference)
     }
 
     /// A container's state, or `None` when it does not exist.
     pub fn state(&self, reference: &str) -> Option<String> {
-        let output = self.cli(&[
-            "container",
-            "inspect",
-            "--format",
-            "{{.State.Status}}",
-            reference,
-        ]);
-        output
-            .status
-            .success()
-            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        container_state_on(&self.host, reference)
     }
 
     /// The length of the daemon's log now, to read only what a later run caused.

@@ -15,8 +15,10 @@ scripts/ensure-packages.sh prometheus-node-exporter=prometheus-node-exporter
 eval "$(scripts/test-daemon.sh start)"
 started_private=${RT_CLEANUP_TEST_DAEMON_PIDFILE:+yes}
 
+closing=""
 cleanup() {
-  # Remove only what this run created, then stop the daemon if this script started it.
+  # Remove only what this run created, then stop the daemon if this script started it; the
+  # count of tests comes last, as the run's closing line.
   local ids
   ids=$(DOCKER_HOST="$RT_CLEANUP_TEST_DOCKER_HOST" docker ps -aq \
     --filter "label=rt-cleanup-test.run=$RT_CLEANUP_TEST_RUN" 2>/dev/null || true)
@@ -27,8 +29,17 @@ cleanup() {
   if [ -n "$started_private" ] && [ -z "${RT_CLEANUP_TEST_KEEP_DAEMON:-}" ]; then
     scripts/test-daemon.sh stop
   fi
+  [ -z "$closing" ] || echo "$closing"
 }
 trap cleanup EXIT
 
 echo "test.sh: Docker daemon $RT_CLEANUP_TEST_DOCKER_HOST, image $RT_CLEANUP_TEST_IMAGE, run $RT_CLEANUP_TEST_RUN"
-cargo test --locked "$@"
+log=$(mktemp)
+status=0
+cargo test --locked "$@" 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run: cargo prints a result line per test binary, the last one
+# being the (empty) doc tests.
+closing=$(awk '/^test result:/ { passed += $4; failed += $6 }
+  END { printf "tests: %d passed, %d failed", passed, failed }' "$log")
+rm -f "$log"
+exit "$status"

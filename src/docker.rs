@@ -9,9 +9,10 @@
 //! * **Keep-alive.** bollard's own transports keep no idle connections; this transport keeps a
 //!   pool, so a pass makes a handful of connections, not one per call.
 //!
-//! The preflight (ping, then `GET /version`) runs before any row is touched. Both calls are made
-//! without a version prefix, which every daemon accepts; the version used afterwards is the
-//! daemon's own API version, capped at the newest this build knows.
+//! The preflight runs before any row is touched: `GET /_ping`, whose answer carries the daemon's
+//! API and engine versions in its headers (`GET /version` is asked only when they are missing).
+//! Both are sent without a version prefix, which every daemon accepts; the version used
+//! afterwards is the daemon's own API version, capped at the newest this build knows.
 
 use std::collections::HashMap;
 use std::fmt;

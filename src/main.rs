@@ -95,7 +95,6 @@ fn write_metrics(config: &Config, started: Instant, exit_status: u8, report: Opt
         exit_status,
         counts: report.map(|report| report.summary.counts),
         oldest_waiting_ms: report.and_then(|report| report.oldest_waiting_ms),
-        pass_ran: report.is_some(),
     };
     if let Err(error) = metrics::write(path, &run) {
         tracing::error!("cannot write the metrics file {}: {error}", path.display());

@@ -24,13 +24,11 @@ pub struct RunMetrics {
     pub duration: Duration,
     /// Its exit status.
     pub exit_status: u8,
-    /// Its counts, when the pass ran (not when it could not start).
+    /// Its counts, when the pass ran; `None` when it could not start.
     pub counts: Option<Counts>,
     /// The `last_op_at` (epoch ms) of the oldest expired record still waiting after the run
     /// (`conflict`, `failed` or `deferred`); `None` when none waits or the pass did not run.
     pub oldest_waiting_ms: Option<i64>,
-    /// Whether the pass ran at all (false when it could not start).
-    pub pass_ran: bool,
 }
 
 fn seconds(time: SystemTime) -> f64 {
@@ -112,7 +110,7 @@ pub fn render(run: &RunMetrics, previous_success: Option<f64>) -> String {
             &[("", counts.stopped as f64)],
         );
     }
-    if run.pass_ran {
+    if run.counts.is_some() {
         let age = run.oldest_waiting_ms.map_or(0.0, |ms| {
             let waiting_since = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
             run.finished_at
@@ -150,7 +148,6 @@ mod tests {
             exit_status,
             counts,
             oldest_waiting_ms: Some(1_799_999_000_000),
-            pass_ran: counts.is_some(),
         }
     }
 

@@ -543,16 +543,11 @@ impl StateWriter {
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
-    /// Writes a result: the compare-and-set transition where the outcome moves the record (a
-    /// record that changed meanwhile makes the outcome a `conflict`), one `operation_log` row,
-    /// and the release of the lease. Returns the outcome as written.
-    pub async fn settle(&self, settlement: Settlement) -> Result<Outcome, StoreError> {
-        self.settle_later(settlement).written().await
-    }
-
-    /// Queues a result to be written and returns at once, so that the caller can go on with
-    /// Docker work while the writer commits it (grouped with whatever else is waiting); the
-    /// written outcome is read from the returned [`PendingSettlement`].
+    /// Queues a result to be written: the compare-and-set transition where the outcome moves the
+    /// record (a record that changed meanwhile makes the outcome a `conflict`), one
+    /// `operation_log` row, and the release of the lease. It returns at once, so that the caller
+    /// can go on with Docker work while the writer commits it (grouped with whatever else is
+    /// waiting); the outcome as written is read from the returned [`PendingSettlement`].
     #[must_use]
     pub fn settle_later(&self, settlement: Settlement) -> PendingSettlement {
         let (reply, answer) = oneshot::channel();
@@ -665,7 +660,9 @@ fn write_error(operation: &'static str, source: Arc<rusqlite::Error>) -> StoreEr
 
 fn apply_claim(connection: &Connection, claim: &Claim) -> rusqlite::Result<ClaimResult> {
     let now_ms = epoch_ms(SystemTime::now());
-    let expires_at = now_ms.saturating_add(claim.lease_ttl.as_millis() as i64);
+    // A TTL too long for i64 milliseconds saturates instead of wrapping into the past.
+    let ttl_ms = i64::try_from(claim.lease_ttl.as_millis()).unwrap_or(i64::MAX);
+    let expires_at = now_ms.saturating_add(ttl_ms);
     let taken = connection.execute(
         "INSERT INTO game_leases (game_id, holder, expires_at) VALUES (?1, ?2, ?3) \
          ON CONFLICT (game_id) DO UPDATE \

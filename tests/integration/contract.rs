@@ -30,6 +30,7 @@ fn removes_an_expired_container_and_records_it(journal: Journal) {
     let id = containers.create(&[]);
     state.stopped("g-old", Some(&id), 8);
     let before = now_ms();
+    let journal_and_version = state.journal_and_version();
 
     let run = pass(&state, &[]);
     run.assert_code(0);
@@ -49,6 +50,17 @@ fn removes_an_expired_container_and_records_it(journal: Journal) {
         Value::Text("untouched".into()),
         "unknown columns kept"
     );
+    assert_eq!(
+        state.journal_and_version(),
+        journal_and_version,
+        "the journal mode and user_version are left as they were"
+    );
+    let expected_mode = if journal == Journal::Wal {
+        "wal"
+    } else {
+        "delete"
+    };
+    assert_eq!(journal_and_version.0, expected_mode);
     let log = state.log("g-old");
     assert_eq!(log.len(), 1, "exactly one operation_log row");
     assert_eq!(log[0].op_kind, "cleanup_container");

@@ -342,7 +342,10 @@ pub struct StateFile {
 impl StateFile {
     /// A new state file of contract version 1.
     pub fn new(journal: Journal) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::create(tempfile::tempdir().unwrap(), journal)
+    }
+
+    fn create(dir: TempDir, journal: Journal) -> Self {
         let path = dir.path().join("state.db");
         let connection = Connection::open(&path).unwrap();
         if journal == Journal::Wal {
@@ -353,6 +356,18 @@ impl StateFile {
         }
         connection.execute_batch(SCHEMA).unwrap();
         Self { dir, path }
+    }
+
+    /// The file's journal mode and `user_version`, which rt-cleanup must never change.
+    pub fn journal_and_version(&self) -> (String, i64) {
+        let connection = self.connect();
+        let mode = connection
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .unwrap();
+        let version = connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        (mode, version)
     }
 
     /// The file's path.
@@ -1212,17 +1227,7 @@ impl StateFile {
     /// A new state file of contract version 1 in a temp dir made under `parent` (e.g. a small
     /// tmpfs that a test fills up).
     pub fn new_in(parent: &Path, journal: Journal) -> Self {
-        let dir = tempfile::tempdir_in(parent).unwrap();
-        let path = dir.path().join("state.db");
-        let connection = Connection::open(&path).unwrap();
-        if journal == Journal::Wal {
-            let mode: String = connection
-                .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-                .unwrap();
-            assert_eq!(mode, "wal");
-        }
-        connection.execute_batch(SCHEMA).unwrap();
-        Self { dir, path }
+        Self::create(tempfile::tempdir_in(parent).unwrap(), journal)
     }
 
     /// Moves every lease of rt-cleanup's own into the past. This simulates their expiry (a lease

@@ -28,7 +28,6 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use hyperlocal::UnixConnector;
-use rt_cleanup::store::{SELECT_CANDIDATES, SELECT_STOPPED_COUNT};
 use rusqlite::{params, Connection};
 
 /// The label every container of the benchmark carries.
@@ -612,11 +611,14 @@ async fn scan(options: &Options, docker: &Docker, work: &Path, report: &mut Stri
                         rt_rss.push(measured.max_rss_kib as f64 / 1024.0);
                     }
                 } else {
-                    // The same two queries, with the threshold rt-cleanup computes for 7d.
+                    // What an operator would type instead: the count of stopped records and the
+                    // expired ones, oldest first, with the threshold rt-cleanup computes for 7d.
                     let threshold = now_ms() - 7 * DAY_MS;
                     let script = format!(
-                        "{SELECT_STOPPED_COUNT};\n{};\n",
-                        SELECT_CANDIDATES.replace("?1", &threshold.to_string())
+                        "SELECT count(*) FROM runtime_records WHERE status = 'stopped';\n\
+                         SELECT game_id, container_id, last_op_at FROM runtime_records \
+                         WHERE status = 'stopped' AND last_op_at < {threshold} \
+                         ORDER BY last_op_at;\n"
                     );
                     let args = vec!["-readonly".to_owned(), state.display().to_string(), script];
                     let measured = measure(&sqlite3, &args, &[]);

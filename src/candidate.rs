@@ -1,91 +1,22 @@
 //! Turning the stopped rows of the state file into the candidates of one pass.
 //!
-//! The state file is written by another program and may hold any type in any column, so a row is
-//! read as raw [`FieldValue`]s and judged here, in pure code that the tests can drive with any
-//! value. Nothing in this module talks to SQLite or Docker.
+//! A row is read as raw [`FieldValue`]s and judged here, in pure code that the tests can drive
+//! with any value. Nothing in this module talks to SQLite or Docker.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
-use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-/// The largest epoch millisecond that RFC 3339 can show (9999-12-31T23:59:59.999Z).
-pub const MAX_EPOCH_MS: i64 = 253_402_300_799_999;
+use crate::time::MAX_EPOCH_MS;
+use crate::value::FieldValue;
 
 /// The longest container reference Docker accepts, and so the longest this tool sends.
 pub const MAX_REFERENCE_LEN: usize = 255;
 
-/// A column value exactly as SQLite stored it.
-///
-/// In a plan file it is written as JSON `null`, a number, a string, or an array of bytes, so that
-/// a plan names each row exactly as it was selected.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum FieldValue {
-    /// SQL `NULL`.
-    Null,
-    /// A 64-bit integer.
-    Integer(i64),
-    /// A floating-point number.
-    Real(f64),
-    /// Text (lossily decoded when it is not UTF-8).
-    Text(String),
-    /// A blob.
-    Blob(Vec<u8>),
-}
-
-impl FieldValue {
-    /// The SQLite type name, as `typeof()` reports it.
-    #[must_use]
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            FieldValue::Null => "null",
-            FieldValue::Integer(_) => "integer",
-            FieldValue::Real(_) => "real",
-            FieldValue::Text(_) => "text",
-            FieldValue::Blob(_) => "blob",
-        }
-    }
-
-    /// The value as text for reports and the log, with blobs as SQL hex literals.
-    #[must_use]
-    pub fn to_text(&self) -> Option<String> {
-        match self {
-            FieldValue::Null => None,
-            FieldValue::Integer(value) => Some(value.to_string()),
-            FieldValue::Real(value) => Some(value.to_string()),
-            FieldValue::Text(value) => Some(value.clone()),
-            FieldValue::Blob(bytes) => {
-                let mut literal = String::with_capacity(bytes.len() * 2 + 3);
-                literal.push_str("X'");
-                for byte in bytes {
-                    // Writing to a String cannot fail.
-                    let _ = write!(literal, "{byte:02X}");
-                }
-                literal.push('\'');
-                Some(literal)
-            }
-        }
-    }
-}
-
-impl fmt::Display for FieldValue {
-    /// Shows the value shortened and escaped, fit for one line of a log or an error message.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.to_text() {
-            None => f.write_str("NULL"),
-            Some(text) => {
-                let shown: String = text.chars().take(64).collect();
-                let ellipsis = if shown.len() < text.len() { "…" } else { "" };
-                write!(f, "\"{}{ellipsis}\"", shown.escape_debug())
-            }
-        }
-    }
-}
-
 /// One `status = 'stopped'` row as it was read, before any judgement of it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoppedRow {
     /// `runtime_records.game_id`.
     pub game_id: FieldValue,
@@ -119,7 +50,7 @@ impl ContainerRef {
             Err(format!(
                 "container_id {} is not a Docker container reference \
                  ([A-Za-z0-9][A-Za-z0-9_.-]*)",
-                FieldValue::Text(value.to_owned())
+                FieldValue::text(value)
             ))
         }
     }
@@ -149,11 +80,9 @@ pub enum Target {
 }
 
 /// An expired stopped record that the pass will act on, or report as deferred.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
-    /// The game, as text (a non-text `game_id` makes the candidate invalid).
-    pub game_id: String,
-    /// The row exactly as selected: the compare-and-set transition matches on it.
+    /// The row exactly as selected: the lease, the compare-and-set and the log use its values.
     pub row: StoppedRow,
     /// `last_op_at` where it is an integer in the range RFC 3339 can show.
     pub last_op_at: Option<i64>,
@@ -165,55 +94,24 @@ impl Candidate {
     /// Judges one row. Never fails: every problem becomes [`Target::Invalid`].
     #[must_use]
     pub fn from_row(row: StoppedRow) -> Self {
-        let game_id = match &row.game_id {
-            FieldValue::Text(text) => text.clone(),
-            other => other.to_text().unwrap_or_default(),
-        };
         let last_op_at = match row.last_op_at {
             FieldValue::Integer(ms) if (0..=MAX_EPOCH_MS).contains(&ms) => Some(ms),
             _ => None,
         };
-        let target = Self::judge(&row);
+        let target = judge(&row);
         Self {
-            game_id,
             row,
             last_op_at,
             target,
         }
     }
 
-    fn judge(row: &StoppedRow) -> Target {
-        if !matches!(row.game_id, FieldValue::Text(_)) {
-            return Target::Invalid(format!(
-                "game_id {} is {}, not text",
-                row.game_id,
-                row.game_id.type_name()
-            ));
-        }
-        match row.last_op_at {
-            FieldValue::Integer(ms) if (0..=MAX_EPOCH_MS).contains(&ms) => {}
-            FieldValue::Integer(ms) => {
-                return Target::Invalid(format!(
-                    "last_op_at {ms} is outside the epoch milliseconds of years 1970 to 9999"
-                ));
-            }
-            ref other => {
-                return Target::Invalid(format!(
-                    "last_op_at {other} is {}, not an integer of epoch milliseconds",
-                    other.type_name()
-                ));
-            }
-        }
-        match &row.container_id {
-            FieldValue::Null => Target::NoContainer,
-            FieldValue::Text(text) => match ContainerRef::parse(text) {
-                Ok(reference) => Target::Container(reference),
-                Err(reason) => Target::Invalid(reason),
-            },
-            other => Target::Invalid(format!(
-                "container_id {other} is {}, not text",
-                other.type_name()
-            )),
+    /// The game id for people (see [`FieldValue::to_text`]).
+    #[must_use]
+    pub fn game_text(&self) -> Cow<'_, str> {
+        match &self.row.game_id {
+            FieldValue::Text(text) => text.display(),
+            other => Cow::Owned(other.to_text().unwrap_or_default()),
         }
     }
 
@@ -224,13 +122,56 @@ impl Candidate {
     }
 }
 
-/// Whether a row's `last_op_at` makes it a candidate: an integer older than the threshold, or
-/// any value that is not an integer (such a row is reported as `invalid_record`).
+fn judge(row: &StoppedRow) -> Target {
+    if !matches!(row.game_id, FieldValue::Text(_)) {
+        return Target::Invalid(format!(
+            "game_id {} is {}, not text",
+            row.game_id,
+            row.game_id.type_name()
+        ));
+    }
+    match row.last_op_at {
+        FieldValue::Integer(ms) if (0..=MAX_EPOCH_MS).contains(&ms) => {}
+        FieldValue::Integer(ms) => {
+            return Target::Invalid(format!(
+                "last_op_at {ms} is outside the epoch milliseconds of years 1970 to 9999"
+            ));
+        }
+        ref other => {
+            return Target::Invalid(format!(
+                "last_op_at {other} is {}, not an integer of epoch milliseconds",
+                other.type_name()
+            ));
+        }
+    }
+    match &row.container_id {
+        FieldValue::Null => Target::NoContainer,
+        FieldValue::Text(text) => match text.as_str() {
+            Some(text) => match ContainerRef::parse(text) {
+                Ok(reference) => Target::Container(reference),
+                Err(reason) => Target::Invalid(reason),
+            },
+            None => Target::Invalid(format!(
+                "container_id {} is not valid UTF-8",
+                row.container_id
+            )),
+        },
+        other => Target::Invalid(format!(
+            "container_id {other} is {}, not text",
+            other.type_name()
+        )),
+    }
+}
+
+/// Whether a row's `last_op_at` makes it a candidate at `threshold_ms`: a number (integer or
+/// real, compared as SQLite compares them) below the threshold, or a NULL, text or blob, which
+/// has no age and is always a candidate (it fails with `invalid_record`).
 #[must_use]
 pub fn is_expired(last_op_at: &FieldValue, threshold_ms: i64) -> bool {
     match last_op_at {
         FieldValue::Integer(ms) => *ms < threshold_ms,
-        _ => true,
+        FieldValue::Real(ms) => *ms < threshold_ms as f64,
+        FieldValue::Null | FieldValue::Text(_) | FieldValue::Blob(_) => true,
     }
 }
 
@@ -254,23 +195,36 @@ fn oldest_first(a: &Candidate, b: &Candidate) -> Ordering {
         FieldValue::Integer(ms) => (0, ms),
         _ => (1, 0),
     };
-    key(a).cmp(&key(b)).then_with(|| a.game_id.cmp(&b.game_id))
+    key(a)
+        .cmp(&key(b))
+        .then_with(|| game_order(&a.row.game_id).cmp(&game_order(&b.row.game_id)))
+}
+
+/// A total order of game ids by their bytes, for stable ties.
+fn game_order(game: &FieldValue) -> (u8, &[u8]) {
+    match game {
+        FieldValue::Text(text) => (0, text.as_bytes()),
+        FieldValue::Blob(bytes) => (1, bytes),
+        _ => (2, &[]),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::Text;
+    use proptest::prelude::*;
 
     fn row(game: &str, container: FieldValue, last_op_at: FieldValue) -> StoppedRow {
         StoppedRow {
-            game_id: FieldValue::Text(game.into()),
+            game_id: FieldValue::text(game),
             container_id: container,
             last_op_at,
         }
     }
 
     fn text(value: &str) -> FieldValue {
-        FieldValue::Text(value.into())
+        FieldValue::text(value)
     }
 
     #[test]
@@ -309,7 +263,10 @@ mod tests {
             row("edge", text("c3"), FieldValue::Integer(1_000)),
             row("older", text("c4"), FieldValue::Integer(100)),
         ];
-        let picked: Vec<_> = select(rows, 1_000).into_iter().map(|c| c.game_id).collect();
+        let picked: Vec<_> = select(rows, 1_000)
+            .iter()
+            .map(|c| c.game_text().into_owned())
+            .collect();
         assert_eq!(picked, ["older", "old"]);
     }
 
@@ -320,16 +277,32 @@ mod tests {
     }
 
     #[test]
+    fn reals_compare_as_numbers_and_the_rest_have_no_age() {
+        assert!(is_expired(&FieldValue::Real(999.5), 1_000));
+        assert!(!is_expired(&FieldValue::Real(1_000.0), 1_000));
+        assert!(!is_expired(&FieldValue::Real(1e300), 1_000));
+        for always in [
+            FieldValue::Null,
+            text("yesterday"),
+            FieldValue::Blob(vec![1]),
+        ] {
+            assert!(is_expired(&always, i64::MIN), "{always:?}");
+        }
+    }
+
+    #[test]
     fn non_integer_last_op_at_is_an_invalid_candidate_listed_last() {
         let rows = vec![
             row("b-text", text("c"), text("yesterday")),
             row("a-real", text("c"), FieldValue::Real(1.5)),
+            row("e-real-not-expired", text("c"), FieldValue::Real(5_000.5)),
             row("valid", text("c"), FieldValue::Integer(5)),
             row("c-blob", text("c"), FieldValue::Blob(vec![1])),
+            row("d-null", text("c"), FieldValue::Null),
         ];
         let picked = select(rows, 1_000);
-        let ids: Vec<_> = picked.iter().map(|c| c.game_id.as_str()).collect();
-        assert_eq!(ids, ["valid", "a-real", "b-text", "c-blob"]);
+        let ids: Vec<_> = picked.iter().map(|c| c.game_text().into_owned()).collect();
+        assert_eq!(ids, ["valid", "a-real", "b-text", "c-blob", "d-null"]);
         for candidate in &picked[1..] {
             assert!(matches!(candidate.target, Target::Invalid(ref m) if m.contains("last_op_at")));
             assert_eq!(candidate.last_op_at, None);
@@ -371,9 +344,159 @@ mod tests {
     }
 
     #[test]
+    fn a_game_id_that_is_not_utf8_is_kept_exact_and_acted_on() {
+        let game = FieldValue::Text(Text::from_bytes(b"g-\xff".to_vec()));
+        let candidate = Candidate::from_row(StoppedRow {
+            game_id: game.clone(),
+            container_id: text("c"),
+            last_op_at: FieldValue::Integer(1),
+        });
+        assert_eq!(candidate.row.game_id, game, "the key is the stored bytes");
+        assert_eq!(candidate.game_text(), "g-\\xFF");
+        assert!(matches!(candidate.target, Target::Container(_)));
+    }
+
+    #[test]
+    fn a_container_id_that_is_not_utf8_is_invalid() {
+        let candidate = Candidate::from_row(row(
+            "g",
+            FieldValue::Text(Text::from_bytes(b"c\xff".to_vec())),
+            FieldValue::Integer(1),
+        ));
+        assert!(matches!(candidate.target, Target::Invalid(ref m) if m.contains("UTF-8")));
+    }
+
+    #[test]
     fn a_negative_timestamp_is_invalid() {
         let candidate = Candidate::from_row(row("g", text("c"), FieldValue::Integer(-1)));
         assert!(matches!(candidate.target, Target::Invalid(_)));
         assert_eq!(candidate.last_op_at, None);
+    }
+
+    fn any_field() -> impl Strategy<Value = FieldValue> {
+        prop_oneof![
+            Just(FieldValue::Null),
+            any::<i64>().prop_map(FieldValue::Integer),
+            any::<f64>().prop_map(FieldValue::Real),
+            proptest::collection::vec(any::<u8>(), 0..300)
+                .prop_map(|bytes| FieldValue::Text(Text::from_bytes(bytes))),
+            ".{0,300}".prop_map(|text: String| FieldValue::text(&text)),
+            "[A-Za-z0-9][A-Za-z0-9_.-]{0,260}".prop_map(|text: String| FieldValue::text(&text)),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(FieldValue::Blob),
+        ]
+    }
+
+    /// The contract's reference syntax, written out independently of the code under test:
+    /// `^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$`.
+    fn is_reference(text: &str) -> bool {
+        let mut chars = text.chars();
+        chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            && text.len() <= MAX_REFERENCE_LEN
+    }
+
+    /// What the contract says a row is, decided without the code under test.
+    #[derive(Debug)]
+    enum Expected {
+        Container(String),
+        NoContainer,
+        Invalid,
+    }
+
+    fn expected_target(row: &StoppedRow) -> Expected {
+        let FieldValue::Text(_) = row.game_id else {
+            return Expected::Invalid;
+        };
+        match row.last_op_at {
+            FieldValue::Integer(ms) if (0..=MAX_EPOCH_MS).contains(&ms) => {}
+            _ => return Expected::Invalid,
+        }
+        match &row.container_id {
+            FieldValue::Null => Expected::NoContainer,
+            FieldValue::Text(text) => match text.as_str() {
+                Some(text) if is_reference(text) => Expected::Container(text.to_owned()),
+                _ => Expected::Invalid,
+            },
+            _ => Expected::Invalid,
+        }
+    }
+
+    fn config(cases: u32) -> ProptestConfig {
+        ProptestConfig {
+            cases,
+            // Failures are shown with their minimal input; no regression file is written into
+            // the source tree.
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config(1_000))]
+
+        /// Any row is judged without a panic, exactly as the contract says, and only a valid
+        /// reference is ever a target.
+        #[test]
+        fn any_row_is_judged_as_the_contract_says(
+            game in any_field(), container in any_field(), last_op_at in any_field()
+        ) {
+            let row = StoppedRow { game_id: game, container_id: container, last_op_at };
+            let expected = expected_target(&row);
+            let candidate = Candidate::from_row(row.clone());
+            // Rendering for the summary and the log must not panic either.
+            let _ = (row.game_id.to_string(), row.container_id.to_string(), candidate.game_text());
+            match (&candidate.target, expected) {
+                (Target::Container(reference), Expected::Container(text)) => {
+                    prop_assert!(is_reference(reference.as_str()));
+                    prop_assert_eq!(reference.as_str(), text.as_str());
+                }
+                (Target::NoContainer, Expected::NoContainer) => {}
+                (Target::Invalid(reason), Expected::Invalid) => prop_assert!(!reason.is_empty()),
+                (target, expected) => {
+                    prop_assert!(false, "{row:?}: got {target:?}, the contract says {expected:?}");
+                }
+            }
+        }
+
+        /// `ContainerRef::parse` accepts exactly the reference syntax.
+        #[test]
+        fn any_text_is_accepted_exactly_when_it_is_a_reference(text in any::<String>()) {
+            prop_assert_eq!(ContainerRef::parse(&text).is_ok(), is_reference(&text));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config(150))]
+
+        /// The selection holds exactly the expired rows: integers oldest first, the rows without
+        /// an integer age last.
+        #[test]
+        fn the_selection_is_exactly_the_expired_rows_in_order(
+            rows in proptest::collection::vec((any_field(), any_field()), 0..40),
+            threshold in any::<i64>(),
+        ) {
+            let rows: Vec<StoppedRow> = rows
+                .into_iter()
+                .enumerate()
+                .map(|(n, (container_id, last_op_at))| StoppedRow {
+                    game_id: FieldValue::text(&format!("g{n:03}")),
+                    container_id,
+                    last_op_at,
+                })
+                .collect();
+            let expected = rows.iter().filter(|r| is_expired(&r.last_op_at, threshold)).count();
+            let picked = select(rows, threshold);
+            prop_assert_eq!(picked.len(), expected);
+            let ages: Vec<Option<i64>> = picked
+                .iter()
+                .map(|c| match c.row.last_op_at { FieldValue::Integer(ms) => Some(ms), _ => None })
+                .collect();
+            let first_ageless = ages.iter().position(Option::is_none).unwrap_or(ages.len());
+            prop_assert!(ages[first_ageless..].iter().all(Option::is_none));
+            prop_assert!(ages[..first_ageless].windows(2).all(|w| w[0] <= w[1]));
+            for age in ages.iter().flatten() {
+                prop_assert!(*age < threshold);
+            }
+        }
     }
 }

@@ -162,3 +162,175 @@ mod tests {
         assert!(matches!(index.lookup("abc"), Lookup::Found(c) if c.id == "def"));
     }
 }
+
+#[cfg(test)]
+pub(crate) mod fake {
+    //! A scripted container engine for the unit tests of the worker, in the manner of
+    //! hyperfine's `MockExecutor`: a map of containers that behaves as Docker does, answers
+    //! that a test scripts per reference, removals a test can hold, and a log of every call.
+
+    use std::collections::{HashMap, VecDeque};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use tokio::sync::watch;
+
+    use super::{ContainerEngine, ContainerIndex, ContainerInfo, Inspection, Lookup, Removal};
+
+    /// One call the worker made.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Call {
+        /// `DELETE /containers/{reference}`.
+        Remove(String),
+        /// `GET /containers/{reference}/json`.
+        Inspect(String),
+        /// `GET /containers/json`.
+        List,
+    }
+
+    /// The engine.
+    #[derive(Debug)]
+    pub struct FakeEngine {
+        containers: Mutex<Vec<ContainerInfo>>,
+        scripted: Mutex<HashMap<String, VecDeque<Removal>>>,
+        delays: Mutex<HashMap<String, Duration>>,
+        calls: Mutex<Vec<Call>>,
+        /// While `true`, removals wait (they are logged as called first).
+        held: watch::Sender<bool>,
+    }
+
+    impl Default for FakeEngine {
+        fn default() -> Self {
+            Self {
+                containers: Mutex::default(),
+                scripted: Mutex::default(),
+                delays: Mutex::default(),
+                calls: Mutex::default(),
+                held: watch::Sender::new(false),
+            }
+        }
+    }
+
+    fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        // A test that panicked while holding the lock has already failed.
+        mutex
+            .lock()
+            .expect("the fake engine's lock is not poisoned")
+    }
+
+    impl FakeEngine {
+        /// Adds a container in `state` with an id, a name and labels.
+        pub fn add(&self, id: &str, name: &str, state: &str, labels: &[(&str, &str)]) {
+            locked(&self.containers).push(ContainerInfo {
+                id: id.to_owned(),
+                names: vec![name.to_owned()],
+                state: state.to_owned(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            });
+        }
+
+        /// The next removal of `reference` answers `removal` instead of what Docker would do.
+        pub fn script(&self, reference: &str, removal: Removal) {
+            locked(&self.scripted)
+                .entry(reference.to_owned())
+                .or_default()
+                .push_back(removal);
+        }
+
+        /// Removals of `reference` take this long to answer.
+        pub fn delay(&self, reference: &str, delay: Duration) {
+            locked(&self.delays).insert(reference.to_owned(), delay);
+        }
+
+        /// Holds (or releases) every removal until released.
+        pub fn hold_removals(&self, held: bool) {
+            self.held.send_replace(held);
+        }
+
+        /// Every call so far.
+        pub fn calls(&self) -> Vec<Call> {
+            locked(&self.calls).clone()
+        }
+
+        /// The removals called so far, by reference.
+        pub fn removals(&self) -> Vec<String> {
+            self.calls()
+                .into_iter()
+                .filter_map(|call| match call {
+                    Call::Remove(reference) => Some(reference),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        /// Whether a container answers to the reference.
+        pub fn exists(&self, reference: &str) -> bool {
+            self.find(reference).is_some()
+        }
+
+        /// Waits until `count` removals were called.
+        pub async fn wait_for_removals(&self, count: usize) {
+            while self.removals().len() < count {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+
+        fn find(&self, reference: &str) -> Option<ContainerInfo> {
+            let index = ContainerIndex::new(locked(&self.containers).clone());
+            match index.lookup(reference) {
+                Lookup::Found(info) => Some(info.clone()),
+                Lookup::Missing | Lookup::Ambiguous => None,
+            }
+        }
+    }
+
+    impl ContainerEngine for FakeEngine {
+        async fn remove(&self, reference: &str) -> Removal {
+            locked(&self.calls).push(Call::Remove(reference.to_owned()));
+            let mut held = self.held.subscribe();
+            // The sender lives in `self`; the wait ends when the test releases the removals.
+            let _ = held.wait_for(|held| !*held).await;
+            let delay = locked(&self.delays).get(reference).copied();
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
+            let scripted = locked(&self.scripted)
+                .get_mut(reference)
+                .and_then(VecDeque::pop_front);
+            if let Some(removal) = scripted {
+                return removal;
+            }
+            let Some(info) = self.find(reference) else {
+                return Removal::NotFound;
+            };
+            if info.is_running() {
+                return Removal::Refused {
+                    status: 409,
+                    message: format!(
+                        "You cannot remove a {} container {}. Stop the container before \
+                         attempting removal or force remove",
+                        info.state, info.id
+                    ),
+                };
+            }
+            locked(&self.containers).retain(|container| container.id != info.id);
+            Removal::Removed
+        }
+
+        async fn inspect(&self, reference: &str) -> Inspection {
+            locked(&self.calls).push(Call::Inspect(reference.to_owned()));
+            match self.find(reference) {
+                Some(info) => Inspection::Found(info),
+                None => Inspection::NotFound,
+            }
+        }
+
+        async fn list_all(&self) -> Result<Vec<ContainerInfo>, String> {
+            locked(&self.calls).push(Call::List);
+            Ok(locked(&self.containers).clone())
+        }
+    }
+}

@@ -1,48 +1,52 @@
 //! rt-cleanup removes the Docker containers of games that the runtime manager stopped longer
 //! than a retention ago, under each game's lease, and records every result in the state file's
-//! `operation_log`. The interface is `CONTRACT.md` version 1, restated in the README.
+//! `operation_log`. The interface is stated in `docs/contract.md`.
 //!
 //! [`run`] is one pass; `main.rs` only parses, sets up logging, calls it, prints the summary,
 //! writes the metrics and maps the outcome to an exit status.
 
-pub mod candidate;
 pub mod cli;
 pub mod config;
-pub mod docker;
-pub mod engine;
-pub mod metrics;
-pub mod outcome;
-pub mod output_file;
-pub mod pass;
-pub mod plan;
-pub mod store;
-pub mod summary;
+pub mod exit;
+pub mod stop;
 
+pub(crate) mod candidate;
+pub(crate) mod docker;
+pub(crate) mod engine;
+pub(crate) mod job;
+pub(crate) mod metrics;
+pub(crate) mod outcome;
+pub(crate) mod output_file;
+pub(crate) mod pass;
+pub(crate) mod plan;
+pub(crate) mod store;
+pub(crate) mod summary;
+pub(crate) mod time;
+pub(crate) mod value;
+pub(crate) mod worker;
+
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
 
 use crate::candidate::Candidate;
+use crate::cli::OutputFormat;
 use crate::config::Config;
 use crate::docker::{DockerClient, DockerError};
 use crate::engine::ContainerIndex;
-use crate::outcome::{Outcome, ResultKind};
-use crate::pass::{PassSettings, Signal, Stop};
+use crate::exit::ExitStatus;
+use crate::metrics::RunMetrics;
+use crate::outcome::{LiveLease, Outcome, ResultKind};
 use crate::plan::{Plan, PlanError};
+use crate::stop::{Signal, Stop};
 use crate::store::{Access, Store, StoreError};
-use crate::summary::{epoch_ms, format_epoch_ms, format_time, Counts, RecordReport, Summary};
-
-/// Exit status: the pass finished and no record failed.
-pub const EXIT_OK: u8 = 0;
-/// Exit status: at least one record failed (or would, in a dry run).
-pub const EXIT_FAILED_RECORDS: u8 = 1;
-/// Exit status: bad invocation or unusable state file; nothing changed.
-pub const EXIT_USAGE: u8 = 2;
-/// Exit status: the Docker daemon is unreachable or unusable at start; nothing changed.
-pub const EXIT_DOCKER_UNAVAILABLE: u8 = 69;
-/// Exit status: the state file stayed locked past the wait; try again later.
-pub const EXIT_STATE_BUSY: u8 = 75;
+use crate::summary::{Counts, RecordReport, Summary};
+use crate::time::{epoch_ms, format_epoch_ms, format_time};
+use crate::value::FieldValue;
+use crate::worker::WorkerSettings;
 
 /// A pass that could not start: nothing was changed.
 #[derive(Debug, Error)]
@@ -59,13 +63,13 @@ pub enum RunError {
 }
 
 impl RunError {
-    /// The exit status of contract §6.
+    /// The exit status of a pass that could not start.
     #[must_use]
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_status(&self) -> ExitStatus {
         match self {
-            RunError::State(error) if error.is_busy() => EXIT_STATE_BUSY,
-            RunError::State(_) | RunError::Plan(_) => EXIT_USAGE,
-            RunError::Docker(_) => EXIT_DOCKER_UNAVAILABLE,
+            RunError::State(error) if error.is_busy() => ExitStatus::StateBusy,
+            RunError::State(_) | RunError::Plan(_) => ExitStatus::Usage,
+            RunError::Docker(_) => ExitStatus::DockerUnavailable,
         }
     }
 }
@@ -73,120 +77,78 @@ impl RunError {
 /// A pass that ran to its end, possibly cut short by a signal or a state-file failure.
 #[derive(Debug)]
 pub struct Report {
-    /// The summary to print.
-    pub summary: Summary,
-    /// The signal that stopped the pass, if any.
-    pub interrupted: Option<Signal>,
-    /// The state-file failure that stopped the pass, if any.
-    pub state_failure: Option<StoreError>,
-    /// The `last_op_at` of the oldest expired record still waiting after the pass.
-    pub oldest_waiting_ms: Option<i64>,
+    summary: Summary,
+    interrupted: Option<Signal>,
+    state_failure: Option<StoreError>,
+    oldest_waiting_ms: Option<i64>,
 }
 
 impl Report {
-    /// The exit status of contract §6.
+    /// The exit status of the pass.
     #[must_use]
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_status(&self) -> ExitStatus {
         if let Some(signal) = self.interrupted {
-            signal.exit_code()
+            signal.exit_status()
         } else if self.state_failure.as_ref().is_some_and(StoreError::is_busy) {
-            EXIT_STATE_BUSY
+            ExitStatus::StateBusy
         } else if self.summary.has_failures() || self.state_failure.is_some() {
-            EXIT_FAILED_RECORDS
+            ExitStatus::FailedRecords
         } else {
-            EXIT_OK
+            ExitStatus::Success
+        }
+    }
+
+    /// The summary for stdout, in the configured format.
+    #[must_use]
+    pub fn render(&self, format: OutputFormat) -> String {
+        match format {
+            OutputFormat::Text => summary::render_text(&self.summary),
+            OutputFormat::Json => summary::render_json(&self.summary),
+        }
+    }
+
+    /// Logs why the pass ended early, if it did.
+    pub fn log_early_end(&self) {
+        if let Some(error) = &self.state_failure {
+            tracing::error!("the pass stopped early: {error}");
+        }
+        if let Some(signal) = self.interrupted {
+            tracing::warn!(
+                "interrupted by {}: records not reached are deferred",
+                signal.name()
+            );
         }
     }
 }
 
-/// Runs one pass as configured. `stop` is shared with the signal listener.
-pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
-    let access = if config.dry_run {
-        Access::ReadOnly
-    } else {
-        Access::ReadWrite
+/// Writes `--metrics-file` for a real run (a dry run changes nothing, metrics included). A
+/// failure to write is logged; it does not change the exit status of the pass.
+pub fn write_metrics(
+    config: &Config,
+    duration: Duration,
+    exit_status: ExitStatus,
+    report: Option<&Report>,
+) {
+    let Some(path) = &config.metrics_file else {
+        return;
     };
-    let mut store = Store::open(&config.state, access, config.lock_wait)?;
-    let plan = match &config.apply_plan {
-        Some(path) => Some(Plan::load(path, &config.state, config.retention.as_secs())?),
-        None => None,
+    if config.dry_run {
+        tracing::info!(
+            "dry run: the metrics file {} is left as it is",
+            path.display()
+        );
+        return;
+    }
+    let run = RunMetrics {
+        finished_at: SystemTime::now(),
+        duration,
+        exit_status,
+        counts: report.map(|report| report.summary.counts),
+        oldest_waiting_ms: report.and_then(|report| report.oldest_waiting_ms),
     };
-    let docker = DockerClient::connect(&config.docker_host, config.docker_timeout).await?;
-    let daemon = docker.daemon();
-    tracing::info!(
-        host = docker.host(),
-        engine = %daemon.engine_version,
-        server_api = %daemon.server_api,
-        api = %daemon.wire_api,
-        "Docker preflight passed; requests use API {}", daemon.wire_api
-    );
-
-    let started = SystemTime::now();
-    let now_ms = epoch_ms(started);
-    let retention_ms = i64::try_from(config.retention.as_millis()).unwrap_or(i64::MAX);
-    let threshold_ms = now_ms.saturating_sub(retention_ms);
-    let (stopped, candidates) = match &plan {
-        None => {
-            let selection = store.select(threshold_ms)?;
-            (
-                selection.stopped,
-                candidate::select(selection.rows, threshold_ms),
-            )
-        }
-        Some(plan) => (store.count_stopped()?, plan.candidates()),
-    };
-    tracing::info!(
-        stopped,
-        expired = candidates.len(),
-        dry_run = config.dry_run,
-        from_plan = plan.is_some(),
-        "selected the expired stopped records"
-    );
-
-    let acted = pass::acted_on(candidates.len(), config.max_removals);
-    let needs_listing = acted > 0 && (config.dry_run || config.owner_label.is_some());
-    let containers = if needs_listing {
-        Some(ContainerIndex::new(docker.list().await?))
-    } else {
-        None
-    };
-    let pass_time = PassTime {
-        started,
-        now_ms,
-        threshold_ms,
-    };
-    let outcomes = if config.dry_run {
-        predict(config, &store, &candidates, containers.as_ref(), &pass_time)?
-    } else {
-        let writer = store.into_writer(config.op_source.clone());
-        let settings = PassSettings {
-            holder: pass::holder_name(),
-            lease_ttl: config.lease_ttl,
-            owner_label: config.owner_label.clone(),
-            docker_timeout: config.docker_timeout,
-            concurrency: config.concurrency.get(),
-        };
-        let outcomes = pass::remove_expired(
-            &candidates,
-            config.max_removals,
-            &docker,
-            &writer,
-            containers.as_ref(),
-            &settings,
-            &stop,
-        )
-        .await;
-        writer.close();
-        outcomes
-    };
-    Ok(report(
-        config,
-        stopped,
-        &candidates,
-        outcomes,
-        &pass_time,
-        &stop,
-    ))
+    if let Err(error) = metrics::write(path, &run) {
+        tracing::error!("cannot write the metrics file {}: {error}", path.display());
+    }
 }
 
 /// The times of a pass, taken once.
@@ -202,38 +164,175 @@ impl PassTime {
     }
 }
 
-/// The dry run: predicts every candidate's result, and writes the plan when asked.
-fn predict(
-    config: &Config,
-    store: &Store,
-    candidates: &[Candidate],
-    containers: Option<&ContainerIndex>,
-    time: &PassTime,
-) -> Result<Vec<Outcome>, RunError> {
-    let leases = store.live_leases(time.now_ms)?;
-    let outcomes = pass::predict_all(
-        candidates,
-        &leases,
-        containers,
-        config.owner_label.as_deref(),
-        config.max_removals,
+/// What a pass read from the state file before acting.
+struct StateRead {
+    store: Store,
+    stopped: u64,
+    candidates: Vec<Candidate>,
+    /// The leases in force, for a dry run's prediction.
+    leases: HashMap<FieldValue, LiveLease>,
+}
+
+/// How often a dry run reads a file again that was written while it read it.
+const CONSISTENT_READ_ATTEMPTS: usize = 3;
+
+/// Runs one pass as configured. `stop` is shared with the signal listener.
+pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
+    let plan = match &config.apply_plan {
+        Some(path) => Some(Plan::load(path, &config.state, config.retention.as_secs())?),
+        None => None,
+    };
+    let started = SystemTime::now();
+    let now_ms = epoch_ms(started);
+    let retention_ms = i64::try_from(config.retention.as_millis()).unwrap_or(i64::MAX);
+    let time = PassTime {
+        started,
+        now_ms,
+        threshold_ms: now_ms.saturating_sub(retention_ms),
+    };
+    let read = read_state(config, plan.as_ref(), &time)?;
+    let docker = DockerClient::connect(&config.docker_host, config.docker_timeout).await?;
+    let daemon = docker.daemon();
+    tracing::info!(
+        host = docker.host(),
+        engine = %daemon.engine_version,
+        server_api = %daemon.server_api,
+        api = %daemon.wire_api,
+        "Docker preflight passed; requests use API {}", daemon.wire_api
     );
-    // No log line per prediction: the summary on stdout lists every one, and 10,000 such lines
-    // cost a large dry run about a fifth of its time (docs/benchmark.md).
-    if let Some(path) = &config.plan_out {
-        let acted = pass::acted_on(candidates.len(), config.max_removals);
-        let acted_on: Vec<_> = candidates.iter().zip(&outcomes).take(acted).collect();
-        let plan = Plan::new(
-            &config.state,
-            config.retention.as_secs(),
-            format_time(time.started),
-            time.threshold(),
-            &acted_on,
-        )?;
-        plan.save(path)?;
-        tracing::info!(plan = %path.display(), records = acted_on.len(), "plan written");
+    tracing::info!(
+        stopped = read.stopped,
+        expired = read.candidates.len(),
+        dry_run = config.dry_run,
+        from_plan = plan.is_some(),
+        "selected the expired stopped records"
+    );
+    let jobs = pass::record_jobs(&read.candidates, time.threshold_ms);
+    let acted = worker::acted_on(jobs.len(), config.max_removals);
+    let needs_listing = acted > 0 && (config.dry_run || config.owner_label.is_some());
+    let containers = if needs_listing {
+        Some(ContainerIndex::new(docker.list().await?))
+    } else {
+        None
+    };
+    let outcomes = if config.dry_run {
+        let outcomes = pass::predict_all(
+            &jobs,
+            &read.leases,
+            containers.as_ref(),
+            config.owner_label.as_deref(),
+            config.max_removals,
+        );
+        // No log line per prediction: the summary on stdout lists every one, and 10,000 such
+        // lines cost a large dry run about a fifth of its time (docs/benchmark.md).
+        if let Some(path) = &config.plan_out {
+            write_plan(config, path, &read.candidates, &outcomes, &time)?;
+        }
+        outcomes
+    } else {
+        let writer = read.store.into_writer(config.op_source.clone());
+        let settings = WorkerSettings {
+            holder: worker::holder_name(),
+            lease_ttl: config.lease_ttl,
+            owner_label: config.owner_label.clone(),
+            docker_timeout: config.docker_timeout,
+            concurrency: config.concurrency.get(),
+        };
+        let outcomes = worker::run_jobs(
+            &jobs,
+            config.max_removals,
+            &docker,
+            &writer,
+            containers.as_ref(),
+            &settings,
+            &stop,
+        )
+        .await;
+        writer.close();
+        outcomes
+    };
+    Ok(report(
+        config,
+        read.stopped,
+        &read.candidates,
+        outcomes,
+        &time,
+        &stop,
+    ))
+}
+
+/// Opens the state file and reads what the pass needs. A dry run that read an immutable
+/// snapshot reads again if the file was written meanwhile, and gives up after a few attempts
+/// rather than predict from a torn read.
+fn read_state(
+    config: &Config,
+    plan: Option<&Plan>,
+    time: &PassTime,
+) -> Result<StateRead, RunError> {
+    let access = if config.dry_run {
+        Access::ReadOnly
+    } else {
+        Access::ReadWrite
+    };
+    for _ in 0..CONSISTENT_READ_ATTEMPTS {
+        let mut store = Store::open(&config.state, access, config.lock_wait)?;
+        let (stopped, candidates) = match plan {
+            None => {
+                let selection = store.select(time.threshold_ms)?;
+                (
+                    selection.stopped,
+                    candidate::select(selection.rows, time.threshold_ms),
+                )
+            }
+            Some(plan) => (store.count_stopped()?, plan.candidates()),
+        };
+        let leases = if config.dry_run {
+            store.live_leases(time.now_ms)?
+        } else {
+            HashMap::new()
+        };
+        if store.read_was_consistent() {
+            return Ok(StateRead {
+                store,
+                stopped,
+                candidates,
+                leases,
+            });
+        }
+        tracing::info!(
+            path = %config.state.display(),
+            "the state file was written while it was read; reading it again"
+        );
     }
-    Ok(outcomes)
+    Err(StoreError::Unreadable {
+        path: config.state.clone(),
+        reason: format!(
+            "it was written during each of {CONSISTENT_READ_ATTEMPTS} attempts to read it \
+             without locks; try again"
+        ),
+    }
+    .into())
+}
+
+fn write_plan(
+    config: &Config,
+    path: &Path,
+    candidates: &[Candidate],
+    outcomes: &[Outcome],
+    time: &PassTime,
+) -> Result<(), RunError> {
+    let acted = worker::acted_on(candidates.len(), config.max_removals);
+    let acted_on: Vec<_> = candidates.iter().zip(outcomes).take(acted).collect();
+    let plan = Plan::new(
+        &config.state,
+        config.retention.as_secs(),
+        format_time(time.started),
+        time.threshold(),
+        &acted_on,
+    )?;
+    plan.save(path)?;
+    tracing::info!(plan = %path.display(), records = acted_on.len(), "plan written");
+    Ok(())
 }
 
 /// Assembles the report of a pass that ran.

@@ -2,16 +2,13 @@
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use clap::Parser;
-use rt_cleanup::cli::{Arguments, LogFormat, OutputFormat};
+use rt_cleanup::cli::{Arguments, LogFormat};
 use rt_cleanup::config::Config;
-use rt_cleanup::metrics::{self, RunMetrics};
-use rt_cleanup::pass::{Signal, Stop};
-use rt_cleanup::summary::{render_json, render_text};
-use rt_cleanup::Report;
-use tokio::signal::unix::{signal, SignalKind};
+use rt_cleanup::exit::ExitStatus;
+use rt_cleanup::stop::{listen_for_signals, Stop};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -19,8 +16,12 @@ fn main() -> ExitCode {
     let config = match Config::try_from(arguments) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("rt-cleanup: error: {error}\n\nFor more information, try '--help'.");
-            return ExitCode::from(rt_cleanup::EXIT_USAGE);
+            // A closed stderr must not turn a refusal into a panic: the exit status says it.
+            let _ = writeln!(
+                std::io::stderr(),
+                "rt-cleanup: error: {error}\n\nFor more information, try '--help'."
+            );
+            return ExitStatus::Usage.into();
         }
     };
     init_logging(config.log_format);
@@ -30,8 +31,8 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("rt-cleanup: error: cannot start the async runtime: {error}");
-            return ExitCode::from(rt_cleanup::EXIT_USAGE);
+            tracing::error!("cannot start the async runtime: {error}");
+            return ExitStatus::Usage.into();
         }
     };
     let started = Instant::now();
@@ -44,18 +45,16 @@ fn main() -> ExitCode {
         Ok(Ok(report)) => report,
         Ok(Err(error)) => {
             tracing::error!("{error}");
-            write_metrics(&config, started, error.exit_code(), None);
-            return ExitCode::from(error.exit_code());
+            let status = error.exit_status();
+            rt_cleanup::write_metrics(&config, started.elapsed(), status, None);
+            return status.into();
         }
         Err(error) => {
             tracing::error!("cannot listen for SIGINT and SIGTERM: {error}");
-            return ExitCode::from(rt_cleanup::EXIT_USAGE);
+            return ExitStatus::Usage.into();
         }
     };
-    let rendered = match config.output {
-        OutputFormat::Text => render_text(&report.summary),
-        OutputFormat::Json => render_json(&report.summary),
-    };
+    let rendered = report.render(config.output);
     let mut stdout = std::io::stdout().lock();
     if let Err(error) = stdout
         .write_all(rendered.as_bytes())
@@ -63,42 +62,10 @@ fn main() -> ExitCode {
     {
         tracing::error!("cannot write the summary to stdout: {error}");
     }
-    if let Some(error) = &report.state_failure {
-        tracing::error!("the pass stopped early: {error}");
-    }
-    if let Some(signal) = report.interrupted {
-        tracing::warn!(
-            "interrupted by {}: records not reached are deferred",
-            signal.name()
-        );
-    }
-    write_metrics(&config, started, report.exit_code(), Some(&report));
-    ExitCode::from(report.exit_code())
-}
-
-/// Writes `--metrics-file` for a real run (a dry run changes nothing, metrics included). A
-/// failure to write is logged; it does not change the exit status of the pass.
-fn write_metrics(config: &Config, started: Instant, exit_status: u8, report: Option<&Report>) {
-    let Some(path) = &config.metrics_file else {
-        return;
-    };
-    if config.dry_run {
-        tracing::info!(
-            "dry run: the metrics file {} is left as it is",
-            path.display()
-        );
-        return;
-    }
-    let run = RunMetrics {
-        finished_at: SystemTime::now(),
-        duration: started.elapsed(),
-        exit_status,
-        counts: report.map(|report| report.summary.counts),
-        oldest_waiting_ms: report.and_then(|report| report.oldest_waiting_ms),
-    };
-    if let Err(error) = metrics::write(path, &run) {
-        tracing::error!("cannot write the metrics file {}: {error}", path.display());
-    }
+    report.log_early_end();
+    let status = report.exit_status();
+    rt_cleanup::write_metrics(&config, started.elapsed(), status, Some(&report));
+    status.into()
 }
 
 /// Logs go to stderr, filtered by `RT_CLEANUP_LOG`, else `RUST_LOG`, else `info`.
@@ -115,22 +82,4 @@ fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
-}
-
-/// On SIGINT or SIGTERM the pass stops starting records; those in flight are finished.
-fn listen_for_signals(stop: &std::sync::Arc<Stop>) -> std::io::Result<()> {
-    for (kind, which) in [
-        (SignalKind::interrupt(), Signal::Interrupt),
-        (SignalKind::terminate(), Signal::Terminate),
-    ] {
-        let mut stream = signal(kind)?;
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            if stream.recv().await.is_some() {
-                tracing::warn!("received {}: finishing the records in flight", which.name());
-                stop.signal(which);
-            }
-        });
-    }
-    Ok(())
 }

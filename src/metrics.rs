@@ -9,6 +9,7 @@ use std::io;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::exit::ExitStatus;
 use crate::outcome::ResultKind;
 use crate::output_file::write_atomically;
 use crate::summary::Counts;
@@ -23,7 +24,7 @@ pub struct RunMetrics {
     /// How long it took.
     pub duration: Duration,
     /// Its exit status.
-    pub exit_status: u8,
+    pub exit_status: ExitStatus,
     /// Its counts, when the pass ran; `None` when it could not start.
     pub counts: Option<Counts>,
     /// The `last_op_at` (epoch ms) of the oldest expired record still waiting after the run
@@ -69,11 +70,13 @@ pub fn render(run: &RunMetrics, previous_success: Option<f64>) -> String {
     );
     gauge(
         "rt_cleanup_last_run_exit_status",
-        "The exit status of the last run: 0 ok, 1 failed records, 2 usage or state file, \
-         69 Docker unavailable, 75 state file locked, 130/143 interrupted.",
-        &[("", f64::from(run.exit_status))],
+        &format!(
+            "The exit status of the last run: {}.",
+            ExitStatus::one_line()
+        ),
+        &[("", f64::from(run.exit_status.code()))],
     );
-    let last_success = if run.exit_status == 0 {
+    let last_success = if run.exit_status == ExitStatus::Success {
         Some(finished)
     } else {
         previous_success
@@ -141,7 +144,7 @@ pub fn write(path: &Path, run: &RunMetrics) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    fn run(exit_status: u8, counts: Option<Counts>) -> RunMetrics {
+    fn run(exit_status: ExitStatus, counts: Option<Counts>) -> RunMetrics {
         RunMetrics {
             finished_at: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
             duration: Duration::from_millis(1250),
@@ -160,7 +163,10 @@ mod tests {
             failed: 2,
             ..Counts::default()
         };
-        let text = render(&run(1, Some(counts)), Some(1_700_000_000.0));
+        let text = render(
+            &run(ExitStatus::FailedRecords, Some(counts)),
+            Some(1_700_000_000.0),
+        );
         for line in [
             "rt_cleanup_last_run_timestamp_seconds 1800000000",
             "rt_cleanup_last_run_duration_seconds 1.25",
@@ -183,14 +189,20 @@ mod tests {
 
     #[test]
     fn a_clean_run_is_the_last_success() {
-        let text = render(&run(0, Some(Counts::default())), Some(1.0));
+        let text = render(
+            &run(ExitStatus::Success, Some(Counts::default())),
+            Some(1.0),
+        );
         assert!(text.contains("rt_cleanup_last_success_timestamp_seconds 1800000000\n"));
         assert_eq!(previous_success(&text), Some(1_800_000_000.0));
     }
 
     #[test]
     fn a_run_that_could_not_start_keeps_the_previous_success_and_has_no_counts() {
-        let text = render(&run(69, None), Some(1_700_000_000.0));
+        let text = render(
+            &run(ExitStatus::DockerUnavailable, None),
+            Some(1_700_000_000.0),
+        );
         assert!(text.contains("rt_cleanup_last_run_exit_status 69\n"));
         assert!(text.contains("rt_cleanup_last_success_timestamp_seconds 1700000000\n"));
         assert!(!text.contains("rt_cleanup_last_run_records"));
@@ -201,8 +213,8 @@ mod tests {
     fn write_keeps_the_last_success_across_a_failed_run() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rt_cleanup.prom");
-        write(&path, &run(0, Some(Counts::default()))).unwrap();
-        let mut failed = run(1, Some(Counts::default()));
+        write(&path, &run(ExitStatus::Success, Some(Counts::default()))).unwrap();
+        let mut failed = run(ExitStatus::FailedRecords, Some(Counts::default()));
         failed.finished_at += Duration::from_secs(3600);
         write(&path, &failed).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();

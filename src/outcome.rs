@@ -4,8 +4,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::candidate::{Candidate, Target};
+use crate::candidate::Target;
 use crate::engine::{ContainerInfo, Inspection, Lookup, Removal};
+use crate::job::Job;
+use crate::value::FieldValue;
 
 /// The result of one expired record, as reported and counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -234,15 +236,19 @@ pub fn decide_after_timeout(
     }
 }
 
-/// Checks `--owner-label`: the container is removed only if its label `key` is the record's game.
-pub fn check_owner(info: &ContainerInfo, key: &str, game_id: &str) -> Result<(), Outcome> {
+/// Checks `--owner-label`: the container is removed only if its label `key` is the game, byte
+/// for byte.
+pub fn check_owner(info: &ContainerInfo, key: &str, game: &FieldValue) -> Result<(), Outcome> {
+    let owned_by =
+        |value: &str| matches!(game, FieldValue::Text(text) if text.as_bytes() == value.as_bytes());
     match info.labels.get(key) {
-        Some(value) if value == game_id => Ok(()),
+        Some(value) if owned_by(value) => Ok(()),
         Some(value) => Err(Outcome::failed(
             ErrorCode::OwnershipMismatch,
             format!(
-                "container {} has label {key}={value:?}, not the game {game_id:?}",
-                short_id(&info.id)
+                "container {} has label {key}={value:?}, not the game {}",
+                short_id(&info.id),
+                game
             ),
         )),
         None => Err(Outcome::failed(
@@ -271,30 +277,31 @@ pub fn lease_conflict(lease: &LiveLease) -> Outcome {
     Outcome::conflict(format!(
         "the game is leased by {} until {}",
         lease.holder,
-        crate::summary::format_epoch_ms(lease.expires_at)
+        crate::time::format_epoch_ms(lease.expires_at)
             .unwrap_or_else(|| lease.expires_at.to_string())
     ))
 }
 
-/// Predicts, for `--dry-run`, the result a real run would give this candidate right now.
+/// Predicts, for `--dry-run`, the result a real run would give this job right now.
 ///
-/// `lease` is the live lease on the game, if any; `lookup` is where the candidate's container
+/// `lease` is the live lease on the game, if any; `lookup` is where the job's container
 /// reference led in one listing of the daemon's containers.
 #[must_use]
 pub fn predict(
-    candidate: &Candidate,
+    job: &Job,
     lease: Option<&LiveLease>,
     lookup: Option<Lookup<'_>>,
     owner_label: Option<&str>,
 ) -> Outcome {
-    if let Target::Invalid(reason) = &candidate.target {
-        return Outcome::failed(ErrorCode::InvalidRecord, reason.clone());
-    }
     if let Some(lease) = lease {
         return lease_conflict(lease);
     }
-    let Target::Container(reference) = &candidate.target else {
-        return Outcome::replay_no_op("the record names no container");
+    let reference = match &job.target {
+        Target::Invalid(reason) => {
+            return Outcome::failed(ErrorCode::InvalidRecord, reason.clone());
+        }
+        Target::NoContainer => return Outcome::replay_no_op("the record names no container"),
+        Target::Container(reference) => reference,
     };
     match lookup {
         None | Some(Lookup::Missing) => Outcome::replay_no_op(format!(
@@ -306,7 +313,7 @@ pub fn predict(
         ),
         Some(Lookup::Found(info)) => {
             if let Some(key) = owner_label {
-                if let Err(mismatch) = check_owner(info, key, &candidate.game_id) {
+                if let Err(mismatch) = check_owner(info, key, &job.game) {
                     return mismatch;
                 }
             }
@@ -327,7 +334,7 @@ pub fn predict(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::candidate::{FieldValue, StoppedRow};
+    use crate::candidate::{Candidate, StoppedRow};
     use std::time::Duration;
 
     fn refused(status: u16, message: &str) -> Removal {
@@ -337,12 +344,13 @@ mod tests {
         }
     }
 
-    fn candidate(container: FieldValue) -> Candidate {
-        Candidate::from_row(StoppedRow {
-            game_id: FieldValue::Text("g-1".into()),
+    fn candidate(container: FieldValue) -> Job {
+        let candidate = Candidate::from_row(StoppedRow {
+            game_id: FieldValue::text("g-1"),
             container_id: container,
             last_op_at: FieldValue::Integer(1),
-        })
+        });
+        Job::for_record(&candidate, 10)
     }
 
     fn info(state: &str, labels: &[(&str, &str)]) -> ContainerInfo {
@@ -458,16 +466,19 @@ mod tests {
 
     #[test]
     fn the_owner_label_must_equal_the_game() {
-        assert!(check_owner(&info("exited", &[("owner", "g-1")]), "owner", "g-1").is_ok());
-        let wrong = check_owner(&info("exited", &[("owner", "g-2")]), "owner", "g-1").unwrap_err();
+        let game = FieldValue::text("g-1");
+        assert!(check_owner(&info("exited", &[("owner", "g-1")]), "owner", &game).is_ok());
+        let wrong = check_owner(&info("exited", &[("owner", "g-2")]), "owner", &game).unwrap_err();
         assert_eq!(wrong.error_code, Some(ErrorCode::OwnershipMismatch));
-        let missing = check_owner(&info("exited", &[]), "owner", "g-1").unwrap_err();
+        let blob = FieldValue::Blob(b"g-1".to_vec());
+        assert!(check_owner(&info("exited", &[("owner", "g-1")]), "owner", &blob).is_err());
+        let missing = check_owner(&info("exited", &[]), "owner", &game).unwrap_err();
         assert_eq!(missing.error_code, Some(ErrorCode::OwnershipMismatch));
     }
 
     #[test]
     fn a_dry_run_predicts_every_result() {
-        let with_container = candidate(FieldValue::Text("c".into()));
+        let with_container = candidate(FieldValue::text("c"));
         let exited = info("exited", &[("owner", "g-1")]);
         let lease = LiveLease {
             holder: "rtmanager".into(),
@@ -523,12 +534,7 @@ mod tests {
                 ResultKind::Failed,
             ),
             (
-                predict(
-                    &candidate(FieldValue::Text("../x".into())),
-                    None,
-                    None,
-                    None,
-                ),
+                predict(&candidate(FieldValue::text("../x")), None, None, None),
                 ResultKind::Failed,
             ),
         ];

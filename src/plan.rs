@@ -101,7 +101,8 @@ pub struct PlannedRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     /// The format version, [`PLAN_FORMAT`].
-    pub rt_cleanup_plan: u32,
+    #[serde(rename = "rt_cleanup_plan")]
+    pub format: u32,
     /// The state file, as an absolute, resolved path.
     pub state: PathBuf,
     /// The retention in seconds the plan was made with.
@@ -131,7 +132,7 @@ impl Plan {
         acted_on: &[(&Candidate, &Outcome)],
     ) -> Result<Self, PlanError> {
         Ok(Self {
-            rt_cleanup_plan: PLAN_FORMAT,
+            format: PLAN_FORMAT,
             state: resolve(state)?,
             retention_seconds,
             created_at,
@@ -172,10 +173,10 @@ impl Plan {
             path: path.to_owned(),
             source,
         })?;
-        if plan.rt_cleanup_plan != PLAN_FORMAT {
+        if plan.format != PLAN_FORMAT {
             return Err(PlanError::Format {
                 path: path.to_owned(),
-                found: plan.rt_cleanup_plan,
+                found: plan.format,
             });
         }
         let given = resolve(state)?;
@@ -209,11 +210,11 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::candidate::FieldValue;
+    use crate::value::FieldValue;
 
     fn candidate(game: &str, container: FieldValue, last_op_at: FieldValue) -> Candidate {
         Candidate::from_row(StoppedRow {
-            game_id: FieldValue::Text(game.into()),
+            game_id: FieldValue::text(game),
             container_id: container,
             last_op_at,
         })
@@ -225,14 +226,10 @@ mod tests {
         let state = dir.path().join("state.db");
         std::fs::write(&state, b"").unwrap();
         let candidates = [
-            candidate("a", FieldValue::Text("c1".into()), FieldValue::Integer(5)),
+            candidate("a", FieldValue::text("c1"), FieldValue::Integer(5)),
             candidate("b", FieldValue::Null, FieldValue::Integer(6)),
             candidate("c", FieldValue::Blob(vec![0, 255]), FieldValue::Real(1.5)),
-            candidate(
-                "d",
-                FieldValue::Text("x".into()),
-                FieldValue::Text("soon".into()),
-            ),
+            candidate("d", FieldValue::text("x"), FieldValue::text("soon")),
         ];
         let outcome = Outcome::removed();
         let pairs: Vec<_> = candidates.iter().map(|c| (c, &outcome)).collect();

@@ -2,34 +2,13 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::candidate::{Candidate, MAX_EPOCH_MS};
+use crate::candidate::Candidate;
 use crate::outcome::{ErrorCode, Outcome, ResultKind};
-
-/// Formats epoch milliseconds as RFC 3339 UTC with milliseconds, where the value is in range.
-#[must_use]
-pub fn format_epoch_ms(ms: i64) -> Option<String> {
-    let ms = u64::try_from(ms)
-        .ok()
-        .filter(|&ms| ms <= MAX_EPOCH_MS as u64)?;
-    Some(format_time(UNIX_EPOCH + Duration::from_millis(ms)))
-}
-
-/// Formats a time as RFC 3339 UTC with milliseconds.
-#[must_use]
-pub fn format_time(time: SystemTime) -> String {
-    humantime::format_rfc3339_millis(time).to_string()
-}
-
-/// Epoch milliseconds of a time (0 for times before 1970, which this tool never takes).
-#[must_use]
-pub fn epoch_ms(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use crate::time::format_epoch_ms;
 
 /// One expired candidate and its result.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -53,7 +32,7 @@ impl RecordReport {
     #[must_use]
     pub fn new(candidate: &Candidate, outcome: Outcome) -> Self {
         Self {
-            game_id: candidate.game_id.clone(),
+            game_id: candidate.game_text().into_owned(),
             container_id: candidate.container_text(),
             last_op_at: candidate.last_op_at.and_then(format_epoch_ms),
             result: outcome.result,
@@ -250,20 +229,6 @@ mod tests {
             counts: Counts::tally(40, &records),
             records,
         }
-    }
-
-    #[test]
-    fn formats_epoch_milliseconds_as_rfc3339_utc() {
-        assert_eq!(
-            format_epoch_ms(0).as_deref(),
-            Some("1970-01-01T00:00:00.000Z")
-        );
-        assert_eq!(
-            format_epoch_ms(1_794_643_200_250).as_deref(),
-            Some("2026-11-14T08:00:00.250Z")
-        );
-        assert_eq!(format_epoch_ms(-1), None);
-        assert_eq!(format_epoch_ms(MAX_EPOCH_MS + 1), None);
     }
 
     #[test]

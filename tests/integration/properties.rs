@@ -1,6 +1,7 @@
-//! Issue 5, item 7: hostile and broken input. Property tests over the rows a state file may hold
-//! and over the command line, one end-to-end run of hostile rows against a daemon whose request
-//! log is read back, and a database with corrupted pages.
+//! Hostile and broken input: property tests over the command line, one end-to-end run of hostile
+//! rows against a daemon whose request log is read back, and a database with corrupted pages.
+//! (The property tests of the rows a state file may hold are beside the code, in
+//! `src/candidate.rs`.)
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -8,15 +9,11 @@ use std::time::Duration;
 use clap::Parser;
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
-use rt_cleanup::candidate::{self, Candidate, ContainerRef, FieldValue, StoppedRow, Target};
 use rt_cleanup::cli::Arguments;
 use rt_cleanup::config::Config;
 use rusqlite::types::Value;
 
 use crate::harness::{days_ago, pass, Journal, PrivateDaemon, Rng, StateFile};
-
-/// The largest epoch millisecond a candidate may carry (9999-12-31T23:59:59.999Z).
-const MAX_EPOCH_MS: i64 = candidate::MAX_EPOCH_MS;
 
 /// The contract's reference syntax, written out independently of the code under test:
 /// `^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$`.
@@ -27,57 +24,6 @@ fn is_valid_reference(text: &str) -> bool {
         && text.len() <= 255
 }
 
-/// Any value SQLite can hold, weighted towards the ones that sit near the edges of validity.
-fn field_value() -> impl Strategy<Value = FieldValue> {
-    prop_oneof![
-        Just(FieldValue::Null),
-        any::<i64>().prop_map(FieldValue::Integer),
-        (0..=MAX_EPOCH_MS).prop_map(FieldValue::Integer),
-        any::<f64>().prop_map(FieldValue::Real),
-        any::<String>().prop_map(FieldValue::Text),
-        "[A-Za-z0-9_./?#%: \\-\n]{0,40}".prop_map(FieldValue::Text),
-        "[A-Za-z0-9][A-Za-z0-9_.-]{0,260}".prop_map(FieldValue::Text),
-        prop::collection::vec(any::<u8>(), 0..40).prop_map(FieldValue::Blob),
-    ]
-}
-
-fn stopped_row() -> impl Strategy<Value = StoppedRow> {
-    (field_value(), field_value(), field_value()).prop_map(|(game_id, container_id, last_op_at)| {
-        StoppedRow {
-            game_id,
-            container_id,
-            last_op_at,
-        }
-    })
-}
-
-/// What the contract says a row is.
-#[derive(Debug)]
-enum Expected {
-    /// Removal of this reference.
-    Container(String),
-    /// Nothing to remove.
-    NoContainer,
-    /// `invalid_record`.
-    Invalid,
-}
-
-/// What the contract says a row is, decided without the code under test.
-fn expected_target(row: &StoppedRow) -> Expected {
-    let FieldValue::Text(_) = row.game_id else {
-        return Expected::Invalid;
-    };
-    match row.last_op_at {
-        FieldValue::Integer(ms) if (0..=MAX_EPOCH_MS).contains(&ms) => {}
-        _ => return Expected::Invalid,
-    }
-    match &row.container_id {
-        FieldValue::Null => Expected::NoContainer,
-        FieldValue::Text(text) if is_valid_reference(text) => Expected::Container(text.clone()),
-        _ => Expected::Invalid,
-    }
-}
-
 fn proptest_config(cases: u32) -> ProptestConfig {
     ProptestConfig {
         cases,
@@ -85,72 +31,6 @@ fn proptest_config(cases: u32) -> ProptestConfig {
         // source tree.
         failure_persistence: None,
         ..ProptestConfig::default()
-    }
-}
-
-proptest! {
-    #![proptest_config(proptest_config(1_000))]
-
-    #[test]
-    fn any_row_is_judged_without_panicking_and_only_valid_references_reach_docker(
-        row in stopped_row()
-    ) {
-        let expected = expected_target(&row);
-        let candidate = Candidate::from_row(row.clone());
-        // Rendering for the summary and the log must not panic either.
-        let _ = (row.game_id.to_string(), row.container_id.to_string(), row.last_op_at.to_string());
-        let _ = candidate.container_text();
-        match (&candidate.target, expected) {
-            (Target::Container(reference), Expected::Container(text)) => {
-                prop_assert!(is_valid_reference(reference.as_str()));
-                prop_assert_eq!(reference.as_str(), text.as_str());
-            }
-            (Target::NoContainer, Expected::NoContainer) => {}
-            (Target::Invalid(reason), Expected::Invalid) => prop_assert!(!reason.is_empty()),
-            (target, expected) => {
-                prop_assert!(false, "{row:?}: got {target:?}, the contract says {expected:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn any_text_is_either_a_valid_reference_or_refused(text in any::<String>()) {
-        match ContainerRef::parse(&text) {
-            Ok(reference) => prop_assert!(is_valid_reference(reference.as_str())),
-            Err(reason) => {
-                prop_assert!(!is_valid_reference(&text));
-                prop_assert!(!reason.is_empty());
-            }
-        }
-    }
-
-}
-
-proptest! {
-    // Each case is a whole pass's worth of rows; fewer cases keep the debug build quick.
-    #![proptest_config(proptest_config(150))]
-
-    #[test]
-    fn selection_keeps_exactly_the_expired_rows_oldest_first(
-        rows in prop::collection::vec(stopped_row(), 0..40),
-        threshold in any::<i64>(),
-    ) {
-        let expired = rows
-            .iter()
-            .filter(|row| !matches!(row.last_op_at, FieldValue::Integer(ms) if ms >= threshold))
-            .count();
-        let picked = candidate::select(rows, threshold);
-        prop_assert_eq!(picked.len(), expired);
-        let ages: Vec<Option<i64>> = picked
-            .iter()
-            .map(|c| match c.row.last_op_at {
-                FieldValue::Integer(ms) => Some(ms),
-                _ => None,
-            })
-            .collect();
-        let integers: Vec<i64> = ages.iter().map_while(|age| *age).collect();
-        prop_assert!(integers.windows(2).all(|w| w[0] <= w[1]), "oldest first: {ages:?}");
-        prop_assert!(ages[integers.len()..].iter().all(Option::is_none), "{ages:?}");
     }
 }
 

@@ -1,0 +1,320 @@
+//! Opening the state file: never creating it, checking its contract version and schema first,
+//! and proving that a real run can write it and a dry run can read it without changing anything.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rusqlite::{Connection, ErrorCode as SqliteCode, OpenFlags};
+
+use super::{Store, StoreError, CONTRACT_USER_VERSION};
+
+/// The columns this tool relies on, per table; the runtime manager may have more.
+const REQUIRED_COLUMNS: [(&str, &[&str]); 3] = [
+    (
+        "runtime_records",
+        &["game_id", "container_id", "status", "last_op_at"],
+    ),
+    ("game_leases", &["game_id", "holder", "expires_at"]),
+    (
+        "operation_log",
+        &[
+            "id",
+            "game_id",
+            "op_kind",
+            "op_source",
+            "outcome",
+            "error_code",
+            "error_message",
+            "container_id",
+            "started_at",
+            "finished_at",
+        ],
+    ),
+];
+
+/// The longest `--lock-wait` SQLite's busy timeout can hold (an `i32` of milliseconds).
+const MAX_LOCK_WAIT: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// How the state file is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read-only, for `--dry-run`: works on a read-only file and changes nothing, not even the
+    /// directory.
+    ReadOnly,
+    /// Read and write, for a real run. The file is never created.
+    ReadWrite,
+}
+
+/// What a dry run must do to read a write-ahead-log state file without changing its directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WalRead {
+    /// The file is not in WAL mode, or a writer has it open: read it as usual.
+    Shared,
+    /// Every committed change is in the main file (no `-wal`, or an empty one): read it as
+    /// immutable, which creates no `-wal` or `-shm`, and check afterwards that nobody wrote it
+    /// meanwhile.
+    Immutable,
+}
+
+/// A file's identity and last change, to tell whether someone wrote it while it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Fingerprint {
+    modified: Option<SystemTime>,
+    length: u64,
+    wal_exists: bool,
+}
+
+impl Fingerprint {
+    fn of(path: &Path) -> Option<Self> {
+        let metadata = fs::metadata(path).ok()?;
+        Some(Self {
+            modified: metadata.modified().ok(),
+            length: metadata.len(),
+            wal_exists: sidecar(path, "-wal").exists(),
+        })
+    }
+}
+
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The directory that holds the file, resolved where it can be, for messages.
+fn directory_of(path: &Path) -> PathBuf {
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    directory
+        .canonicalize()
+        .unwrap_or_else(|_| directory.to_owned())
+}
+
+/// Whether the file's header says write-ahead log (format versions 2 at offsets 18 and 19).
+fn is_wal_file(path: &Path) -> bool {
+    let mut header = [0_u8; 20];
+    fs::File::open(path)
+        .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut header))
+        .is_ok_and(|()| header[18] == 2 && header[19] == 2)
+}
+
+impl Store {
+    /// Opens the state file without ever creating it and checks `user_version` and the schema
+    /// before anything else. A real run also proves that it can write the file and create its
+    /// journal; a dry run reads it without creating anything next to it.
+    pub fn open(path: &Path, access: Access, lock_wait: Duration) -> Result<Self, StoreError> {
+        match fs::metadata(path) {
+            Err(_) => return Err(StoreError::Missing(path.to_owned())),
+            Ok(metadata) if metadata.is_dir() => {
+                return Err(StoreError::Directory(path.to_owned()));
+            }
+            Ok(_) => {}
+        }
+        let wal_read = match access {
+            Access::ReadOnly => wal_read(path)?,
+            Access::ReadWrite => WalRead::Shared,
+        };
+        let connection = match wal_read {
+            WalRead::Shared => open_plain(path, access),
+            WalRead::Immutable => open_immutable(path),
+        }
+        .map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let lock_wait = lock_wait.min(MAX_LOCK_WAIT);
+        connection
+            .busy_timeout(lock_wait)
+            .map_err(|source| StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        let store = Self {
+            connection,
+            path: path.to_owned(),
+            immutable: (wal_read == WalRead::Immutable)
+                .then(|| Fingerprint::of(path))
+                .flatten(),
+        };
+        match store.check_schema() {
+            Err(StoreError::Inspect { source, .. })
+                if access == Access::ReadWrite
+                    && store.connection.is_readonly("main").unwrap_or(false) =>
+            {
+                // SQLite fell back to read-only and then could not read a WAL-mode file: the
+                // cause is the missing write access, so say that.
+                return Err(store.not_writable(source));
+            }
+            checked => checked?,
+        }
+        if access == Access::ReadWrite {
+            store.check_writable()?;
+        }
+        Ok(store)
+    }
+
+    fn not_writable(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::NotWritable {
+            path: self.path.clone(),
+            directory: directory_of(&self.path),
+            source,
+        }
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let inspect_error = |source| StoreError::Inspect {
+            path: self.path.clone(),
+            source,
+        };
+        let found: i64 = self
+            .connection
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(inspect_error)?;
+        if found != CONTRACT_USER_VERSION {
+            return Err(StoreError::Version {
+                path: self.path.clone(),
+                found,
+            });
+        }
+        let mut statement = self
+            .connection
+            .prepare("SELECT name FROM pragma_table_info(?1)")
+            .map_err(inspect_error)?;
+        for (table, columns) in REQUIRED_COLUMNS {
+            let present: Vec<String> = statement
+                .query_map([table], |row| row.get(0))
+                .and_then(Iterator::collect)
+                .map_err(inspect_error)?;
+            if present.is_empty() {
+                return Err(StoreError::Schema {
+                    path: self.path.clone(),
+                    missing: format!("table {table}"),
+                });
+            }
+            if let Some(column) = columns.iter().find(|c| !present.iter().any(|p| p == *c)) {
+                return Err(StoreError::Schema {
+                    path: self.path.clone(),
+                    missing: format!("column {table}.{column}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Proves that a real run can write: takes the write lock (waiting out a writer that holds
+    /// the file, up to `--lock-wait`), rewrites `user_version` with the value it already has,
+    /// which makes SQLite open its rollback journal next to the file, and rolls back. A file
+    /// that is writable in a directory that is not fails here, before any container is touched,
+    /// rather than at the first result. Nothing is changed either way.
+    fn check_writable(&self) -> Result<(), StoreError> {
+        let readonly = self
+            .connection
+            .is_readonly("main")
+            .map_err(|source| self.not_writable(source))?;
+        if readonly {
+            return Err(self.not_writable(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+                Some("the file is read-only for this user".into()),
+            )));
+        }
+        let probe =
+            format!("BEGIN IMMEDIATE; PRAGMA user_version = {CONTRACT_USER_VERSION}; ROLLBACK;");
+        if let Err(source) = self.connection.execute_batch(&probe) {
+            // A failed statement may leave the transaction open; it must not stay so. An error
+            // here means there was none to roll back.
+            let _ = self.connection.execute_batch("ROLLBACK");
+            let busy = matches!(
+                source.sqlite_error_code(),
+                Some(SqliteCode::DatabaseBusy | SqliteCode::DatabaseLocked)
+            );
+            return Err(if busy {
+                StoreError::Inspect {
+                    path: self.path.clone(),
+                    source,
+                }
+            } else {
+                self.not_writable(source)
+            });
+        }
+        Ok(())
+    }
+
+    /// For a dry run that read an immutable snapshot: whether the file is still the one that
+    /// was read (nobody wrote or checkpointed it meanwhile). Always true for a shared read.
+    #[must_use]
+    pub fn read_was_consistent(&self) -> bool {
+        match &self.immutable {
+            None => true,
+            Some(before) => {
+                Fingerprint::of(&self.path).as_ref() == Some(before) && !before.wal_exists
+            }
+        }
+    }
+}
+
+fn open_plain(path: &Path, access: Access) -> rusqlite::Result<Connection> {
+    // No SQLITE_OPEN_CREATE: a path that vanishes after the check fails instead of becoming a
+    // new, empty database.
+    let flags = OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | match access {
+            Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
+            Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE,
+        };
+    Connection::open_with_flags(path, flags)
+}
+
+/// Decides how a dry run reads the file. A WAL-mode file opened the usual way makes SQLite
+/// create `-wal` and `-shm` files next to it (and a read-only connection cannot remove them),
+/// which would change the directory.
+fn wal_read(path: &Path) -> Result<WalRead, StoreError> {
+    if !is_wal_file(path) {
+        return Ok(WalRead::Shared);
+    }
+    let wal = sidecar(path, "-wal");
+    let shm = sidecar(path, "-shm");
+    let wal_len = fs::metadata(&wal).map_or(0, |metadata| metadata.len());
+    if wal_len == 0 {
+        return Ok(WalRead::Immutable);
+    }
+    if shm.exists() {
+        return Ok(WalRead::Shared);
+    }
+    Err(StoreError::Unreadable {
+        path: path.to_owned(),
+        reason: format!(
+            "{} holds committed changes, and SQLite reads them only after creating {}, which a \
+             dry run must not do; run the dry run while the runtime manager has the file open, \
+             or after it wrote it once more",
+            wal.display(),
+            shm.display()
+        ),
+    })
+}
+
+/// Opens a file read-only with SQLite's `immutable` URI parameter: no locks, no `-wal`, no
+/// `-shm`. Only valid when every committed change is in the main file.
+fn open_immutable(path: &Path) -> rusqlite::Result<Connection> {
+    let mut uri = String::from("file:");
+    for byte in path.as_os_str().as_encoded_bytes() {
+        match byte {
+            // Unreserved characters and the path separator go as they are; everything else,
+            // bytes that are not UTF-8 included, is percent-encoded.
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                uri.push(char::from(*byte));
+            }
+            // Writing to a String cannot fail.
+            other => {
+                let _ = write!(uri, "%{other:02X}");
+            }
+        }
+    }
+    uri.push_str("?immutable=1");
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    Connection::open_with_flags(uri, flags)
+}

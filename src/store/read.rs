@@ -1,0 +1,197 @@
+//! What a pass reads from the state file before it acts: the count of stopped records, the
+//! expired candidates, and, for a dry run, the leases in force.
+
+use std::collections::HashMap;
+
+use super::{epoch_or_never, field, shown_text, Store, StoreError};
+use crate::candidate::StoppedRow;
+use crate::outcome::LiveLease;
+use crate::value::FieldValue;
+
+/// The count of stopped records (`counts.stopped`).
+pub const SELECT_STOPPED_COUNT: &str =
+    "SELECT count(*) FROM runtime_records WHERE status = 'stopped'";
+
+/// The candidates at threshold `?1`: stopped rows whose `last_op_at` is a number below the
+/// threshold, or NULL, text or a blob (they fail with `invalid_record`).
+///
+/// Three range searches of the `(status, last_op_at)` index, one per part of SQLite's sort
+/// order (NULL, then numbers, then text, then blobs), so that the cost follows the number of
+/// candidates, not of stopped records. `last_op_at >= ''` holds for every text and blob and for
+/// no number. The order of the rows is decided by `candidate::select`.
+pub const SELECT_CANDIDATES: &str = "\
+    SELECT game_id, container_id, last_op_at FROM runtime_records \
+     WHERE status = 'stopped' AND last_op_at < ?1 \
+    UNION ALL \
+    SELECT game_id, container_id, last_op_at FROM runtime_records \
+     WHERE status = 'stopped' AND last_op_at IS NULL \
+    UNION ALL \
+    SELECT game_id, container_id, last_op_at FROM runtime_records \
+     WHERE status = 'stopped' AND last_op_at >= ''";
+
+/// The stopped records of the state file as read at the start of a pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selection {
+    /// Every record with `status = 'stopped'`.
+    pub stopped: u64,
+    /// The stopped rows that are candidates at the threshold.
+    pub rows: Vec<StoppedRow>,
+}
+
+impl Store {
+    /// Reads, in one read transaction, the count of stopped records and the stopped rows that
+    /// are candidates at `threshold_ms`.
+    pub fn select(&mut self, threshold_ms: i64) -> Result<Selection, StoreError> {
+        let select_error = |source| StoreError::Select {
+            path: self.path.clone(),
+            source,
+        };
+        let transaction = self.connection.transaction().map_err(select_error)?;
+        let stopped: i64 = transaction
+            .query_row(SELECT_STOPPED_COUNT, [], |row| row.get(0))
+            .map_err(select_error)?;
+        let rows = {
+            let mut statement = transaction
+                .prepare(SELECT_CANDIDATES)
+                .map_err(select_error)?;
+            statement
+                .query_map([threshold_ms], |row| {
+                    Ok(StoppedRow {
+                        game_id: field(row.get_ref(0)?),
+                        container_id: field(row.get_ref(1)?),
+                        last_op_at: field(row.get_ref(2)?),
+                    })
+                })
+                .and_then(Iterator::collect)
+                .map_err(select_error)?
+        };
+        transaction.commit().map_err(select_error)?;
+        Ok(Selection {
+            stopped: stopped as u64,
+            rows,
+        })
+    }
+
+    /// Counts the stopped records (for a pass over a plan, which selects nothing itself).
+    pub fn count_stopped(&self) -> Result<u64, StoreError> {
+        self.connection
+            .query_row(SELECT_STOPPED_COUNT, [], |row| row.get::<_, i64>(0))
+            .map(|count| count as u64)
+            .map_err(|source| StoreError::Select {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// The leases in force at `now_ms`, by game exactly as stored, for a dry run's prediction
+    /// of conflicts.
+    pub fn live_leases(&self, now_ms: i64) -> Result<HashMap<FieldValue, LiveLease>, StoreError> {
+        let select_error = |source| StoreError::Select {
+            path: self.path.clone(),
+            source,
+        };
+        let mut statement = self
+            .connection
+            .prepare("SELECT game_id, holder, expires_at FROM game_leases WHERE expires_at > ?1")
+            .map_err(select_error)?;
+        statement
+            .query_map([now_ms], |row| {
+                let lease = LiveLease {
+                    holder: shown_text(row.get_ref(1)?),
+                    expires_at: epoch_or_never(row.get_ref(2)?),
+                };
+                Ok((field(row.get_ref(0)?), lease))
+            })
+            .and_then(Iterator::collect)
+            .map_err(select_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{insert, memory, to_file};
+    use super::super::{Access, Store};
+    use super::*;
+    use crate::value::Text;
+
+    fn store_with(rows: &[(&str, FieldValue, &str, FieldValue)]) -> (tempfile::TempDir, Store) {
+        let connection = memory();
+        for (game, container, status, last_op_at) in rows {
+            insert(
+                &connection,
+                &FieldValue::text(game),
+                container,
+                status,
+                last_op_at,
+            );
+        }
+        let (dir, path) = to_file(&connection);
+        let store = Store::open(&path, Access::ReadOnly, std::time::Duration::ZERO).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn selects_expired_numbers_and_every_row_without_an_age() {
+        let c = || FieldValue::text("c");
+        let (_dir, mut store) = store_with(&[
+            ("int-old", c(), "stopped", FieldValue::Integer(5)),
+            ("int-new", c(), "stopped", FieldValue::Integer(5_000)),
+            ("int-edge", c(), "stopped", FieldValue::Integer(1_000)),
+            ("real-old", c(), "stopped", FieldValue::Real(999.5)),
+            ("real-new", c(), "stopped", FieldValue::Real(1_000.5)),
+            ("text", c(), "stopped", FieldValue::text("yesterday")),
+            ("text-number", c(), "stopped", FieldValue::text("12")),
+            ("blob", c(), "stopped", FieldValue::Blob(vec![1])),
+            ("running-old", c(), "running", FieldValue::Integer(5)),
+            ("removed-text", c(), "removed", FieldValue::text("x")),
+        ]);
+        let selection = store.select(1_000).unwrap();
+        assert_eq!(selection.stopped, 8);
+        let mut games: Vec<String> = selection
+            .rows
+            .iter()
+            .map(|row| row.game_id.to_text().unwrap())
+            .collect();
+        games.sort();
+        // "12" is stored as the integer 12 by the column's INTEGER affinity: an expired number.
+        assert_eq!(
+            games,
+            ["blob", "int-old", "real-old", "text", "text-number"]
+        );
+    }
+
+    #[test]
+    fn the_selection_searches_ranges_of_the_index() {
+        let connection = memory();
+        let plan: Vec<String> = connection
+            .prepare(&format!("EXPLAIN QUERY PLAN {SELECT_CANDIDATES}"))
+            .unwrap()
+            .query_map([0_i64], |row| row.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let searches: Vec<&String> = plan
+            .iter()
+            .filter(|line| line.starts_with("SEARCH"))
+            .collect();
+        assert_eq!(searches.len(), 3, "{plan:?}");
+        assert!(searches[0].contains("last_op_at<?"), "{plan:?}");
+        assert!(searches[2].contains("last_op_at>?"), "{plan:?}");
+    }
+
+    #[test]
+    fn game_ids_are_read_byte_for_byte() {
+        let connection = memory();
+        let game = FieldValue::Text(Text::from_bytes(b"g-\xff".to_vec()));
+        insert(
+            &connection,
+            &game,
+            &FieldValue::Null,
+            "stopped",
+            &FieldValue::Integer(1),
+        );
+        let (_dir, path) = to_file(&connection);
+        let mut store = Store::open(&path, Access::ReadOnly, std::time::Duration::ZERO).unwrap();
+        assert_eq!(store.select(10).unwrap().rows[0].game_id, game);
+    }
+}

@@ -1,0 +1,65 @@
+//! Time as the state file and the summaries hold it: Unix epoch milliseconds in SQLite, RFC 3339
+//! UTC with milliseconds in every report.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The largest epoch millisecond that RFC 3339 can show (9999-12-31T23:59:59.999Z).
+pub const MAX_EPOCH_MS: i64 = 253_402_300_799_999;
+
+/// Formats epoch milliseconds as RFC 3339 UTC with milliseconds, where the value is in range.
+#[must_use]
+pub fn format_epoch_ms(ms: i64) -> Option<String> {
+    let ms = u64::try_from(ms)
+        .ok()
+        .filter(|&ms| ms <= MAX_EPOCH_MS as u64)?;
+    Some(format_time(UNIX_EPOCH + Duration::from_millis(ms)))
+}
+
+/// Formats a time as RFC 3339 UTC with milliseconds.
+#[must_use]
+pub fn format_time(time: SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// Epoch milliseconds of a time (0 for times before 1970, which this tool never takes).
+#[must_use]
+pub fn epoch_ms(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Epoch milliseconds now.
+#[must_use]
+pub fn now_ms() -> i64 {
+    epoch_ms(SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_epoch_milliseconds_as_rfc3339_utc() {
+        assert_eq!(
+            format_epoch_ms(0).as_deref(),
+            Some("1970-01-01T00:00:00.000Z")
+        );
+        assert_eq!(
+            format_epoch_ms(1_794_643_200_250).as_deref(),
+            Some("2026-11-14T08:00:00.250Z")
+        );
+        assert_eq!(format_epoch_ms(-1), None);
+        assert_eq!(
+            format_epoch_ms(MAX_EPOCH_MS).as_deref(),
+            Some("9999-12-31T23:59:59.999Z")
+        );
+        assert_eq!(format_epoch_ms(MAX_EPOCH_MS + 1), None);
+    }
+
+    #[test]
+    fn epoch_ms_round_trips_through_system_time() {
+        let time = UNIX_EPOCH + Duration::from_millis(1_794_643_200_250);
+        assert_eq!(epoch_ms(time), 1_794_643_200_250);
+        assert_eq!(epoch_ms(UNIX_EPOCH - Duration::from_secs(1)), 0);
+    }
+}

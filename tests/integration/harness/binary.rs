@@ -1,0 +1,278 @@
+//! The built binary, run as an operator would run it, or spawned in the background.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{daemon, send_signal, StateFile};
+
+/// What one run of the binary did.
+#[derive(Debug)]
+pub struct Run {
+    /// The exit status (`None` when killed by a signal).
+    pub code: Option<i32>,
+    /// stdout.
+    pub stdout: String,
+    /// stderr.
+    pub stderr: String,
+}
+
+impl Run {
+    /// The JSON summary on stdout (the run must have used `--output json`).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|error| {
+            panic!(
+                "stdout is not one JSON object ({error}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// Every record of the JSON summary as `(game_id, result, error_code)`, in order.
+    pub fn outcomes(&self) -> Vec<(String, String, Option<String>)> {
+        self.json()["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|record| {
+                (
+                    record["game_id"].as_str().unwrap().to_owned(),
+                    record["result"].as_str().unwrap().to_owned(),
+                    record["error_code"].as_str().map(str::to_owned),
+                )
+            })
+            .collect()
+    }
+
+    /// The result of a game in the JSON summary.
+    pub fn result_of(&self, game: &str) -> String {
+        let json = self.json();
+        let record = json["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|record| record["game_id"] == game)
+            .unwrap_or_else(|| panic!("{game} is not in the summary:\n{}", self.stdout));
+        record["result"].as_str().unwrap().to_owned()
+    }
+
+    /// Asserts the exit status, showing the output when it differs.
+    pub fn assert_code(&self, expected: i32) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(expected),
+            "exit status\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+/// The built binary.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_rt-cleanup")
+}
+
+/// A command for the built binary with a clean environment: no `RT_CLEANUP_*` or `DOCKER_HOST`
+/// of the caller leaks in, and `DOCKER_HOST` points at the test daemon.
+pub fn command(args: &[&str]) -> Command {
+    let mut command = Command::new(binary());
+    command.args(args).stdin(Stdio::null());
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("RT_CLEANUP_") || key == "DOCKER_HOST" || key == "RUST_LOG" {
+            command.env_remove(key.as_ref());
+        }
+    }
+    command
+}
+
+/// Runs the binary against the test daemon and waits for it.
+pub fn run(args: &[&str]) -> Run {
+    run_with_env(args, &[])
+}
+
+/// Runs the binary against the test daemon with extra environment variables.
+pub fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = command(args);
+    command.env("DOCKER_HOST", &daemon().host);
+    command.envs(env.iter().copied());
+    finish(&command.output().expect("the built binary runs"))
+}
+
+/// Runs the binary with no Docker daemon configured at all (for tests that never reach Docker).
+pub fn run_without_docker(args: &[&str]) -> Run {
+    let mut command = command(args);
+    command.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    finish(&command.output().expect("the built binary runs"))
+}
+
+/// Turns a finished process into a [`Run`].
+pub fn finish(output: &Output) -> Run {
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The standard arguments of a pass over a state file, as owned strings.
+pub fn pass_args(state: &StateFile, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "--retention".to_owned(),
+        "7d".to_owned(),
+        "--state".to_owned(),
+        state.path().display().to_string(),
+        "--output".to_owned(),
+        "json".to_owned(),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args
+}
+
+/// Runs a JSON pass over a state file against the test daemon.
+pub fn pass(state: &StateFile, extra: &[&str]) -> Run {
+    let args = pass_args(state, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(&args)
+}
+
+/// The daemon's log lines that mention `needle` (needs the private daemon's `--debug` log).
+pub fn daemon_log_lines(needle: &str) -> Vec<String> {
+    let path = daemon().log.as_ref().expect(
+        "this test reads the private test daemon's --debug log: run it through scripts/test.sh \
+         without RT_CLEANUP_TEST_DOCKER_HOST so that the private daemon is used",
+    );
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+// ------------------------------------------------------------------------------------------------
+// Fault-suite helpers (issue 5: crashes, signals, races, locks and hostile input).
+//
+// A private dockerd per test for the cases that freeze or kill a daemon, a gate that holds chosen
+// Docker requests on their way to a daemon so that a test can act at an exact point of a pass, a
+// spawned binary whose stderr can be watched while it runs, signals by pid, a state file in a
+// directory of the test's choosing, and a small seeded random generator.
+// ------------------------------------------------------------------------------------------------
+
+/// The built binary running in the background, with its stdout and stderr collected as it goes.
+pub struct Spawned {
+    child: Child,
+    stdout: Option<JoinHandle<String>>,
+    stderr_lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+    stderr: Option<JoinHandle<()>>,
+}
+
+impl Spawned {
+    /// Starts a command (from [`command`] or [`PrivateDaemon::command`]).
+    pub fn start(mut command: Command) -> Self {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().expect("the built binary starts");
+        let mut stdout_pipe = child.stdout.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stdout_pipe.read_to_string(&mut text);
+            text
+        });
+        let stderr_lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let stderr_pipe = child.stderr.take().unwrap();
+        let lines = Arc::clone(&stderr_lines);
+        let stderr = std::thread::spawn(move || {
+            for line in BufReader::new(stderr_pipe).lines() {
+                let Ok(line) = line else { break };
+                lines.0.lock().unwrap().push(line);
+                lines.1.notify_all();
+            }
+        });
+        Self {
+            child,
+            stdout: Some(stdout),
+            stderr_lines,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `KILL`).
+    pub fn signal(&self, signal: &str) {
+        assert!(send_signal(self.pid(), signal), "kill -s {signal}");
+    }
+
+    /// Waits until a line of stderr contains `needle`; false after `timeout`.
+    pub fn wait_for_stderr(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let (lines, changed) = &*self.stderr_lines;
+        let mut lines = lines.lock().unwrap();
+        loop {
+            if lines.iter().any(|line| line.contains(needle)) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            lines = changed.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+
+    /// Waits for the exit; kills the process and panics when it takes longer than `timeout`.
+    pub fn wait(mut self, timeout: Duration) -> Run {
+        let deadline = Instant::now() + timeout;
+        let status: ExitStatus = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let run = self.collect(None);
+                panic!(
+                    "rt-cleanup did not exit within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+                    run.stdout, run.stderr
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        self.collect(status.code())
+    }
+
+    /// Kills the process with SIGKILL and waits for it.
+    pub fn kill(mut self) -> Run {
+        let _ = self.child.kill();
+        let status = self.child.wait().unwrap();
+        self.collect(status.code())
+    }
+
+    fn collect(&mut self, code: Option<i32>) -> Run {
+        let stdout = self.stdout.take().unwrap().join().unwrap_or_default();
+        let _ = self.stderr.take().unwrap().join();
+        let stderr = self.stderr_lines.0.lock().unwrap().join("\n");
+        Run {
+            code,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        // A test that failed before waiting for its pass must not leave the process running.
+        if self.stdout.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! A real state file in a temp dir, and what is in it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::types::Value;
+use rusqlite::{params, Connection, ToSql};
+use tempfile::TempDir;
+
+use super::{days_ago, now_ms};
+
+/// The journal mode a test state file is made in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Journal {
+    /// SQLite's default rollback journal.
+    Rollback,
+    /// Write-ahead log.
+    Wal,
+}
+
+/// The contract's schema (shared with the demo and the benchmark), plus a column the runtime
+/// manager keeps that rt-cleanup must not touch.
+pub const SCHEMA: &str = concat!(
+    include_str!("../../../examples/state-schema.sql"),
+    "ALTER TABLE runtime_records ADD COLUMN rtmanager_note TEXT DEFAULT 'untouched';"
+);
+
+/// One `operation_log` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRow {
+    /// `game_id`.
+    pub game_id: String,
+    /// `op_kind`.
+    pub op_kind: String,
+    /// `op_source`.
+    pub op_source: String,
+    /// `outcome`.
+    pub outcome: String,
+    /// `error_code`.
+    pub error_code: Option<String>,
+    /// `error_message`.
+    pub error_message: Option<String>,
+    /// `container_id`.
+    pub container_id: Option<String>,
+    /// `started_at`.
+    pub started_at: i64,
+    /// `finished_at`.
+    pub finished_at: i64,
+}
+
+/// A record as it is in the state file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// `status`.
+    pub status: String,
+    /// `container_id`.
+    pub container_id: Value,
+    /// `last_op_at`.
+    pub last_op_at: Value,
+    /// The column rt-cleanup does not know.
+    pub rtmanager_note: Value,
+}
+
+/// A state file in its own temp dir.
+pub struct StateFile {
+    dir: TempDir,
+    path: PathBuf,
+}
+
+impl StateFile {
+    /// A new state file of contract version 1.
+    pub fn new(journal: Journal) -> Self {
+        Self::create(tempfile::tempdir().unwrap(), journal)
+    }
+
+    fn create(dir: TempDir, journal: Journal) -> Self {
+        let path = dir.path().join("state.db");
+        let connection = Connection::open(&path).unwrap();
+        if journal == Journal::Wal {
+            let mode: String = connection
+                .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+                .unwrap();
+            assert_eq!(mode, "wal");
+        }
+        connection.execute_batch(SCHEMA).unwrap();
+        Self { dir, path }
+    }
+
+    /// The file's journal mode and `user_version`, which rt-cleanup must never change.
+    pub fn journal_and_version(&self) -> (String, i64) {
+        let connection = self.connect();
+        let mode = connection
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .unwrap();
+        let version = connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        (mode, version)
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The temp dir holding it.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A connection of the test's own, as the runtime manager would have.
+    pub fn connect(&self) -> Connection {
+        let connection = Connection::open(&self.path).unwrap();
+        connection.busy_timeout(Duration::from_secs(30)).unwrap();
+        connection
+    }
+
+    /// Inserts a record.
+    pub fn insert(
+        &self,
+        game: &str,
+        container: Option<&str>,
+        status: &str,
+        last_op_at: &dyn ToSql,
+    ) {
+        self.connect()
+            .execute(
+                "INSERT INTO runtime_records (game_id, container_id, status, last_op_at) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![game, container, status, last_op_at],
+            )
+            .unwrap();
+    }
+
+    /// Inserts a stopped record that expired `days` days ago.
+    pub fn stopped(&self, game: &str, container: Option<&str>, days: i64) {
+        self.insert(game, container, "stopped", &days_ago(days));
+    }
+
+    /// Inserts a lease.
+    pub fn lease(&self, game: &str, holder: &str, expires_at: i64) {
+        self.connect()
+            .execute(
+                "INSERT OR REPLACE INTO game_leases (game_id, holder, expires_at) VALUES (?1, ?2, ?3)",
+                params![game, holder, expires_at],
+            )
+            .unwrap();
+    }
+
+    /// The leases, as `(game_id, holder, expires_at)`.
+    pub fn leases(&self) -> Vec<(String, String, i64)> {
+        let connection = self.connect();
+        let mut statement = connection
+            .prepare("SELECT game_id, holder, expires_at FROM game_leases ORDER BY 1")
+            .unwrap();
+        statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// A record, or `None`.
+    pub fn record(&self, game: &str) -> Option<Record> {
+        let connection = self.connect();
+        connection
+            .query_row(
+                "SELECT status, container_id, last_op_at, rtmanager_note FROM runtime_records \
+                 WHERE game_id = ?1",
+                [game],
+                |row| {
+                    Ok(Record {
+                        status: row.get(0)?,
+                        container_id: row.get(1)?,
+                        last_op_at: row.get(2)?,
+                        rtmanager_note: row.get(3)?,
+                    })
+                },
+            )
+            .ok()
+    }
+
+    /// A record's status; panics when the record is missing.
+    pub fn status(&self, game: &str) -> String {
+        self.record(game)
+            .unwrap_or_else(|| panic!("no record {game}"))
+            .status
+    }
+
+    /// The `operation_log` rows of a game, oldest first.
+    pub fn log(&self, game: &str) -> Vec<LogRow> {
+        self.log_where("game_id = ?1", &[&game])
+    }
+
+    /// Every `operation_log` row, oldest first.
+    pub fn all_log(&self) -> Vec<LogRow> {
+        self.log_where("1", &[])
+    }
+
+    fn log_where(&self, condition: &str, parameters: &[&dyn ToSql]) -> Vec<LogRow> {
+        let connection = self.connect();
+        let mut statement = connection
+            .prepare(&format!(
+                "SELECT game_id, op_kind, op_source, outcome, error_code, error_message, \
+                 container_id, started_at, finished_at FROM operation_log WHERE {condition} \
+                 ORDER BY id"
+            ))
+            .unwrap();
+        statement
+            .query_map(parameters, |row| {
+                Ok(LogRow {
+                    game_id: row.get(0)?,
+                    op_kind: row.get(1)?,
+                    op_source: row.get(2)?,
+                    outcome: row.get(3)?,
+                    error_code: row.get(4)?,
+                    error_message: row.get(5)?,
+                    container_id: row.get(6)?,
+                    started_at: row.get(7)?,
+                    finished_at: row.get(8)?,
+                })
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// The file's bytes, to prove that a run changed nothing.
+    pub fn bytes(&self) -> Vec<u8> {
+        std::fs::read(&self.path).unwrap()
+    }
+
+    /// `PRAGMA integrity_check`.
+    pub fn integrity(&self) -> String {
+        self.connect()
+            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+            .unwrap()
+    }
+}
+
+impl StateFile {
+    /// A new state file of contract version 1 in a temp dir made under `parent` (e.g. a small
+    /// tmpfs that a test fills up).
+    pub fn new_in(parent: &Path, journal: Journal) -> Self {
+        Self::create(tempfile::tempdir_in(parent).unwrap(), journal)
+    }
+
+    /// Moves every lease of rt-cleanup's own into the past. This simulates their expiry (a lease
+    /// is free once `expires_at <= now`) without waiting out `--lease-ttl`; returns how many.
+    pub fn expire_own_leases(&self) -> usize {
+        self.connect()
+            .execute(
+                "UPDATE game_leases SET expires_at = ?1 WHERE holder LIKE 'rt-cleanup/%'",
+                [now_ms() - 1],
+            )
+            .unwrap()
+    }
+}

@@ -2,17 +2,20 @@
 //!
 //! Values stay raw here; `config.rs` validates them into a [`crate::config::Config`].
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::builder::BoolishValueParser;
-use clap::{ArgAction, Parser, ValueEnum};
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
+
+use crate::exit::ExitStatus;
 
 /// The format of the summary on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     /// One line per expired record, then a line with the counts.
     Text,
-    /// One JSON object (contract §5).
+    /// One JSON object, as docs/contract.md describes it.
     Json,
 }
 
@@ -25,20 +28,26 @@ pub enum LogFormat {
     Json,
 }
 
-const AFTER_HELP: &str = "\
+/// The text after the options in `--help`: results, exit statuses (from [`ExitStatus`], their one
+/// home), logs, and where the whole interface is described.
+fn after_help() -> String {
+    format!(
+        "\
 Results (one per expired record): removed, replay_no_op (container already gone), conflict
 (someone else holds the game), failed (see error_code), deferred (not reached this run).
 
 Exit status:
-  0    the pass finished and no record failed (nothing to do included)
-  1    the pass finished and at least one record failed (a dry run: would fail)
-  2    bad invocation or unusable state file; nothing changed
-  69   the Docker daemon is unreachable or unusable; nothing changed
-  75   the state file stayed locked past --lock-wait; try again later
-  130  interrupted by SIGINT, 143 by SIGTERM: in-flight records finished, the rest deferred
-
+{}
 Logs go to stderr, filtered by RT_CLEANUP_LOG (or RUST_LOG), e.g. RT_CLEANUP_LOG=debug.
-Every option can also be set by the environment variable shown beside it.";
+Every option can also be set by the environment variable shown beside it; a variable set to
+the empty string counts as unset.
+
+The interface (state file, lease protocol, results, JSON summary, exit statuses, plans,
+orphans) is described in docs/contract.md, installed as
+/usr/share/doc/rt-cleanup/contract.md.",
+        ExitStatus::table()
+    )
+}
 
 /// Removes the Docker containers of games that the runtime manager stopped longer than a
 /// retention ago.
@@ -49,10 +58,15 @@ Every option can also be set by the environment variable shown beside it.";
 // These doc comments are the `--help` an operator reads, not rustdoc: no Markdown in them.
 #[allow(clippy::doc_markdown)]
 #[derive(Debug, Clone, Parser)]
-#[command(name = "rt-cleanup", version, about, long_about, after_help = AFTER_HELP)]
+#[command(name = "rt-cleanup", version, about, long_about, after_help = after_help())]
 pub struct Arguments {
     /// Remove containers stopped longer ago than this, e.g. 7d, 36h, "1week 2days".
-    #[arg(long, env = "RT_CLEANUP_RETENTION", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "RT_CLEANUP_RETENTION",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
     pub retention: String,
 
     /// The runtime manager's SQLite state file. Never created: it must exist.
@@ -119,7 +133,8 @@ pub struct Arguments {
         long,
         env = "RT_CLEANUP_DOCKER_TIMEOUT",
         value_name = "DURATION",
-        default_value = "30s"
+        default_value = "30s",
+        allow_hyphen_values = true
     )]
     pub docker_timeout: String,
 
@@ -128,17 +143,19 @@ pub struct Arguments {
         long,
         env = "RT_CLEANUP_LOCK_WAIT",
         value_name = "DURATION",
-        default_value = "10s"
+        default_value = "10s",
+        allow_hyphen_values = true
     )]
     pub lock_wait: String,
 
-    /// How long a game's lease taken by this tool lasts if it dies holding it. Must exceed three
-    /// Docker timeouts plus the lock wait, the longest it can hold a lease for.
+    /// How long a game's lease taken by this tool lasts if it dies holding it. Must exceed the
+    /// longest it can hold a lease for: three Docker timeouts, four lock waits and 10s.
     #[arg(
         long,
         env = "RT_CLEANUP_LEASE_TTL",
         value_name = "DURATION",
-        default_value = "5m"
+        default_value = "5m",
+        allow_hyphen_values = true
     )]
     pub lease_ttl: String,
 
@@ -162,10 +179,40 @@ pub struct Arguments {
     pub log_format: LogFormat,
 }
 
+impl Arguments {
+    /// Parses the process's command line and environment, exiting with clap's message on a
+    /// bad one.
+    #[must_use]
+    pub fn from_env() -> Self {
+        Self::try_from_args(std::env::args_os()).unwrap_or_else(|error| error.exit())
+    }
+
+    /// Parses a command line and the environment. An environment variable set to the empty
+    /// string counts as unset, as `KEY=` lines in a systemd `EnvironmentFile=` are common.
+    pub fn try_from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let command = Self::command().mut_args(|argument| {
+            let empty = argument
+                .get_env()
+                .and_then(std::env::var_os)
+                .is_some_and(|value| value.is_empty());
+            if empty {
+                argument.env(None::<&'static str>)
+            } else {
+                argument
+            }
+        });
+        let mut matches = command.try_get_matches_from(args)?;
+        Self::from_arg_matches_mut(&mut matches)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn the_command_definition_is_consistent() {
@@ -185,5 +232,15 @@ mod tests {
                 "--{id} has no environment variable"
             );
         }
+    }
+
+    #[test]
+    fn the_help_lists_every_exit_status() {
+        let help = Arguments::command().render_long_help().to_string();
+        for status in ExitStatus::ALL {
+            let line = format!("  {:<4} {}", status.code(), status.meaning());
+            assert!(help.contains(&line), "--help lacks {line:?}:\n{help}");
+        }
+        assert!(help.contains("docs/contract.md"), "{help}");
     }
 }

@@ -2,7 +2,7 @@
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 
@@ -88,6 +88,38 @@ pub enum ConfigError {
         /// An accepted value.
         example: &'static str,
     },
+    /// A duration option was negative.
+    #[error("invalid {option} {value:?}: it must not be negative, e.g. {example}")]
+    Negative {
+        /// The option.
+        option: &'static str,
+        /// The value given.
+        value: String,
+        /// An accepted value.
+        example: &'static str,
+    },
+    /// A duration option was longer than this tool accepts.
+    #[error("invalid {option} {value:?}: it must be at most {max}")]
+    TooLong {
+        /// The option.
+        option: &'static str,
+        /// The value given.
+        value: String,
+        /// The longest accepted, for people.
+        max: String,
+    },
+    /// The retention was not whole seconds.
+    #[error(
+        "invalid --retention {0:?}: it must be whole seconds, at least 1s (the summary reports \
+         retention_seconds)"
+    )]
+    RetentionFraction(String),
+    /// The retention reaches back before 1970.
+    #[error(
+        "invalid --retention {0:?}: now minus the retention is before 1970-01-01, where no \
+         record can be"
+    )]
+    RetentionBeforeEpoch(String),
     /// `--docker-host` has a scheme this tool does not speak.
     #[error(
         "invalid --docker-host {0:?}: use unix:///path/to/docker.sock or tcp://host:port \
@@ -111,8 +143,9 @@ pub enum ConfigError {
     Empty(&'static str),
     /// The lease could expire while this tool still works on the game.
     #[error(
-        "invalid --lease-ttl {lease_ttl}: it must be longer than three --docker-timeout plus \
-         --lock-wait ({minimum}), or a lease could expire while a removal is still running"
+        "invalid --lease-ttl {lease_ttl}: it must be longer than every wait that can happen \
+         while a lease is held, three --docker-timeout plus four --lock-wait plus 10s \
+         ({minimum}), or a lease could expire while its game is still being worked on"
     )]
     LeaseTooShort {
         /// The value given.
@@ -122,17 +155,44 @@ pub enum ConfigError {
     },
 }
 
+/// The longest `--docker-timeout`: a call that takes longer is not coming back.
+pub const MAX_DOCKER_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The longest `--lock-wait`: a state file locked longer needs an operator.
+pub const MAX_LOCK_WAIT: Duration = Duration::from_secs(3600);
+/// The longest `--lease-ttl`: a lease left by a killed run blocks its game that long.
+pub const MAX_LEASE_TTL: Duration = Duration::from_secs(86_400);
+/// What a pass does besides waiting while it holds a lease: its share of the writer's
+/// transactions and of the runtime, with room to spare.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
+
+/// The longest a lease of this tool can be held: the claim's commit (one lock wait), the Docker
+/// calls under it (an inspection, the removal, an inspection after a removal that got no
+/// answer), then the settlement, which can queue behind another transaction that waits for
+/// its lock and its commit, and wait for its own lock.
+#[must_use]
+pub fn longest_lease_hold(docker_timeout: Duration, lock_wait: Duration) -> Duration {
+    docker_timeout
+        .saturating_mul(3)
+        .saturating_add(lock_wait.saturating_mul(4))
+        .saturating_add(LEASE_MARGIN)
+}
+
 impl TryFrom<Arguments> for Config {
     type Error = ConfigError;
 
     fn try_from(arguments: Arguments) -> Result<Self, ConfigError> {
-        let retention = positive_duration("--retention", &arguments.retention, "7d")?;
-        let docker_timeout =
-            positive_duration("--docker-timeout", &arguments.docker_timeout, "30s")?;
-        let lock_wait = parse_duration("--lock-wait", &arguments.lock_wait)?;
-        let lease_ttl = positive_duration("--lease-ttl", &arguments.lease_ttl, "5m")?;
-        // Saturating: absurdly long durations must be refused, not overflow.
-        let longest_hold = docker_timeout.saturating_mul(3).saturating_add(lock_wait);
+        let retention = retention(&arguments.retention)?;
+        let docker_timeout = positive_duration(
+            "--docker-timeout",
+            &arguments.docker_timeout,
+            "30s",
+            MAX_DOCKER_TIMEOUT,
+        )?;
+        let lock_wait =
+            bounded_duration("--lock-wait", &arguments.lock_wait, "10s", MAX_LOCK_WAIT)?;
+        let lease_ttl =
+            positive_duration("--lease-ttl", &arguments.lease_ttl, "5m", MAX_LEASE_TTL)?;
+        let longest_hold = longest_lease_hold(docker_timeout, lock_wait);
         if lease_ttl <= longest_hold {
             return Err(ConfigError::LeaseTooShort {
                 lease_ttl: arguments.lease_ttl,
@@ -174,20 +234,52 @@ impl TryFrom<Arguments> for Config {
     }
 }
 
-fn parse_duration(option: &'static str, value: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(value.trim()).map_err(|error| ConfigError::Duration {
+fn parse_duration(
+    option: &'static str,
+    value: &str,
+    example: &'static str,
+) -> Result<Duration, ConfigError> {
+    let trimmed = value.trim();
+    if trimmed.starts_with('-') {
+        return Err(ConfigError::Negative {
+            option,
+            value: value.to_owned(),
+            example,
+        });
+    }
+    humantime::parse_duration(trimmed).map_err(|error| ConfigError::Duration {
         option,
         value: value.to_owned(),
         reason: error.to_string(),
     })
 }
 
+/// A duration from zero to `max`.
+fn bounded_duration(
+    option: &'static str,
+    value: &str,
+    example: &'static str,
+    max: Duration,
+) -> Result<Duration, ConfigError> {
+    let duration = parse_duration(option, value, example)?;
+    if duration > max {
+        return Err(ConfigError::TooLong {
+            option,
+            value: value.to_owned(),
+            max: humantime::format_duration(max).to_string(),
+        });
+    }
+    Ok(duration)
+}
+
+/// A duration greater than zero and at most `max`.
 fn positive_duration(
     option: &'static str,
     value: &str,
     example: &'static str,
+    max: Duration,
 ) -> Result<Duration, ConfigError> {
-    let duration = parse_duration(option, value)?;
+    let duration = bounded_duration(option, value, example, max)?;
     if duration.is_zero() {
         return Err(ConfigError::Zero {
             option,
@@ -196,6 +288,28 @@ fn positive_duration(
         });
     }
     Ok(duration)
+}
+
+/// The retention: whole seconds, at least one, and not reaching back before 1970.
+fn retention(value: &str) -> Result<Duration, ConfigError> {
+    let retention = parse_duration("--retention", value, "7d")?;
+    if retention.is_zero() {
+        return Err(ConfigError::Zero {
+            option: "--retention",
+            value: value.to_owned(),
+            example: "7d",
+        });
+    }
+    if retention.subsec_nanos() != 0 {
+        return Err(ConfigError::RetentionFraction(value.to_owned()));
+    }
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    if retention > since_epoch {
+        return Err(ConfigError::RetentionBeforeEpoch(value.to_owned()));
+    }
+    Ok(retention)
 }
 
 fn parse_docker_host(value: &str) -> Result<DockerHost, ConfigError> {
@@ -221,13 +335,12 @@ fn parse_docker_host(value: &str) -> Result<DockerHost, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     fn config(args: &[&str]) -> Result<Config, ConfigError> {
         let mut command_line = vec!["rt-cleanup"];
         command_line.extend_from_slice(args);
         Config::try_from(
-            Arguments::try_parse_from(command_line).expect("clap accepts the arguments"),
+            Arguments::try_from_args(command_line).expect("clap accepts the arguments"),
         )
     }
 
@@ -270,7 +383,7 @@ mod tests {
 
     #[test]
     fn a_malformed_retention_names_the_option_and_an_accepted_form() {
-        for bad in ["7", "seven days", "-1d", "", "7x"] {
+        for bad in ["7", "seven days", "", "7x"] {
             let argument = format!("--retention={bad}");
             let message = config(&[&argument]).unwrap_err().to_string();
             assert!(
@@ -342,5 +455,90 @@ mod tests {
             config(&["--retention", "1d", "--owner-label", ""]),
             Err(ConfigError::Empty("--owner-label"))
         );
+    }
+
+    #[test]
+    fn negative_durations_reach_validation_and_are_named() {
+        for option in [
+            "--retention",
+            "--docker-timeout",
+            "--lock-wait",
+            "--lease-ttl",
+        ] {
+            let mut args = vec![option, "-1d"];
+            if option != "--retention" {
+                args.extend(["--retention", "7d"]);
+            }
+            let error = config(&args).unwrap_err();
+            assert!(
+                matches!(error, ConfigError::Negative { .. }),
+                "{option}: {error}"
+            );
+            assert!(error
+                .to_string()
+                .starts_with(&format!("invalid {option} \"-1d\"")));
+        }
+    }
+
+    #[test]
+    fn a_retention_is_whole_seconds_after_1970() {
+        assert_eq!(
+            config(&["--retention", "500ms"]),
+            Err(ConfigError::RetentionFraction("500ms".into()))
+        );
+        assert_eq!(
+            config(&["--retention", "1s 500ms"]),
+            Err(ConfigError::RetentionFraction("1s 500ms".into()))
+        );
+        assert_eq!(
+            config(&["--retention", "1000y"]),
+            Err(ConfigError::RetentionBeforeEpoch("1000y".into()))
+        );
+        assert_eq!(
+            config(&["--retention", "1s"]).unwrap().retention,
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn absurdly_long_waits_are_refused_not_a_panic() {
+        for (option, value) in [
+            ("--lock-wait", "25d"),
+            ("--lease-ttl", "30d"),
+            ("--docker-timeout", "2h"),
+        ] {
+            let error = config(&["--retention", "7d", option, value]).unwrap_err();
+            assert!(
+                matches!(error, ConfigError::TooLong { .. }),
+                "{option}: {error}"
+            );
+        }
+        // The longest of each is accepted together (the lease must outlast them).
+        assert!(config(&[
+            "--retention",
+            "7d",
+            "--lock-wait",
+            "1h",
+            "--docker-timeout",
+            "1h",
+            "--lease-ttl",
+            "1d"
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn the_lease_outlasts_every_wait_under_it() {
+        // 3 × 30s + 4 × 10s + 10s = 140s with the defaults.
+        assert_eq!(
+            longest_lease_hold(Duration::from_secs(30), Duration::from_secs(10)),
+            Duration::from_secs(140)
+        );
+        let error = config(&["--retention", "1d", "--lease-ttl", "140s"]).unwrap_err();
+        assert!(
+            matches!(error, ConfigError::LeaseTooShort { .. }),
+            "{error}"
+        );
+        assert!(config(&["--retention", "1d", "--lease-ttl", "141s"]).is_ok());
     }
 }

@@ -4,7 +4,6 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::Parser;
 use rt_cleanup::cli::{Arguments, LogFormat};
 use rt_cleanup::config::Config;
 use rt_cleanup::exit::ExitStatus;
@@ -12,7 +11,7 @@ use rt_cleanup::stop::{listen_for_signals, Stop};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let arguments = Arguments::parse();
+    let arguments = Arguments::from_env();
     let config = match Config::try_from(arguments) {
         Ok(config) => config,
         Err(error) => {

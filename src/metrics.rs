@@ -221,4 +221,17 @@ mod tests {
         assert_eq!(previous_success(&text), Some(1_800_000_000.0));
         assert!(text.contains("rt_cleanup_last_run_timestamp_seconds 1800003600\n"));
     }
+
+    #[test]
+    fn the_exit_status_help_lists_every_status() {
+        let text = render(&run(ExitStatus::Success, None), None);
+        let help = text
+            .lines()
+            .find(|line| line.starts_with("# HELP rt_cleanup_last_run_exit_status"))
+            .unwrap();
+        for status in ExitStatus::ALL {
+            let item = format!("{} {}", status.code(), status.short_name());
+            assert!(help.contains(&item), "{help} lacks {item}");
+        }
+    }
 }

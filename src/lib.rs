@@ -40,7 +40,7 @@ use crate::engine::ContainerIndex;
 use crate::exit::ExitStatus;
 use crate::metrics::RunMetrics;
 use crate::outcome::{LiveLease, Outcome, ResultKind};
-use crate::plan::{Plan, PlanError};
+use crate::plan::{ApplyContext, Plan, PlanContext, PlanError};
 use crate::stop::{Signal, Stop};
 use crate::store::{Access, Store, StoreError};
 use crate::summary::{Counts, RecordReport, Summary};
@@ -178,18 +178,35 @@ const CONSISTENT_READ_ATTEMPTS: usize = 3;
 
 /// Runs one pass as configured. `stop` is shared with the signal listener.
 pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
-    let plan = match &config.apply_plan {
-        Some(path) => Some(Plan::load(path, &config.state, config.retention.as_secs())?),
-        None => None,
-    };
     let started = SystemTime::now();
     let now_ms = epoch_ms(started);
     let retention_ms = i64::try_from(config.retention.as_millis()).unwrap_or(i64::MAX);
-    let time = PassTime {
+    let mut time = PassTime {
         started,
         now_ms,
         threshold_ms: now_ms.saturating_sub(retention_ms),
     };
+    let plan = match &config.apply_plan {
+        Some(path) => Some(Plan::load(
+            path,
+            &ApplyContext {
+                state: &config.state,
+                retention_seconds: config.retention.as_secs(),
+                owner_label: config.owner_label.as_deref(),
+                threshold_ms: time.threshold_ms,
+            },
+        )?),
+        None => None,
+    };
+    // A plan is re-checked against its own threshold and owner label, whatever this run's are:
+    // it can only name records that were expired when it was made.
+    let owner_label = match &plan {
+        Some(plan) => plan.owner_label.clone(),
+        None => config.owner_label.clone(),
+    };
+    if let Some(plan) = &plan {
+        time.threshold_ms = plan.threshold_ms;
+    }
     let read = read_state(config, plan.as_ref(), &time)?;
     let docker = DockerClient::connect(&config.docker_host, config.docker_timeout).await?;
     let daemon = docker.daemon();
@@ -209,7 +226,7 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
     );
     let jobs = pass::record_jobs(&read.candidates, time.threshold_ms);
     let acted = worker::acted_on(jobs.len(), config.max_removals);
-    let needs_listing = acted > 0 && (config.dry_run || config.owner_label.is_some());
+    let needs_listing = acted > 0 && (config.dry_run || owner_label.is_some());
     let containers = if needs_listing {
         Some(ContainerIndex::new(docker.list().await?))
     } else {
@@ -220,7 +237,7 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
             &jobs,
             &read.leases,
             containers.as_ref(),
-            config.owner_label.as_deref(),
+            owner_label.as_deref(),
             config.max_removals,
         );
         // No log line per prediction: the summary on stdout lists every one, and 10,000 such
@@ -234,7 +251,7 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
         let settings = WorkerSettings {
             holder: worker::holder_name(),
             lease_ttl: config.lease_ttl,
-            owner_label: config.owner_label.clone(),
+            owner_label,
             docker_timeout: config.docker_timeout,
             concurrency: config.concurrency.get(),
         };
@@ -323,13 +340,15 @@ fn write_plan(
 ) -> Result<(), RunError> {
     let acted = worker::acted_on(candidates.len(), config.max_removals);
     let acted_on: Vec<_> = candidates.iter().zip(outcomes).take(acted).collect();
-    let plan = Plan::new(
-        &config.state,
-        config.retention.as_secs(),
-        format_time(time.started),
-        time.threshold(),
-        &acted_on,
-    )?;
+    let context = PlanContext {
+        state: &config.state,
+        retention_seconds: config.retention.as_secs(),
+        created_at: format_time(time.started),
+        threshold: time.threshold(),
+        threshold_ms: time.threshold_ms,
+        owner_label: config.owner_label.as_deref(),
+    };
+    let plan = Plan::new(&context, &acted_on)?;
     plan.save(path)?;
     tracing::info!(plan = %path.display(), records = acted_on.len(), "plan written");
     Ok(())
@@ -362,7 +381,7 @@ fn report(
         .collect();
     let summary = Summary {
         dry_run: config.dry_run,
-        state: config.state.clone(),
+        state: value::escape_invalid_utf8(config.state.as_os_str().as_encoded_bytes()).into_owned(),
         retention_seconds: config.retention.as_secs(),
         threshold: time.threshold(),
         started_at: format_time(time.started),

@@ -145,7 +145,7 @@ impl Outcome {
         Self {
             result,
             error_code: Some(code),
-            error_message: Some(message.into()),
+            error_message: Some(truncated(message.into())),
         }
     }
 
@@ -163,6 +163,40 @@ impl Outcome {
             ResultKind::Failed => Some("failure"),
             ResultKind::Deferred => None,
         }
+    }
+}
+
+/// The longest `error_message` kept, in bytes: a daemon's answer can be a whole page.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// Cuts a message to [`MAX_MESSAGE_BYTES`] on a character boundary, marking the cut.
+fn truncated(mut message: String) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let ellipsis = "…";
+    let mut end = MAX_MESSAGE_BYTES - ellipsis.len();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message.truncate(end);
+    message.push_str(ellipsis);
+    message
+}
+
+/// A message for rt-cleanup's own lines (the text summary, the logs): Docker's answer to a
+/// refused removal ends with advice to "force remove", which this tool never does and must not
+/// seem to recommend. `operation_log` and the JSON summary keep Docker's words as they were.
+#[must_use]
+pub fn without_force_advice(message: &str) -> std::borrow::Cow<'_, str> {
+    const ADVICE: &str = " or force remove";
+    match message.to_ascii_lowercase().find(ADVICE) {
+        Some(at) => {
+            let mut shown = message[..at].to_owned();
+            shown.push_str(&message[at + ADVICE.len()..]);
+            std::borrow::Cow::Owned(shown)
+        }
+        None => std::borrow::Cow::Borrowed(message),
     }
 }
 
@@ -541,5 +575,28 @@ mod tests {
         for (index, (outcome, expected)) in cases.into_iter().enumerate() {
             assert_eq!(outcome.result, expected, "case {index}: {outcome:?}");
         }
+    }
+
+    #[test]
+    fn long_messages_are_cut_to_a_kibibyte_on_a_character_boundary() {
+        let long = "é".repeat(2_000);
+        let outcome = Outcome::failed(ErrorCode::DockerError, long);
+        let message = outcome.error_message.unwrap();
+        assert!(message.len() <= MAX_MESSAGE_BYTES, "{}", message.len());
+        assert!(message.ends_with('…'));
+        let short = Outcome::failed(ErrorCode::DockerError, "short");
+        assert_eq!(short.error_message.as_deref(), Some("short"));
+    }
+
+    #[test]
+    fn our_own_lines_never_advise_force() {
+        let docker = "You cannot remove a running container abc. Stop the container before \
+                      attempting removal or force remove";
+        assert_eq!(
+            without_force_advice(docker),
+            "You cannot remove a running container abc. Stop the container before attempting \
+             removal"
+        );
+        assert_eq!(without_force_advice("driver failed"), "driver failed");
     }
 }

@@ -1,6 +1,13 @@
 //! Reviewable plans: `--dry-run --plan-out FILE` writes the exact set of candidates, and a later
-//! `--apply-plan FILE` acts on exactly that set (each still re-checked under its lease).
+//! `--apply-plan FILE` acts on exactly that set and never on anything else.
+//!
+//! A plan names each record by its row exactly as it was selected, with the threshold, the
+//! retention and the owner label of the dry run that made it. Applying it re-checks every entry
+//! under its lease as a pass would (still stopped, the same `container_id` and `last_op_at`,
+//! expired at the plan's threshold, owned by its game when the plan has an owner label), so a
+//! plan edited by hand can narrow what a pass would do but never widen it.
 
+use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -10,15 +17,16 @@ use thiserror::Error;
 use crate::candidate::{Candidate, StoppedRow};
 use crate::outcome::{Outcome, ResultKind};
 use crate::output_file::write_atomically;
+use crate::value::{FieldValue, Text};
 
 /// The format version of plan files this build reads and writes.
-pub const PLAN_FORMAT: u32 = 1;
+pub const PLAN_FORMAT: u32 = 2;
 
 /// A plan that cannot be written or used: exit 2, nothing changed.
 #[derive(Debug, Error)]
 pub enum PlanError {
     /// The plan file could not be read.
-    #[error("cannot read plan {path}: {source}")]
+    #[error("cannot read plan {}: {source}", path.display())]
     Read {
         /// The plan file.
         path: PathBuf,
@@ -26,7 +34,9 @@ pub enum PlanError {
         source: io::Error,
     },
     /// The plan file is not a plan.
-    #[error("plan {path} is malformed: {source}; write plans with --dry-run --plan-out")]
+    #[error(
+        "plan {} is malformed: {source}; write plans with --dry-run --plan-out", path.display()
+    )]
     Malformed {
         /// The plan file.
         path: PathBuf,
@@ -34,7 +44,10 @@ pub enum PlanError {
         source: serde_json::Error,
     },
     /// The plan is of another format version.
-    #[error("plan {path} has format {found}, this rt-cleanup reads format {PLAN_FORMAT}")]
+    #[error(
+        "plan {} has format {found}, this rt-cleanup reads format {PLAN_FORMAT}; make a new plan \
+         with --dry-run --plan-out", path.display()
+    )]
     Format {
         /// The plan file.
         path: PathBuf,
@@ -43,21 +56,21 @@ pub enum PlanError {
     },
     /// The plan was made for another state file.
     #[error(
-        "plan {path} was made for state file {planned}, not {given}; make a new plan with \
-         --dry-run --plan-out"
+        "plan {} was made for state file {planned}, not {given}; make a new plan with \
+         --dry-run --plan-out", path.display()
     )]
     OtherState {
         /// The plan file.
         path: PathBuf,
-        /// The state file in the plan.
-        planned: PathBuf,
-        /// The state file of this run.
-        given: PathBuf,
+        /// The state file in the plan, for people.
+        planned: String,
+        /// The state file of this run, resolved, for people.
+        given: String,
     },
     /// The plan was made with another retention.
     #[error(
-        "plan {path} was made with a retention of {planned} s, this run has {given} s; run with \
-         the plan's --retention"
+        "plan {} was made with a retention of {planned} s, this run has {given} s; run with \
+         the plan's --retention", path.display()
     )]
     OtherRetention {
         /// The plan file.
@@ -67,8 +80,43 @@ pub enum PlanError {
         /// This run's retention in seconds.
         given: u64,
     },
+    /// The command line names another owner label than the plan.
+    #[error(
+        "plan {} was made with --owner-label {planned}, this run has {given}; the plan's owner \
+         label applies: leave --owner-label out or give the same one", path.display()
+    )]
+    OtherOwnerLabel {
+        /// The plan file.
+        path: PathBuf,
+        /// The plan's owner label, for people.
+        planned: String,
+        /// This run's owner label, for people.
+        given: String,
+    },
+    /// The plan's threshold is later than this run's `now - retention`.
+    #[error(
+        "plan {} has threshold {threshold}, later than now minus its retention: it was edited, \
+         or the clock went back; make a new plan with --dry-run --plan-out", path.display()
+    )]
+    ThresholdAhead {
+        /// The plan file.
+        path: PathBuf,
+        /// The plan's threshold, for people.
+        threshold: String,
+    },
+    /// The plan names one record twice.
+    #[error(
+        "plan {} lists game {game} twice; a plan names each record once: make a new plan with \
+         --dry-run --plan-out", path.display()
+    )]
+    Duplicate {
+        /// The plan file.
+        path: PathBuf,
+        /// The game, for people.
+        game: String,
+    },
     /// The state file's path could not be resolved.
-    #[error("cannot resolve state file {path}: {source}")]
+    #[error("cannot resolve state file {}: {source}", path.display())]
     StatePath {
         /// The state file.
         path: PathBuf,
@@ -76,7 +124,7 @@ pub enum PlanError {
         source: io::Error,
     },
     /// The plan file could not be written.
-    #[error("cannot write plan {path}: {source}")]
+    #[error("cannot write plan {}: {source}", path.display())]
     Write {
         /// The plan file.
         path: PathBuf,
@@ -87,10 +135,14 @@ pub enum PlanError {
 
 /// One planned record: the row exactly as selected, and what the dry run predicted for it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PlannedRecord {
-    /// The row as selected; the real run acts only if the record is still exactly this.
-    #[serde(flatten)]
-    pub row: StoppedRow,
+    /// `game_id` as selected.
+    pub game_id: FieldValue,
+    /// `container_id` as selected.
+    pub container_id: FieldValue,
+    /// `last_op_at` as selected.
+    pub last_op_at: FieldValue,
     /// The dry run's prediction, for the reviewer.
     pub predicted: ResultKind,
     /// The prediction's message, for the reviewer.
@@ -99,48 +151,90 @@ pub struct PlannedRecord {
 
 /// A plan file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Plan {
     /// The format version, [`PLAN_FORMAT`].
     #[serde(rename = "rt_cleanup_plan")]
     pub format: u32,
-    /// The state file, as an absolute, resolved path.
-    pub state: PathBuf,
+    /// The state file, resolved, byte for byte.
+    pub state: Text,
     /// The retention in seconds the plan was made with.
     pub retention_seconds: u64,
     /// When the dry run took `now`.
     pub created_at: String,
-    /// The threshold of the dry run.
+    /// The threshold of the dry run, for people.
     pub threshold: String,
+    /// The threshold of the dry run, epoch milliseconds: every entry must be expired at it.
+    pub threshold_ms: i64,
+    /// The `--owner-label` of the dry run; it applies to the real run too.
+    pub owner_label: Option<String>,
     /// The records to act on, oldest first.
     pub records: Vec<PlannedRecord>,
 }
 
-fn resolve(state: &Path) -> Result<PathBuf, PlanError> {
-    state.canonicalize().map_err(|source| PlanError::StatePath {
-        path: state.to_owned(),
-        source,
-    })
+/// The state file's path, resolved, as the bytes a plan records.
+fn resolve(state: &Path) -> Result<Text, PlanError> {
+    let resolved = state
+        .canonicalize()
+        .map_err(|source| PlanError::StatePath {
+            path: state.to_owned(),
+            source,
+        })?;
+    Ok(Text::from_bytes(
+        resolved.into_os_string().into_encoded_bytes(),
+    ))
+}
+
+/// What a plan needs from the dry run that makes it.
+#[derive(Debug, Clone)]
+pub struct PlanContext<'a> {
+    /// The state file, as given.
+    pub state: &'a Path,
+    /// The retention in seconds.
+    pub retention_seconds: u64,
+    /// When the dry run took `now`, RFC 3339.
+    pub created_at: String,
+    /// The threshold, RFC 3339.
+    pub threshold: String,
+    /// The threshold, epoch milliseconds.
+    pub threshold_ms: i64,
+    /// `--owner-label`.
+    pub owner_label: Option<&'a str>,
+}
+
+/// What the run that applies a plan brings to the checks.
+#[derive(Debug, Clone)]
+pub struct ApplyContext<'a> {
+    /// The state file, as given.
+    pub state: &'a Path,
+    /// The retention in seconds.
+    pub retention_seconds: u64,
+    /// `--owner-label`, if given.
+    pub owner_label: Option<&'a str>,
+    /// This run's `now - retention`, epoch milliseconds.
+    pub threshold_ms: i64,
 }
 
 impl Plan {
     /// A plan of the candidates a dry run would act on, with its predictions.
     pub fn new(
-        state: &Path,
-        retention_seconds: u64,
-        created_at: String,
-        threshold: String,
+        context: &PlanContext<'_>,
         acted_on: &[(&Candidate, &Outcome)],
     ) -> Result<Self, PlanError> {
         Ok(Self {
             format: PLAN_FORMAT,
-            state: resolve(state)?,
-            retention_seconds,
-            created_at,
-            threshold,
+            state: resolve(context.state)?,
+            retention_seconds: context.retention_seconds,
+            created_at: context.created_at.clone(),
+            threshold: context.threshold.clone(),
+            threshold_ms: context.threshold_ms,
+            owner_label: context.owner_label.map(str::to_owned),
             records: acted_on
                 .iter()
                 .map(|(candidate, outcome)| PlannedRecord {
-                    row: candidate.row.clone(),
+                    game_id: candidate.row.game_id.clone(),
+                    container_id: candidate.row.container_id.clone(),
+                    last_op_at: candidate.row.last_op_at.clone(),
                     predicted: outcome.result,
                     predicted_message: outcome.error_message.clone(),
                 })
@@ -163,8 +257,10 @@ impl Plan {
         })
     }
 
-    /// Reads a plan and checks that it was made for this state file and retention.
-    pub fn load(path: &Path, state: &Path, retention_seconds: u64) -> Result<Self, PlanError> {
+    /// Reads a plan and checks that this run may apply it: made for this state file (compared
+    /// by the resolved path's bytes), retention and owner label, with a threshold no later than
+    /// this run's, and naming each record once.
+    pub fn load(path: &Path, run: &ApplyContext<'_>) -> Result<Self, PlanError> {
         let bytes = std::fs::read(path).map_err(|source| PlanError::Read {
             path: path.to_owned(),
             source,
@@ -179,20 +275,47 @@ impl Plan {
                 found: plan.format,
             });
         }
-        let given = resolve(state)?;
+        let given = resolve(run.state)?;
         if plan.state != given {
             return Err(PlanError::OtherState {
                 path: path.to_owned(),
-                planned: plan.state,
-                given,
+                planned: plan.state.display().into_owned(),
+                given: given.display().into_owned(),
             });
         }
-        if plan.retention_seconds != retention_seconds {
+        if plan.retention_seconds != run.retention_seconds {
             return Err(PlanError::OtherRetention {
                 path: path.to_owned(),
                 planned: plan.retention_seconds,
-                given: retention_seconds,
+                given: run.retention_seconds,
             });
+        }
+        if let Some(given) = run.owner_label {
+            if plan.owner_label.as_deref() != Some(given) {
+                return Err(PlanError::OtherOwnerLabel {
+                    path: path.to_owned(),
+                    planned: plan
+                        .owner_label
+                        .clone()
+                        .unwrap_or_else(|| "(none)".to_owned()),
+                    given: given.to_owned(),
+                });
+            }
+        }
+        if plan.threshold_ms > run.threshold_ms {
+            return Err(PlanError::ThresholdAhead {
+                path: path.to_owned(),
+                threshold: plan.threshold.clone(),
+            });
+        }
+        let mut seen = HashSet::with_capacity(plan.records.len());
+        for record in &plan.records {
+            if !seen.insert(&record.game_id) {
+                return Err(PlanError::Duplicate {
+                    path: path.to_owned(),
+                    game: record.game_id.to_string(),
+                });
+            }
         }
         Ok(plan)
     }
@@ -202,7 +325,13 @@ impl Plan {
     pub fn candidates(&self) -> Vec<Candidate> {
         self.records
             .iter()
-            .map(|record| Candidate::from_row(record.row.clone()))
+            .map(|record| {
+                Candidate::from_row(StoppedRow {
+                    game_id: record.game_id.clone(),
+                    container_id: record.container_id.clone(),
+                    last_op_at: record.last_op_at.clone(),
+                })
+            })
             .collect()
     }
 }
@@ -210,7 +339,8 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::value::FieldValue;
+
+    const THRESHOLD: i64 = 1_000_000;
 
     fn candidate(game: &str, container: FieldValue, last_op_at: FieldValue) -> Candidate {
         Candidate::from_row(StoppedRow {
@@ -220,67 +350,161 @@ mod tests {
         })
     }
 
-    #[test]
-    fn a_plan_round_trips_every_kind_of_row_exactly() {
+    struct Fixture {
+        dir: tempfile::TempDir,
+        state: PathBuf,
+        plan: PathBuf,
+    }
+
+    fn fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state.db");
         std::fs::write(&state, b"").unwrap();
+        let plan = dir.path().join("plan.json");
+        Fixture { dir, state, plan }
+    }
+
+    fn made(fixture: &Fixture, owner_label: Option<&str>, candidates: &[Candidate]) -> Plan {
+        let outcome = Outcome::removed();
+        let pairs: Vec<_> = candidates.iter().map(|c| (c, &outcome)).collect();
+        let context = PlanContext {
+            state: &fixture.state,
+            retention_seconds: 60,
+            created_at: "t0".into(),
+            threshold: "t1".into(),
+            threshold_ms: THRESHOLD,
+            owner_label,
+        };
+        let plan = Plan::new(&context, &pairs).unwrap();
+        plan.save(&fixture.plan).unwrap();
+        plan
+    }
+
+    fn apply<'a>(state: &'a Path, owner_label: Option<&'a str>) -> ApplyContext<'a> {
+        ApplyContext {
+            state,
+            retention_seconds: 60,
+            owner_label,
+            threshold_ms: THRESHOLD + 5,
+        }
+    }
+
+    #[test]
+    fn a_plan_round_trips_every_kind_of_row_exactly() {
+        let fixture = fixture();
         let candidates = [
             candidate("a", FieldValue::text("c1"), FieldValue::Integer(5)),
             candidate("b", FieldValue::Null, FieldValue::Integer(6)),
             candidate("c", FieldValue::Blob(vec![0, 255]), FieldValue::Real(1.5)),
             candidate("d", FieldValue::text("x"), FieldValue::text("soon")),
+            Candidate::from_row(StoppedRow {
+                game_id: FieldValue::Text(Text::from_bytes(b"e-\xff".to_vec())),
+                container_id: FieldValue::Null,
+                last_op_at: FieldValue::Integer(7),
+            }),
         ];
-        let outcome = Outcome::removed();
-        let pairs: Vec<_> = candidates.iter().map(|c| (c, &outcome)).collect();
-        let plan = Plan::new(&state, 604_800, "t0".into(), "t1".into(), &pairs).unwrap();
-        let path = dir.path().join("plan.json");
-        plan.save(&path).unwrap();
-        let loaded = Plan::load(&path, &state, 604_800).unwrap();
+        let plan = made(&fixture, Some("owner"), &candidates);
+        let loaded = Plan::load(&fixture.plan, &apply(&fixture.state, None)).unwrap();
         assert_eq!(loaded, plan);
         assert_eq!(loaded.candidates(), candidates);
+        assert_eq!(loaded.owner_label.as_deref(), Some("owner"));
     }
 
     #[test]
     fn a_plan_for_another_state_file_or_retention_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state.db");
-        let other = dir.path().join("other.db");
-        std::fs::write(&state, b"").unwrap();
+        let fixture = fixture();
+        let other = fixture.dir.path().join("other.db");
         std::fs::write(&other, b"").unwrap();
-        let plan = Plan::new(&state, 60, "t0".into(), "t1".into(), &[]).unwrap();
-        let path = dir.path().join("plan.json");
-        plan.save(&path).unwrap();
+        made(&fixture, None, &[]);
         assert!(matches!(
-            Plan::load(&path, &other, 60),
+            Plan::load(&fixture.plan, &apply(&other, None)),
             Err(PlanError::OtherState { .. })
         ));
+        let mut longer = apply(&fixture.state, None);
+        longer.retention_seconds = 61;
         assert!(matches!(
-            Plan::load(&path, &state, 61),
+            Plan::load(&fixture.plan, &longer),
             Err(PlanError::OtherRetention { .. })
         ));
-        assert!(Plan::load(&path, &state, 60).is_ok());
+        assert!(Plan::load(&fixture.plan, &apply(&fixture.state, None)).is_ok());
+    }
+
+    #[test]
+    fn the_plans_owner_label_applies_and_another_is_refused() {
+        let fixture = fixture();
+        made(&fixture, Some("owner"), &[]);
+        assert!(Plan::load(&fixture.plan, &apply(&fixture.state, Some("owner"))).is_ok());
+        assert!(matches!(
+            Plan::load(&fixture.plan, &apply(&fixture.state, Some("other"))),
+            Err(PlanError::OtherOwnerLabel { .. })
+        ));
+        made(&fixture, None, &[]);
+        assert!(matches!(
+            Plan::load(&fixture.plan, &apply(&fixture.state, Some("owner"))),
+            Err(PlanError::OtherOwnerLabel { .. })
+        ));
+    }
+
+    #[test]
+    fn a_threshold_later_than_now_minus_the_retention_is_refused() {
+        let fixture = fixture();
+        made(&fixture, None, &[]);
+        let mut earlier = apply(&fixture.state, None);
+        earlier.threshold_ms = THRESHOLD - 1;
+        assert!(matches!(
+            Plan::load(&fixture.plan, &earlier),
+            Err(PlanError::ThresholdAhead { .. })
+        ));
+    }
+
+    #[test]
+    fn a_record_listed_twice_is_refused() {
+        let fixture = fixture();
+        let twice = [
+            candidate("a", FieldValue::text("c1"), FieldValue::Integer(5)),
+            candidate("a", FieldValue::text("c1"), FieldValue::Integer(5)),
+        ];
+        made(&fixture, None, &twice);
+        assert!(matches!(
+            Plan::load(&fixture.plan, &apply(&fixture.state, None)),
+            Err(PlanError::Duplicate { .. })
+        ));
     }
 
     #[test]
     fn a_malformed_plan_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state.db");
-        std::fs::write(&state, b"").unwrap();
-        let path = dir.path().join("plan.json");
-        for junk in ["", "{}", "[1,2]", "{\"rt_cleanup_plan\": 1}"] {
-            std::fs::write(&path, junk).unwrap();
+        let fixture = fixture();
+        for junk in [
+            "",
+            "{}",
+            "[1,2]",
+            "{\"rt_cleanup_plan\": 2}",
+            "{\"records\": 3}",
+        ] {
+            std::fs::write(&fixture.plan, junk).unwrap();
             assert!(
                 matches!(
-                    Plan::load(&path, &state, 60),
+                    Plan::load(&fixture.plan, &apply(&fixture.state, None)),
                     Err(PlanError::Malformed { .. })
                 ),
                 "{junk}"
             );
         }
-        std::fs::write(&path, b"{\"rt_cleanup_plan\": 9, \"state\": \"/x\", \"retention_seconds\": 1, \"created_at\": \"\", \"threshold\": \"\", \"records\": []}").unwrap();
+        let mut plan = made(&fixture, None, &[]);
+        let mut value = serde_json::to_value(&plan).unwrap();
+        value["extra"] = serde_json::json!(1);
+        std::fs::write(&fixture.plan, value.to_string()).unwrap();
+        assert!(
+            matches!(
+                Plan::load(&fixture.plan, &apply(&fixture.state, None)),
+                Err(PlanError::Malformed { .. })
+            ),
+            "an unknown field is an edit this build does not understand"
+        );
+        plan.format = 9;
+        plan.save(&fixture.plan).unwrap();
         assert!(matches!(
-            Plan::load(&path, &state, 60),
+            Plan::load(&fixture.plan, &apply(&fixture.state, None)),
             Err(PlanError::Format { found: 9, .. })
         ));
     }

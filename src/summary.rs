@@ -1,13 +1,12 @@
 //! The summary of a pass (contract §5) and its two renderings, as pure functions.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::candidate::Candidate;
-use crate::outcome::{ErrorCode, Outcome, ResultKind};
+use crate::outcome::{without_force_advice, ErrorCode, Outcome, ResultKind};
 use crate::time::format_epoch_ms;
 
 /// One expired candidate and its result.
@@ -104,8 +103,8 @@ impl Counts {
 pub struct Summary {
     /// Whether this was a dry run.
     pub dry_run: bool,
-    /// The state file, as given.
-    pub state: PathBuf,
+    /// The state file, as given (bytes that are not UTF-8 shown as `\xNN`).
+    pub state: String,
     /// The retention in whole seconds.
     pub retention_seconds: u64,
     /// `now - retention`.
@@ -162,7 +161,7 @@ pub fn render_text(summary: &Summary) -> String {
             let _ = write!(text, " error_code={}", code.as_str());
         }
         if let Some(message) = &record.error_message {
-            let _ = write!(text, " message={}", quote(message));
+            let _ = write!(text, " message={}", quote(&without_force_advice(message)));
         }
         text.push('\n');
     }

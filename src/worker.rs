@@ -15,7 +15,8 @@ use crate::candidate::Target;
 use crate::engine::{ContainerEngine, ContainerIndex, Inspection, Lookup};
 use crate::job::{Job, JobKind};
 use crate::outcome::{
-    check_owner, decide_after_timeout, decide_removal, lease_conflict, ErrorCode, Outcome,
+    check_owner, decide_after_timeout, decide_removal, lease_conflict, without_force_advice,
+    ErrorCode, Outcome,
 };
 use crate::stop::Stop;
 use crate::store::{Claim, ClaimResult, PendingSettlement, Settlement, StateWriter};
@@ -300,7 +301,7 @@ impl<E: ContainerEngine> Worker<'_, E> {
             container_id = job.logged_container.as_deref().unwrap_or("-"),
             result = %outcome.result,
             error_code = outcome.error_code.map_or("-", ErrorCode::as_str),
-            error_message = outcome.error_message.as_deref().unwrap_or(""),
+            error_message = %without_force_advice(outcome.error_message.as_deref().unwrap_or("")),
             "{} handled",
             match job.kind {
                 JobKind::Record => "record",

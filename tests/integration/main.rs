@@ -7,6 +7,7 @@ mod harness;
 
 mod cli;
 mod contract;
+mod edges;
 mod examples;
 mod exits;
 mod faults;

@@ -129,8 +129,8 @@ proptest! {
 
 #[test]
 fn a_docker_timeout_too_long_to_triple_is_refused_not_a_panic() {
-    // 7e18 seconds parses (it fits in a u64), but three of them do not fit in a Duration: the
-    // check of --lease-ttl against three timeouts plus the lock wait must not overflow.
+    // 7e18 seconds parses (it fits in a u64), but three of them do not fit in a Duration: such a
+    // value is refused as too long, before any arithmetic on it.
     for (option, value) in [
         ("--docker-timeout", "7000000000000000000s"),
         ("--lock-wait", "18000000000000000000s"),
@@ -142,7 +142,7 @@ fn a_docker_timeout_too_long_to_triple_is_refused_not_a_panic() {
             panic!("Config::try_from panicked on {option} {value} instead of refusing it")
         });
         let error = result.expect_err("no lease can outlast three such timeouts");
-        assert!(error.to_string().contains("--lease-ttl"), "{error}");
+        assert!(error.to_string().contains(option), "{error}");
     }
 }
 

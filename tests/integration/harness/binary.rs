@@ -71,9 +71,11 @@ impl Run {
     }
 }
 
-/// The built binary.
-pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_rt-cleanup")
+/// The built binary, or the one `RT_CLEANUP_TEST_BINARY` names (to show that a regression test
+/// fails on an earlier build).
+pub fn binary() -> String {
+    std::env::var("RT_CLEANUP_TEST_BINARY")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_rt-cleanup").to_owned())
 }
 
 /// A command for the built binary with a clean environment: no `RT_CLEANUP_*` or `DOCKER_HOST`

@@ -19,6 +19,19 @@ pub enum OutputFormat {
     Json,
 }
 
+/// What a pass does with leaked containers: those whose owner label names a game that no
+/// record claims them for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrphanMode {
+    /// Do not look for them.
+    Off,
+    /// List them in the summary; attempt nothing.
+    Report,
+    /// Remove them, each under its game's lease.
+    Remove,
+}
+
 /// The format of the logs on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -163,6 +176,12 @@ pub struct Arguments {
     /// node_exporter's textfile collector, e.g. /var/lib/prometheus/node-exporter/rt_cleanup.prom.
     #[arg(long, env = "RT_CLEANUP_METRICS_FILE", value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
+
+    /// After the records, look for leaked containers: those whose --owner-label names a game
+    /// that no record claims them for, stopped longer than the retention. "report" lists them,
+    /// "remove" removes them under their game's lease. Needs --owner-label. [default: off]
+    #[arg(long, env = "RT_CLEANUP_ORPHANS", value_enum, value_name = "MODE")]
+    pub orphans: Option<OrphanMode>,
 
     /// With --dry-run: write the exact set of records a real run would act on to FILE, for
     /// review and a later --apply-plan.

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 
-use crate::cli::{Arguments, LogFormat, OutputFormat};
+use crate::cli::{Arguments, LogFormat, OrphanMode, OutputFormat};
 
 /// Where the Docker daemon listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +61,9 @@ pub struct Config {
     pub plan_out: Option<PathBuf>,
     /// The plan a real run acts on instead of selecting.
     pub apply_plan: Option<PathBuf>,
+    /// What to do with leaked containers; `None` when the command line did not say (off,
+    /// unless a plan says otherwise).
+    pub orphans: Option<OrphanMode>,
 }
 
 /// An invalid command line; the message names the option and shows an accepted form.
@@ -135,6 +138,12 @@ pub enum ConfigError {
          --plan-out; review the plan file itself"
     )]
     ApplyPlanWithDryRun,
+    /// `--orphans report|remove` without `--owner-label`.
+    #[error(
+        "--orphans {0} needs --owner-label: a leaked container is known only by the label that \
+         names its game"
+    )]
+    OrphansWithoutOwnerLabel(&'static str),
     /// `--concurrency 0`.
     #[error("invalid --concurrency 0: it must be at least 1 (default 6)")]
     Concurrency,
@@ -213,6 +222,15 @@ impl TryFrom<Arguments> for Config {
         if arguments.owner_label.as_deref() == Some("") {
             return Err(ConfigError::Empty("--owner-label"));
         }
+        match arguments.orphans {
+            Some(OrphanMode::Report) if arguments.owner_label.is_none() => {
+                return Err(ConfigError::OrphansWithoutOwnerLabel("report"));
+            }
+            Some(OrphanMode::Remove) if arguments.owner_label.is_none() => {
+                return Err(ConfigError::OrphansWithoutOwnerLabel("remove"));
+            }
+            _ => {}
+        }
         Ok(Self {
             retention,
             state: arguments.state,
@@ -230,6 +248,7 @@ impl TryFrom<Arguments> for Config {
             metrics_file: arguments.metrics_file,
             plan_out: arguments.plan_out,
             apply_plan: arguments.apply_plan,
+            orphans: arguments.orphans,
         })
     }
 }
@@ -540,5 +559,20 @@ mod tests {
             "{error}"
         );
         assert!(config(&["--retention", "1d", "--lease-ttl", "141s"]).is_ok());
+    }
+
+    #[test]
+    fn orphans_need_an_owner_label() {
+        assert_eq!(config(&["--retention", "1d"]).unwrap().orphans, None);
+        for mode in ["report", "remove"] {
+            let error = config(&["--retention", "1d", "--orphans", mode]).unwrap_err();
+            assert!(
+                matches!(error, ConfigError::OrphansWithoutOwnerLabel(_)),
+                "{error}"
+            );
+            let config = config(&["--retention", "1d", "--orphans", mode, "--owner-label", "k"]);
+            assert!(config.is_ok(), "{mode}");
+        }
+        assert!(config(&["--retention", "1d", "--orphans", "off"]).is_ok());
     }
 }

@@ -18,6 +18,11 @@ pub struct ContainerInfo {
     pub state: String,
     /// The container's labels; they never change after the container is created.
     pub labels: HashMap<String, String>,
+    /// When it was created, epoch milliseconds, where the daemon said.
+    pub created_ms: Option<i64>,
+    /// When it last stopped (Docker's `State.FinishedAt`), epoch milliseconds; `None` for a
+    /// container that never ran, and in a listing, which does not carry it.
+    pub finished_ms: Option<i64>,
 }
 
 impl ContainerInfo {
@@ -68,6 +73,9 @@ pub trait ContainerEngine {
     fn inspect(&self, reference: &str) -> impl Future<Output = Inspection>;
     /// Lists every container, stopped ones included, in one call.
     fn list_all(&self) -> impl Future<Output = Result<Vec<ContainerInfo>, String>>;
+    /// Lists every container that has the label `key`, stopped ones included, in one call
+    /// filtered by the daemon.
+    fn list_labelled(&self, key: &str) -> impl Future<Output = Result<Vec<ContainerInfo>, String>>;
 }
 
 /// Where a reference led in a listing of the daemon's containers.
@@ -186,6 +194,8 @@ pub(crate) mod fake {
         Inspect(String),
         /// `GET /containers/json`.
         List,
+        /// `GET /containers/json?filters={"label":[key]}`.
+        ListLabelled(String),
     }
 
     /// The engine.
@@ -229,6 +239,7 @@ pub(crate) mod fake {
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                     .collect(),
+                ..ContainerInfo::default()
             });
         }
 
@@ -331,6 +342,15 @@ pub(crate) mod fake {
         async fn list_all(&self) -> Result<Vec<ContainerInfo>, String> {
             locked(&self.calls).push(Call::List);
             Ok(locked(&self.containers).clone())
+        }
+
+        async fn list_labelled(&self, key: &str) -> Result<Vec<ContainerInfo>, String> {
+            locked(&self.calls).push(Call::ListLabelled(key.to_owned()));
+            Ok(locked(&self.containers)
+                .iter()
+                .filter(|container| container.labels.contains_key(key))
+                .cloned()
+                .collect())
         }
     }
 }

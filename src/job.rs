@@ -6,6 +6,7 @@
 //! and the state writer run both alike.
 
 use crate::candidate::{Candidate, Target};
+use crate::outcome::{Outcome, ResultKind};
 use crate::value::FieldValue;
 
 /// `operation_log.op_kind` of a record's container removal.
@@ -14,8 +15,6 @@ pub const OP_KIND_RECORD: &str = "cleanup_container";
 pub const OP_KIND_ORPHAN: &str = "cleanup_orphan";
 
 /// What a job removes, and so what its result does to the state file.
-// The orphan pass constructs `Orphan` jobs; until it lands only the tests do.
-#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobKind {
     /// The container of an expired stopped record; the record moves to `removed` once the
@@ -26,6 +25,20 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    /// The result of a job of this kind: a container already gone is a record's replay, but
+    /// for an orphan, which no record ever pointed at, it is someone else's removal, a
+    /// conflict.
+    #[must_use]
+    pub fn result_of(self, outcome: Outcome) -> Outcome {
+        match (self, outcome.result) {
+            (JobKind::Orphan, ResultKind::ReplayNoOp) => Outcome::conflict(format!(
+                "someone else removed it first: {}",
+                outcome.error_message.unwrap_or_default()
+            )),
+            _ => outcome,
+        }
+    }
+
     /// The `operation_log.op_kind` of the job's row.
     #[must_use]
     pub fn op_kind(self) -> &'static str {
@@ -48,8 +61,6 @@ pub struct CurrentRecord {
 }
 
 /// What the state file must still say once the job holds the game's lease.
-// The orphan pass constructs `Unclaimed` guards; until it lands only the tests do.
-#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Guard {
     /// The game's record is still the stopped row that was selected (same `container_id` and

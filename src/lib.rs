@@ -15,6 +15,7 @@ pub(crate) mod docker;
 pub(crate) mod engine;
 pub(crate) mod job;
 pub(crate) mod metrics;
+pub(crate) mod orphans;
 pub(crate) mod outcome;
 pub(crate) mod output_file;
 pub(crate) mod pass;
@@ -33,17 +34,20 @@ use std::time::{Duration, SystemTime};
 use thiserror::Error;
 
 use crate::candidate::Candidate;
+use crate::cli::OrphanMode;
 use crate::cli::OutputFormat;
 use crate::config::Config;
 use crate::docker::{DockerClient, DockerError};
-use crate::engine::ContainerIndex;
+use crate::engine::{ContainerEngine, ContainerIndex, ContainerInfo};
 use crate::exit::ExitStatus;
+use crate::job::{CurrentRecord, Job};
 use crate::metrics::RunMetrics;
+use crate::orphans::Orphan;
 use crate::outcome::{LiveLease, Outcome, ResultKind};
-use crate::plan::{ApplyContext, Plan, PlanContext, PlanError};
+use crate::plan::{ApplyContext, Plan, PlanContext, PlanError, PlannedOrphan};
 use crate::stop::{Signal, Stop};
-use crate::store::{Access, Store, StoreError};
-use crate::summary::{Counts, RecordReport, Summary};
+use crate::store::{Access, StateWriter, Store, StoreError};
+use crate::summary::{Counts, OrphanReport, OrphanSection, RecordReport, Summary};
 use crate::time::{epoch_ms, format_epoch_ms, format_time};
 use crate::value::FieldValue;
 use crate::worker::WorkerSettings;
@@ -80,7 +84,10 @@ pub struct Report {
     summary: Summary,
     interrupted: Option<Signal>,
     state_failure: Option<StoreError>,
+    /// Why the orphan pass could not look for orphans, if it could not.
+    orphan_failure: Option<String>,
     oldest_waiting_ms: Option<i64>,
+    oldest_orphan_since_ms: Option<i64>,
 }
 
 impl Report {
@@ -91,7 +98,10 @@ impl Report {
             signal.exit_status()
         } else if self.state_failure.as_ref().is_some_and(StoreError::is_busy) {
             ExitStatus::StateBusy
-        } else if self.summary.has_failures() || self.state_failure.is_some() {
+        } else if self.summary.has_failures()
+            || self.state_failure.is_some()
+            || self.orphan_failure.is_some()
+        {
             ExitStatus::FailedRecords
         } else {
             ExitStatus::Success
@@ -111,6 +121,9 @@ impl Report {
     pub fn log_early_end(&self) {
         if let Some(error) = &self.state_failure {
             tracing::error!("the pass stopped early: {error}");
+        }
+        if let Some(error) = &self.orphan_failure {
+            tracing::error!("the orphan pass could not run: {error}");
         }
         if let Some(signal) = self.interrupted {
             tracing::warn!(
@@ -145,6 +158,14 @@ pub fn write_metrics(
         exit_status,
         counts: report.map(|report| report.summary.counts),
         oldest_waiting_ms: report.and_then(|report| report.oldest_waiting_ms),
+        orphans: report.and_then(|report| {
+            let section = report.summary.orphans.as_ref()?;
+            Some(metrics::OrphanMetrics {
+                found: section.orphan_counts.found,
+                removed: section.orphan_counts.removed,
+                oldest_since_ms: report.oldest_orphan_since_ms,
+            })
+        }),
     };
     if let Err(error) = metrics::write(path, &run) {
         tracing::error!("cannot write the metrics file {}: {error}", path.display());
@@ -186,27 +207,7 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
         now_ms,
         threshold_ms: now_ms.saturating_sub(retention_ms),
     };
-    let plan = match &config.apply_plan {
-        Some(path) => Some(Plan::load(
-            path,
-            &ApplyContext {
-                state: &config.state,
-                retention_seconds: config.retention.as_secs(),
-                owner_label: config.owner_label.as_deref(),
-                threshold_ms: time.threshold_ms,
-            },
-        )?),
-        None => None,
-    };
-    // A plan is re-checked against its own threshold and owner label, whatever this run's are:
-    // it can only name records that were expired when it was made.
-    let owner_label = match &plan {
-        Some(plan) => plan.owner_label.clone(),
-        None => config.owner_label.clone(),
-    };
-    if let Some(plan) = &plan {
-        time.threshold_ms = plan.threshold_ms;
-    }
+    let (plan, owner_label, orphan_mode) = load_plan(config, &mut time)?;
     let read = read_state(config, plan.as_ref(), &time)?;
     let docker = DockerClient::connect(&config.docker_host, config.docker_timeout).await?;
     let daemon = docker.daemon();
@@ -232,50 +233,398 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
     } else {
         None
     };
-    let outcomes = if config.dry_run {
-        let outcomes = pass::predict_all(
-            &jobs,
-            &read.leases,
-            containers.as_ref(),
-            owner_label.as_deref(),
-            config.max_removals,
-        );
-        // No log line per prediction: the summary on stdout lists every one, and 10,000 such
-        // lines cost a large dry run about a fifth of its time (docs/benchmark.md).
+    let orphan_pass = match (orphan_mode, &owner_label) {
+        (OrphanMode::Off, _) | (_, None) => None,
+        (mode, Some(key)) => Some(OrphanPass {
+            mode,
+            key,
+            threshold_ms: time.threshold_ms,
+            planned: plan.as_ref().map(|plan| plan.orphans.as_slice()),
+        }),
+    };
+    let pass = Pass {
+        config,
+        docker: &docker,
+        jobs: &jobs,
+        containers: containers.as_ref(),
+        orphans: orphan_pass.as_ref(),
+        settings: WorkerSettings {
+            holder: worker::holder_name(),
+            lease_ttl: config.lease_ttl,
+            owner_label: owner_label.clone(),
+            docker_timeout: config.docker_timeout,
+            concurrency: config.concurrency.get(),
+        },
+    };
+    let (outcomes, orphans) = if config.dry_run {
+        let outcomes = pass.predict(&read).await?;
         if let Some(path) = &config.plan_out {
-            write_plan(config, path, &read.candidates, &outcomes, &time)?;
+            let planned_orphans = match &outcomes.1 {
+                Some(Ok(handled)) if orphan_mode == OrphanMode::Remove => handled.as_slice(),
+                _ => &[],
+            };
+            write_plan(
+                config,
+                path,
+                &read.candidates,
+                &outcomes.0,
+                planned_orphans,
+                &time,
+            )?;
         }
         outcomes
     } else {
-        let writer = read.store.into_writer(config.op_source.clone());
-        let settings = WorkerSettings {
-            holder: worker::holder_name(),
-            lease_ttl: config.lease_ttl,
-            owner_label,
-            docker_timeout: config.docker_timeout,
-            concurrency: config.concurrency.get(),
-        };
-        let outcomes = worker::run_jobs(
-            &jobs,
-            config.max_removals,
-            &docker,
-            &writer,
-            containers.as_ref(),
-            &settings,
-            &stop,
-        )
-        .await;
-        writer.close();
-        outcomes
+        pass.act(read.store, &stop).await
     };
     Ok(report(
         config,
         read.stopped,
         &read.candidates,
         outcomes,
+        orphans,
         &time,
         &stop,
     ))
+}
+
+/// Loads the plan to apply, if there is one, with the owner label and orphan mode the run must
+/// use. A plan is re-checked against its own threshold, owner label and orphan mode, whatever
+/// this run's are: it can only name what was expired, owned and leaked when it was made.
+fn load_plan(
+    config: &Config,
+    time: &mut PassTime,
+) -> Result<(Option<Plan>, Option<String>, OrphanMode), RunError> {
+    let Some(path) = &config.apply_plan else {
+        let mode = config.orphans.unwrap_or(OrphanMode::Off);
+        return Ok((None, config.owner_label.clone(), mode));
+    };
+    let plan = Plan::load(
+        path,
+        &ApplyContext {
+            state: &config.state,
+            retention_seconds: config.retention.as_secs(),
+            owner_label: config.owner_label.as_deref(),
+            threshold_ms: time.threshold_ms,
+            orphan_mode: config.orphans,
+        },
+    )?;
+    time.threshold_ms = plan.threshold_ms;
+    let (owner_label, mode) = (plan.owner_label.clone(), plan.orphan_mode);
+    Ok((Some(plan), owner_label, mode))
+}
+
+/// What the orphan pass of a run gave: the orphans handled, or why it could not look.
+type OrphanResults = Option<Result<Vec<HandledOrphan>, String>>;
+
+/// A pass once its state is read and the daemon answered: the records' jobs, then the orphans.
+struct Pass<'a> {
+    config: &'a Config,
+    docker: &'a DockerClient,
+    jobs: &'a [Job],
+    /// One listing of every container, for a dry run and for `--owner-label`.
+    containers: Option<&'a ContainerIndex>,
+    orphans: Option<&'a OrphanPass<'a>>,
+    settings: WorkerSettings,
+}
+
+impl Pass<'_> {
+    /// The dry run: predicts every job's result from what was read; changes nothing.
+    async fn predict(&self, read: &StateRead) -> Result<(Vec<Outcome>, OrphanResults), RunError> {
+        // No log line per prediction: the summary on stdout lists every one, and 10,000 such
+        // lines cost a large dry run about a fifth of its time (docs/benchmark.md).
+        let outcomes = pass::predict_all(
+            self.jobs,
+            &read.leases,
+            self.containers,
+            self.settings.owner_label.as_deref(),
+            self.config.max_removals,
+        );
+        let Some(orphan_pass) = self.orphans else {
+            return Ok((outcomes, None));
+        };
+        let found = orphan_pass
+            .find(self.docker, StateSide::Store(&read.store), &self.settings)
+            .await;
+        let predicted =
+            found.map(|found| orphan_pass.predict(found, &read.leases, self.config.max_removals));
+        if !read.store.read_was_consistent() {
+            return Err(StoreError::Unreadable {
+                path: self.config.state.clone(),
+                reason: "it was written while it was read without locks; try again".to_owned(),
+            }
+            .into());
+        }
+        Ok((outcomes, Some(predicted)))
+    }
+
+    /// The real run: the records' jobs, then the orphans', through one worker and one writer.
+    async fn act(&self, store: Store, stop: &Stop) -> (Vec<Outcome>, OrphanResults) {
+        let writer = store.into_writer(self.config.op_source.clone());
+        let outcomes = worker::run_jobs(
+            self.jobs,
+            self.config.max_removals,
+            self.docker,
+            &writer,
+            self.containers,
+            &self.settings,
+            stop,
+        )
+        .await;
+        let orphans = match self.orphans {
+            Some(orphan_pass) => Some(
+                match orphan_pass
+                    .find(self.docker, StateSide::Writer(&writer), &self.settings)
+                    .await
+                {
+                    Ok(found) => Ok(orphan_pass
+                        .remove(
+                            found,
+                            self.docker,
+                            &writer,
+                            &self.settings,
+                            self.config.max_removals,
+                            stop,
+                        )
+                        .await),
+                    Err(error) => Err(error),
+                },
+            ),
+            None => None,
+        };
+        writer.close();
+        (outcomes, orphans)
+    }
+}
+
+/// Where the orphan pass reads records: the open file of a dry run, or the writer of a real
+/// run (which holds the connection).
+enum StateSide<'a> {
+    Store(&'a Store),
+    Writer(&'a StateWriter),
+}
+
+impl StateSide<'_> {
+    async fn records_of(
+        &self,
+        games: Vec<FieldValue>,
+    ) -> Result<HashMap<FieldValue, CurrentRecord>, StoreError> {
+        match self {
+            StateSide::Store(store) => store.records_of(&games),
+            StateSide::Writer(writer) => writer.records_of(games).await,
+        }
+    }
+}
+
+/// An orphan found and what the pass did with it (`None` under `report`).
+struct HandledOrphan {
+    /// The container as found (as listed, for a planned orphan that is no longer one).
+    orphan: Orphan,
+    /// Its result.
+    outcome: Option<Outcome>,
+}
+
+/// The orphan part of a pass.
+struct OrphanPass<'a> {
+    mode: OrphanMode,
+    key: &'a str,
+    threshold_ms: i64,
+    /// The orphans of the plan being applied, if one is.
+    planned: Option<&'a [PlannedOrphan]>,
+}
+
+/// What an orphan is to this pass: one to act on, or a planned one that no longer qualifies.
+enum Found {
+    Orphan(Orphan),
+    NoLonger(Orphan, String),
+}
+
+impl OrphanPass<'_> {
+    /// One listing filtered on the owner label, one read of the named games' records, and an
+    /// inspection of each container no record claims. Under a plan, exactly the planned
+    /// orphans, each still one or reported as a conflict.
+    async fn find(
+        &self,
+        docker: &DockerClient,
+        state: StateSide<'_>,
+        settings: &WorkerSettings,
+    ) -> Result<Vec<Found>, String> {
+        let listed = docker.list_labelled(self.key).await.map_err(|reason| {
+            format!("cannot list the containers labelled {}: {reason}", self.key)
+        })?;
+        let games = orphans::games_named(&listed, self.key);
+        let records = state
+            .records_of(games)
+            .await
+            .map_err(|error| error.to_string())?;
+        let unclaimed = orphans::unclaimed(&listed, self.key, &records);
+        let found = orphans::inspect_unclaimed(
+            docker,
+            &unclaimed,
+            self.key,
+            self.threshold_ms,
+            settings.concurrency,
+        )
+        .await;
+        for orphan in &found {
+            tracing::info!(
+                container_id = %orphan.info.id,
+                game_id = %orphan.label.escape_debug(),
+                state = %orphan.info.state,
+                "orphan found"
+            );
+        }
+        let Some(planned) = self.planned else {
+            return Ok(found.into_iter().map(Found::Orphan).collect());
+        };
+        Ok(planned
+            .iter()
+            .map(|entry| {
+                let still = found
+                    .iter()
+                    .find(|o| o.info.id == entry.container_id && o.label == entry.game_id);
+                if let Some(orphan) = still {
+                    return Found::Orphan(orphan.clone());
+                }
+                let listed = listed.iter().find(|info| info.id == entry.container_id);
+                let info = listed.cloned().unwrap_or_else(|| ContainerInfo {
+                    id: entry.container_id.clone(),
+                    state: "gone".to_owned(),
+                    ..ContainerInfo::default()
+                });
+                let orphan = Orphan {
+                    info,
+                    label: entry.game_id.clone(),
+                    game: orphans::game_named_by(&entry.game_id),
+                };
+                Found::NoLonger(
+                    orphan,
+                    "no longer an orphan at the plan's threshold: it is gone, runs, has another \
+                     label, is younger, or its record claims it"
+                        .to_owned(),
+                )
+            })
+            .collect())
+    }
+
+    /// Splits what was found into the jobs to run (with their places) and the rest, decided.
+    fn jobs(found: &[Found]) -> (Vec<Job>, Vec<usize>, Vec<Option<Outcome>>) {
+        let mut jobs = Vec::new();
+        let mut places = Vec::new();
+        let mut decided = Vec::with_capacity(found.len());
+        for (place, item) in found.iter().enumerate() {
+            match item {
+                Found::Orphan(orphan) => match orphan.job() {
+                    Ok(job) => {
+                        jobs.push(job);
+                        places.push(place);
+                        decided.push(None);
+                    }
+                    Err(outcome) => decided.push(Some(outcome)),
+                },
+                Found::NoLonger(_, reason) => decided.push(Some(Outcome::conflict(reason))),
+            }
+        }
+        (jobs, places, decided)
+    }
+
+    fn merge(
+        found: Vec<Found>,
+        places: &[usize],
+        results: Vec<Outcome>,
+        mut decided: Vec<Option<Outcome>>,
+    ) -> Vec<HandledOrphan> {
+        for (place, outcome) in places.iter().zip(results) {
+            decided[*place] = Some(outcome);
+        }
+        found
+            .into_iter()
+            .zip(decided)
+            .map(|(item, outcome)| {
+                let orphan = match item {
+                    Found::Orphan(orphan) | Found::NoLonger(orphan, _) => orphan,
+                };
+                HandledOrphan { orphan, outcome }
+            })
+            .collect()
+    }
+
+    /// The dry run: what `remove` would do with each orphan now; nothing under `report`.
+    fn predict(
+        &self,
+        found: Vec<Found>,
+        leases: &HashMap<FieldValue, LiveLease>,
+        max_removals: Option<usize>,
+    ) -> Vec<HandledOrphan> {
+        if self.mode == OrphanMode::Report {
+            return Self::reported(found);
+        }
+        let (jobs, places, decided) = Self::jobs(&found);
+        let index = ContainerIndex::new(
+            found
+                .iter()
+                .filter_map(|item| match item {
+                    Found::Orphan(orphan) => Some(orphan.info.clone()),
+                    Found::NoLonger(..) => None,
+                })
+                .collect(),
+        );
+        let predicted =
+            pass::predict_all(&jobs, leases, Some(&index), Some(self.key), max_removals);
+        Self::merge(found, &places, predicted, decided)
+    }
+
+    /// The real run: removes each orphan under its game's lease (the record pass's worker and
+    /// writer), the first `max_removals` of them; nothing under `report`.
+    async fn remove(
+        &self,
+        found: Vec<Found>,
+        docker: &DockerClient,
+        writer: &StateWriter,
+        settings: &WorkerSettings,
+        max_removals: Option<usize>,
+        stop: &Stop,
+    ) -> Vec<HandledOrphan> {
+        if self.mode == OrphanMode::Report {
+            return Self::reported(found);
+        }
+        let (jobs, places, decided) = Self::jobs(&found);
+        let index = ContainerIndex::new(
+            found
+                .iter()
+                .filter_map(|item| match item {
+                    Found::Orphan(orphan) => Some(orphan.info.clone()),
+                    Found::NoLonger(..) => None,
+                })
+                .collect(),
+        );
+        let settings = WorkerSettings {
+            owner_label: Some(self.key.to_owned()),
+            ..settings.clone()
+        };
+        let results = worker::run_jobs(
+            &jobs,
+            max_removals,
+            docker,
+            writer,
+            Some(&index),
+            &settings,
+            stop,
+        )
+        .await;
+        Self::merge(found, &places, results, decided)
+    }
+
+    fn reported(found: Vec<Found>) -> Vec<HandledOrphan> {
+        found
+            .into_iter()
+            .map(|item| match item {
+                Found::Orphan(orphan) | Found::NoLonger(orphan, _) => HandledOrphan {
+                    orphan,
+                    outcome: None,
+                },
+            })
+            .collect()
+    }
 }
 
 /// Opens the state file and reads what the pass needs. A dry run that read an immutable
@@ -336,6 +685,7 @@ fn write_plan(
     path: &Path,
     candidates: &[Candidate],
     outcomes: &[Outcome],
+    orphans: &[HandledOrphan],
     time: &PassTime,
 ) -> Result<(), RunError> {
     let acted = worker::acted_on(candidates.len(), config.max_removals);
@@ -347,10 +697,23 @@ fn write_plan(
         threshold: time.threshold(),
         threshold_ms: time.threshold_ms,
         owner_label: config.owner_label.as_deref(),
+        orphan_mode: config.orphans.unwrap_or(OrphanMode::Off),
     };
-    let plan = Plan::new(&context, &acted_on)?;
+    // Only the orphans a real run would act on: not those over --max-removals, nor those whose
+    // label names no game.
+    let planned_orphans: Vec<(&Orphan, &Outcome)> = orphans
+        .iter()
+        .filter_map(|handled| Some((&handled.orphan, handled.outcome.as_ref()?)))
+        .filter(|(orphan, outcome)| orphan.game.is_ok() && outcome.result != ResultKind::Deferred)
+        .collect();
+    let plan = Plan::new(&context, &acted_on, &planned_orphans)?;
     plan.save(path)?;
-    tracing::info!(plan = %path.display(), records = acted_on.len(), "plan written");
+    tracing::info!(
+        plan = %path.display(),
+        records = acted_on.len(),
+        orphans = planned_orphans.len(),
+        "plan written"
+    );
     Ok(())
 }
 
@@ -360,9 +723,39 @@ fn report(
     stopped: u64,
     candidates: &[Candidate],
     outcomes: Vec<Outcome>,
+    orphans: Option<Result<Vec<HandledOrphan>, String>>,
     time: &PassTime,
     stop: &Stop,
 ) -> Report {
+    let (orphans, orphan_failure) = match orphans {
+        None => (None, None),
+        Some(Ok(handled)) => (Some(handled), None),
+        Some(Err(error)) => (Some(Vec::new()), Some(error)),
+    };
+    let oldest_orphan_since_ms = orphans
+        .iter()
+        .flatten()
+        .filter_map(|handled| handled.orphan.since_ms())
+        .min();
+    let orphans = orphans.map(|handled| {
+        OrphanSection::new(
+            handled
+                .into_iter()
+                .map(|handled| OrphanReport {
+                    container_id: handled.orphan.info.id,
+                    game_id: handled.orphan.label,
+                    state: handled.orphan.info.state,
+                    finished_at: handled.orphan.info.finished_ms.and_then(format_epoch_ms),
+                    result: handled.outcome.as_ref().map(|outcome| outcome.result),
+                    error_code: handled
+                        .outcome
+                        .as_ref()
+                        .and_then(|outcome| outcome.error_code),
+                    error_message: handled.outcome.and_then(|outcome| outcome.error_message),
+                })
+                .collect(),
+        )
+    });
     let oldest_waiting_ms = candidates
         .iter()
         .zip(&outcomes)
@@ -388,11 +781,14 @@ fn report(
         finished_at: format_time(SystemTime::now()),
         counts: Counts::tally(stopped, &records),
         records,
+        orphans,
     };
     Report {
         summary,
         interrupted: stop.signalled(),
         state_failure: stop.take_state_failure(),
+        orphan_failure,
         oldest_waiting_ms,
+        oldest_orphan_since_ms,
     }
 }

@@ -30,6 +30,26 @@ pub struct RunMetrics {
     /// The `last_op_at` (epoch ms) of the oldest expired record still waiting after the run
     /// (`conflict`, `failed` or `deferred`); `None` when none waits or the pass did not run.
     pub oldest_waiting_ms: Option<i64>,
+    /// The orphan figures, when the run looked for orphans.
+    pub orphans: Option<OrphanMetrics>,
+}
+
+/// What the orphan pass of one run contributes to the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrphanMetrics {
+    /// Orphans found.
+    pub found: u64,
+    /// Orphans removed.
+    pub removed: u64,
+    /// When the oldest orphan stopped (or was created), epoch milliseconds.
+    pub oldest_since_ms: Option<i64>,
+}
+
+fn age_seconds(now: SystemTime, since_ms: Option<i64>) -> f64 {
+    since_ms.map_or(0.0, |ms| {
+        let since = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+        now.duration_since(since).map_or(0.0, |d| d.as_secs_f64())
+    })
 }
 
 fn seconds(time: SystemTime) -> f64 {
@@ -113,13 +133,26 @@ pub fn render(run: &RunMetrics, previous_success: Option<f64>) -> String {
             &[("", counts.stopped as f64)],
         );
     }
+    if let Some(orphans) = &run.orphans {
+        gauge(
+            "rt_cleanup_last_run_orphans_found",
+            "Leaked containers (orphans) found by the last run.",
+            &[("", orphans.found as f64)],
+        );
+        gauge(
+            "rt_cleanup_last_run_orphans_removed",
+            "Orphans removed by the last run.",
+            &[("", orphans.removed as f64)],
+        );
+        gauge(
+            "rt_cleanup_oldest_orphan_age_seconds",
+            "Age (since it stopped, or was created) of the oldest orphan found by the last run; \
+             0 when none was found.",
+            &[("", age_seconds(run.finished_at, orphans.oldest_since_ms))],
+        );
+    }
     if run.counts.is_some() {
-        let age = run.oldest_waiting_ms.map_or(0.0, |ms| {
-            let waiting_since = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-            run.finished_at
-                .duration_since(waiting_since)
-                .map_or(0.0, |d| d.as_secs_f64())
-        });
+        let age = age_seconds(run.finished_at, run.oldest_waiting_ms);
         gauge(
             "rt_cleanup_oldest_waiting_record_age_seconds",
             "Age (since last_op_at) of the oldest expired record still not removed after the \
@@ -151,6 +184,7 @@ mod tests {
             exit_status,
             counts,
             oldest_waiting_ms: Some(1_799_999_000_000),
+            orphans: None,
         }
     }
 
@@ -232,6 +266,28 @@ mod tests {
         for status in ExitStatus::ALL {
             let item = format!("{} {}", status.code(), status.short_name());
             assert!(help.contains(&item), "{help} lacks {item}");
+        }
+    }
+
+    #[test]
+    fn orphan_series_appear_only_when_looked_for() {
+        let mut with = run(ExitStatus::Success, Some(Counts::default()));
+        assert!(!render(&with, None).contains("orphan"));
+        with.orphans = Some(OrphanMetrics {
+            found: 3,
+            removed: 2,
+            oldest_since_ms: Some(1_799_999_990_000),
+        });
+        let text = render(&with, None);
+        for line in [
+            "rt_cleanup_last_run_orphans_found 3",
+            "rt_cleanup_last_run_orphans_removed 2",
+            "rt_cleanup_oldest_orphan_age_seconds 10",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
         }
     }
 }

@@ -396,6 +396,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).into(), (*v).into()))
                 .collect(),
+            ..ContainerInfo::default()
         }
     }
 

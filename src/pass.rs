@@ -43,7 +43,8 @@ pub fn predict_all<S: BuildHasher>(
                 }
                 _ => None,
             };
-            predict(job, leases.get(&job.game), lookup, owner_label)
+            job.kind
+                .result_of(predict(job, leases.get(&job.game), lookup, owner_label))
         })
         .collect()
 }

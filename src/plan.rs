@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::candidate::{Candidate, StoppedRow};
+use crate::cli::OrphanMode;
+use crate::orphans::Orphan;
 use crate::outcome::{Outcome, ResultKind};
 use crate::output_file::write_atomically;
 use crate::value::{FieldValue, Text};
@@ -93,6 +95,19 @@ pub enum PlanError {
         /// This run's owner label, for people.
         given: String,
     },
+    /// The command line names another orphan mode than the plan.
+    #[error(
+        "plan {} was made with --orphans {planned}, this run has {given}; the plan's mode \
+         applies: leave --orphans out or give the same one", path.display()
+    )]
+    OtherOrphanMode {
+        /// The plan file.
+        path: PathBuf,
+        /// The plan's mode.
+        planned: &'static str,
+        /// This run's mode.
+        given: &'static str,
+    },
     /// The plan's threshold is later than this run's `now - retention`.
     #[error(
         "plan {} has threshold {threshold}, later than now minus its retention: it was edited, \
@@ -104,16 +119,16 @@ pub enum PlanError {
         /// The plan's threshold, for people.
         threshold: String,
     },
-    /// The plan names one record twice.
+    /// The plan names one record or one orphan twice.
     #[error(
-        "plan {} lists game {game} twice; a plan names each record once: make a new plan with \
-         --dry-run --plan-out", path.display()
+        "plan {} lists {what} twice; a plan names each record and orphan once: make a new plan \
+         with --dry-run --plan-out", path.display()
     )]
     Duplicate {
         /// The plan file.
         path: PathBuf,
-        /// The game, for people.
-        game: String,
+        /// The game or container, for people.
+        what: String,
     },
     /// The state file's path could not be resolved.
     #[error("cannot resolve state file {}: {source}", path.display())]
@@ -149,6 +164,20 @@ pub struct PlannedRecord {
     pub predicted_message: Option<String>,
 }
 
+/// One planned orphan: the container and the game its label names, as the dry run found them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlannedOrphan {
+    /// The full container id.
+    pub container_id: String,
+    /// The value of its owner label.
+    pub game_id: String,
+    /// The dry run's prediction, for the reviewer.
+    pub predicted: ResultKind,
+    /// The prediction's message, for the reviewer.
+    pub predicted_message: Option<String>,
+}
+
 /// A plan file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -170,6 +199,10 @@ pub struct Plan {
     pub owner_label: Option<String>,
     /// The records to act on, oldest first.
     pub records: Vec<PlannedRecord>,
+    /// The `--orphans` mode of the dry run; it applies to the real run too.
+    pub orphan_mode: OrphanMode,
+    /// The orphans to remove (under `remove` only), oldest first.
+    pub orphans: Vec<PlannedOrphan>,
 }
 
 /// The state file's path, resolved, as the bytes a plan records.
@@ -200,6 +233,8 @@ pub struct PlanContext<'a> {
     pub threshold_ms: i64,
     /// `--owner-label`.
     pub owner_label: Option<&'a str>,
+    /// `--orphans`.
+    pub orphan_mode: OrphanMode,
 }
 
 /// What the run that applies a plan brings to the checks.
@@ -213,13 +248,25 @@ pub struct ApplyContext<'a> {
     pub owner_label: Option<&'a str>,
     /// This run's `now - retention`, epoch milliseconds.
     pub threshold_ms: i64,
+    /// `--orphans`, if given.
+    pub orphan_mode: Option<OrphanMode>,
+}
+
+fn mode_name(mode: OrphanMode) -> &'static str {
+    match mode {
+        OrphanMode::Off => "off",
+        OrphanMode::Report => "report",
+        OrphanMode::Remove => "remove",
+    }
 }
 
 impl Plan {
-    /// A plan of the candidates a dry run would act on, with its predictions.
+    /// A plan of the candidates (and, under `--orphans remove`, the orphans) a dry run would
+    /// act on, with its predictions.
     pub fn new(
         context: &PlanContext<'_>,
         acted_on: &[(&Candidate, &Outcome)],
+        orphans: &[(&Orphan, &Outcome)],
     ) -> Result<Self, PlanError> {
         Ok(Self {
             format: PLAN_FORMAT,
@@ -235,6 +282,16 @@ impl Plan {
                     game_id: candidate.row.game_id.clone(),
                     container_id: candidate.row.container_id.clone(),
                     last_op_at: candidate.row.last_op_at.clone(),
+                    predicted: outcome.result,
+                    predicted_message: outcome.error_message.clone(),
+                })
+                .collect(),
+            orphan_mode: context.orphan_mode,
+            orphans: orphans
+                .iter()
+                .map(|(orphan, outcome)| PlannedOrphan {
+                    container_id: orphan.info.id.clone(),
+                    game_id: orphan.label.clone(),
                     predicted: outcome.result,
                     predicted_message: outcome.error_message.clone(),
                 })
@@ -302,18 +359,36 @@ impl Plan {
                 });
             }
         }
+        if let Some(given) = run.orphan_mode {
+            if given != plan.orphan_mode {
+                return Err(PlanError::OtherOrphanMode {
+                    path: path.to_owned(),
+                    planned: mode_name(plan.orphan_mode),
+                    given: mode_name(given),
+                });
+            }
+        }
         if plan.threshold_ms > run.threshold_ms {
             return Err(PlanError::ThresholdAhead {
                 path: path.to_owned(),
                 threshold: plan.threshold.clone(),
             });
         }
-        let mut seen = HashSet::with_capacity(plan.records.len());
+        let mut games = HashSet::with_capacity(plan.records.len());
         for record in &plan.records {
-            if !seen.insert(&record.game_id) {
+            if !games.insert(&record.game_id) {
                 return Err(PlanError::Duplicate {
                     path: path.to_owned(),
-                    game: record.game_id.to_string(),
+                    what: format!("game {}", record.game_id),
+                });
+            }
+        }
+        let mut containers = HashSet::with_capacity(plan.orphans.len());
+        for orphan in &plan.orphans {
+            if !containers.insert(&orphan.container_id) {
+                return Err(PlanError::Duplicate {
+                    path: path.to_owned(),
+                    what: format!("orphan container {}", orphan.container_id),
                 });
             }
         }
@@ -374,8 +449,9 @@ mod tests {
             threshold: "t1".into(),
             threshold_ms: THRESHOLD,
             owner_label,
+            orphan_mode: OrphanMode::Off,
         };
-        let plan = Plan::new(&context, &pairs).unwrap();
+        let plan = Plan::new(&context, &pairs, &[]).unwrap();
         plan.save(&fixture.plan).unwrap();
         plan
     }
@@ -386,6 +462,7 @@ mod tests {
             retention_seconds: 60,
             owner_label,
             threshold_ms: THRESHOLD + 5,
+            orphan_mode: None,
         }
     }
 
@@ -501,6 +578,13 @@ mod tests {
             ),
             "an unknown field is an edit this build does not understand"
         );
+        let mut other_mode = apply(&fixture.state, None);
+        other_mode.orphan_mode = Some(OrphanMode::Remove);
+        plan.save(&fixture.plan).unwrap();
+        assert!(matches!(
+            Plan::load(&fixture.plan, &other_mode),
+            Err(PlanError::OtherOrphanMode { .. })
+        ));
         plan.format = 9;
         plan.save(&fixture.plan).unwrap();
         assert!(matches!(

@@ -117,13 +117,97 @@ pub struct Summary {
     pub counts: Counts,
     /// Every expired candidate, oldest first.
     pub records: Vec<RecordReport>,
+    /// The leaked containers, when `--orphans` is not `off`: `orphans` and `orphan_counts`.
+    #[serde(flatten)]
+    pub orphans: Option<OrphanSection>,
 }
 
 impl Summary {
-    /// Whether any record failed: the exit status is then 1.
+    /// Whether any record or orphan failed: the exit status is then 1.
     #[must_use]
     pub fn has_failures(&self) -> bool {
         self.counts.failed > 0
+            || self
+                .orphans
+                .as_ref()
+                .is_some_and(|section| section.orphan_counts.failed > 0)
+    }
+}
+
+/// One leaked container and, unless only reported, its result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrphanReport {
+    /// The full container id.
+    pub container_id: String,
+    /// The value of its owner label: the game it names.
+    pub game_id: String,
+    /// Docker's state of the container.
+    pub state: String,
+    /// When it stopped (Docker's `FinishedAt`), RFC 3339; `null` for one that never ran.
+    pub finished_at: Option<String>,
+    /// The result; `null` in `report` mode, where nothing is attempted.
+    pub result: Option<ResultKind>,
+    /// The code, or `null`.
+    pub error_code: Option<ErrorCode>,
+    /// The explanation, or `null`.
+    pub error_message: Option<String>,
+}
+
+/// How many leaked containers were found and what became of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OrphanCounts {
+    /// Every orphan found (or planned).
+    pub found: u64,
+    /// `removed` results.
+    pub removed: u64,
+    /// `conflict` results.
+    pub conflict: u64,
+    /// `failed` results.
+    pub failed: u64,
+    /// `deferred` results.
+    pub deferred: u64,
+}
+
+impl OrphanCounts {
+    /// Counts the orphans and their results.
+    #[must_use]
+    pub fn tally(orphans: &[OrphanReport]) -> Self {
+        let mut counts = Self {
+            found: orphans.len() as u64,
+            ..Self::default()
+        };
+        for orphan in orphans {
+            match orphan.result {
+                Some(ResultKind::Removed) => counts.removed += 1,
+                Some(ResultKind::Conflict) => counts.conflict += 1,
+                Some(ResultKind::Failed) => counts.failed += 1,
+                Some(ResultKind::Deferred) => counts.deferred += 1,
+                // An orphan is never a replay: a container that is gone is someone else's
+                // removal, reported as a conflict.
+                Some(ResultKind::ReplayNoOp) | None => {}
+            }
+        }
+        counts
+    }
+}
+
+/// The orphan part of a summary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrphanSection {
+    /// Every orphan, oldest first (or in the plan's order).
+    pub orphans: Vec<OrphanReport>,
+    /// Their counts.
+    pub orphan_counts: OrphanCounts,
+}
+
+impl OrphanSection {
+    /// The section of these orphans.
+    #[must_use]
+    pub fn new(orphans: Vec<OrphanReport>) -> Self {
+        Self {
+            orphan_counts: OrphanCounts::tally(&orphans),
+            orphans,
+        }
     }
 }
 
@@ -165,6 +249,26 @@ pub fn render_text(summary: &Summary) -> String {
         }
         text.push('\n');
     }
+    if let Some(section) = &summary.orphans {
+        for orphan in &section.orphans {
+            let _ = write!(
+                text,
+                "orphan {:<12} container_id={} game_id={} state={} finished_at={}",
+                orphan.result.map_or("found", ResultKind::as_str),
+                quote(&orphan.container_id),
+                quote(&orphan.game_id),
+                quote(&orphan.state),
+                orphan.finished_at.as_deref().unwrap_or("-"),
+            );
+            if let Some(code) = orphan.error_code {
+                let _ = write!(text, " error_code={}", code.as_str());
+            }
+            if let Some(message) = &orphan.error_message {
+                let _ = write!(text, " message={}", quote(&without_force_advice(message)));
+            }
+            text.push('\n');
+        }
+    }
     let counts = &summary.counts;
     let _ = write!(
         text,
@@ -184,6 +288,14 @@ pub fn render_text(summary: &Summary) -> String {
         .map(|&result| format!("{} {}", counts.of(result), result.as_str()))
         .collect();
     text.push_str(&parts.join(", "));
+    if let Some(section) = &summary.orphans {
+        let counts = &section.orphan_counts;
+        let _ = write!(
+            text,
+            "; orphans: {} found, {} removed, {} conflict, {} failed, {} deferred",
+            counts.found, counts.removed, counts.conflict, counts.failed, counts.deferred
+        );
+    }
     text.push('\n');
     text
 }
@@ -227,6 +339,7 @@ mod tests {
             finished_at: "2026-11-27T12:00:01.250Z".into(),
             counts: Counts::tally(40, &records),
             records,
+            orphans: None,
         }
     }
 
@@ -304,5 +417,49 @@ mod tests {
             None,
         )]);
         assert_eq!(render_text(&summary).lines().count(), 2);
+    }
+
+    fn orphan(result: Option<ResultKind>) -> OrphanReport {
+        OrphanReport {
+            container_id: "0123456789abcdef".into(),
+            game_id: "g-9".into(),
+            state: "exited".into(),
+            finished_at: Some("2026-11-01T00:00:00.000Z".into()),
+            result,
+            error_code: None,
+            error_message: None,
+        }
+    }
+
+    #[test]
+    fn orphans_appear_only_when_looked_for() {
+        let mut summary = summary(vec![]);
+        let json: serde_json::Value = serde_json::from_str(&render_json(&summary)).unwrap();
+        assert!(json.get("orphans").is_none() && json.get("orphan_counts").is_none());
+        summary.orphans = Some(OrphanSection::new(vec![
+            orphan(Some(ResultKind::Removed)),
+            orphan(Some(ResultKind::Failed)),
+            orphan(None),
+        ]));
+        let json: serde_json::Value = serde_json::from_str(&render_json(&summary)).unwrap();
+        assert_eq!(
+            json["orphan_counts"],
+            serde_json::json!({"found": 3, "removed": 1, "conflict": 0, "failed": 1,
+                               "deferred": 0})
+        );
+        assert_eq!(
+            json["orphans"][2],
+            serde_json::json!({"container_id": "0123456789abcdef", "game_id": "g-9",
+                               "state": "exited", "finished_at": "2026-11-01T00:00:00.000Z",
+                               "result": null, "error_code": null, "error_message": null})
+        );
+        assert!(summary.has_failures(), "a failed orphan fails the run");
+        let text = render_text(&summary);
+        assert!(text.contains("orphan found        container_id=0123456789abcdef game_id=g-9"));
+        assert!(text
+            .lines()
+            .last()
+            .unwrap()
+            .ends_with("; orphans: 3 found, 1 removed, 0 conflict, 1 failed, 0 deferred"));
     }
 }

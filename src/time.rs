@@ -28,6 +28,16 @@ pub fn epoch_ms(time: SystemTime) -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Epoch milliseconds of an RFC 3339 UTC time as Docker writes it
+/// (`2026-11-28T04:45:18.123456789Z`); `None` for Docker's "never" (`0001-01-01T00:00:00Z`) and
+/// anything else before 1970 or unreadable.
+#[must_use]
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    let time = humantime::parse_rfc3339(text).ok()?;
+    let ms = time.duration_since(UNIX_EPOCH).ok()?.as_millis();
+    i64::try_from(ms).ok()
+}
+
 /// Epoch milliseconds now.
 #[must_use]
 pub fn now_ms() -> i64 {
@@ -61,5 +71,20 @@ mod tests {
         let time = UNIX_EPOCH + Duration::from_millis(1_794_643_200_250);
         assert_eq!(epoch_ms(time), 1_794_643_200_250);
         assert_eq!(epoch_ms(UNIX_EPOCH - Duration::from_secs(1)), 0);
+    }
+
+    #[test]
+    fn reads_docker_times_and_its_never() {
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-14T08:00:00.250000001Z"),
+            Some(1_794_643_200_250)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-14T08:00:00Z"),
+            Some(1_794_643_200_000)
+        );
+        assert_eq!(parse_rfc3339_ms("0001-01-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339_ms(""), None);
+        assert_eq!(parse_rfc3339_ms("yesterday"), None);
     }
 }

@@ -192,6 +192,7 @@ impl<E: ContainerEngine> Worker<'_, E> {
             Target::NoContainer => Outcome::replay_no_op("the record names no container"),
             Target::Container(reference) => self.remove_container(reference.as_str(), job).await,
         };
+        let outcome = job.kind.result_of(outcome);
         let holder = Some(self.settings.holder.clone());
         self.settle(job, holder, outcome, started_at_ms)
     }

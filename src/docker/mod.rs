@@ -24,6 +24,7 @@ use transport::{build_client, PingHeaders};
 
 use crate::config::DockerHost;
 use crate::engine::{ContainerEngine, ContainerInfo, Inspection, Removal};
+use crate::time::parse_rfc3339_ms;
 
 /// The oldest Docker Engine API this tool is tested against (Docker 20.10, Debian 12).
 pub const OLDEST_API: ApiVersion = ApiVersion {
@@ -271,6 +272,11 @@ impl ContainerEngine for DockerClient {
                     .map(|name| name.trim_start_matches('/').to_owned())
                     .into_iter()
                     .collect(),
+                finished_ms: response
+                    .state
+                    .as_ref()
+                    .and_then(|state| state.finished_at.as_deref())
+                    .and_then(parse_rfc3339_ms),
                 state: response
                     .state
                     .and_then(|state| state.status)
@@ -280,13 +286,26 @@ impl ContainerEngine for DockerClient {
                     .config
                     .and_then(|config| config.labels)
                     .unwrap_or_default(),
+                created_ms: response.created.as_deref().and_then(parse_rfc3339_ms),
             }),
         }
     }
 
     async fn list_all(&self) -> Result<Vec<ContainerInfo>, String> {
+        self.list_filtered(None).await
+    }
+
+    async fn list_labelled(&self, key: &str) -> Result<Vec<ContainerInfo>, String> {
+        self.list_filtered(Some(key)).await
+    }
+}
+
+impl DockerClient {
+    /// One `GET /containers/json?all=1`, filtered by the daemon to a label when one is given.
+    async fn list_filtered(&self, label: Option<&str>) -> Result<Vec<ContainerInfo>, String> {
         let options = ListContainersOptions {
             all: true,
+            filters: label.map(|key| HashMap::from([("label".to_owned(), vec![key.to_owned()])])),
             ..ListContainersOptions::default()
         };
         let containers = bounded(self.timeout, self.docker.list_containers(Some(options))).await?;
@@ -305,6 +324,10 @@ impl ContainerEngine for DockerClient {
                     .map(|state| state.to_string())
                     .unwrap_or_default(),
                 labels: container.labels.unwrap_or_else(HashMap::new),
+                created_ms: container
+                    .created
+                    .and_then(|seconds| seconds.checked_mul(1000)),
+                finished_ms: None,
             })
             .collect())
     }

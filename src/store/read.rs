@@ -3,8 +3,11 @@
 
 use std::collections::HashMap;
 
-use super::{epoch_or_never, field, shown_text, Store, StoreError};
+use rusqlite::{Connection, OptionalExtension};
+
+use super::{epoch_or_never, field, shown_text, Exact, Store, StoreError};
 use crate::candidate::StoppedRow;
+use crate::job::CurrentRecord;
 use crate::outcome::LiveLease;
 use crate::value::FieldValue;
 
@@ -105,6 +108,45 @@ impl Store {
             .and_then(Iterator::collect)
             .map_err(select_error)
     }
+}
+
+impl Store {
+    /// The records of these games as they are now, for the orphan pass of a dry run.
+    pub fn records_of(
+        &self,
+        games: &[FieldValue],
+    ) -> Result<HashMap<FieldValue, CurrentRecord>, StoreError> {
+        records_of(&self.connection, games).map_err(|source| StoreError::Select {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+/// The records of these games, by game, as they are now (games without a record are absent).
+pub(super) fn records_of(
+    connection: &Connection,
+    games: &[FieldValue],
+) -> rusqlite::Result<HashMap<FieldValue, CurrentRecord>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT status, container_id, last_op_at FROM runtime_records WHERE game_id = ?1",
+    )?;
+    let mut records = HashMap::with_capacity(games.len());
+    for game in games {
+        let record = statement
+            .query_row([Exact(game)], |row| {
+                Ok(CurrentRecord {
+                    status: field(row.get_ref(0)?),
+                    container_id: field(row.get_ref(1)?),
+                    last_op_at: field(row.get_ref(2)?),
+                })
+            })
+            .optional()?;
+        if let Some(record) = record {
+            records.insert(game.clone(), record);
+        }
+    }
+    Ok(records)
 }
 
 #[cfg(test)]

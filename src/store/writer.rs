@@ -9,27 +9,38 @@ use std::thread::JoinHandle;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use std::collections::HashMap;
+
 use super::protocol::{apply_claim, apply_settlement, Claim, ClaimResult, Settlement};
+use super::read::records_of;
 use super::{Store, StoreError};
+use crate::job::CurrentRecord;
 use crate::outcome::Outcome;
 use crate::time::now_ms;
+use crate::value::FieldValue;
 
 /// The most requests applied in one transaction.
 const MAX_BATCH: usize = 64;
 
+/// The records of some games, by game.
+type Records = HashMap<FieldValue, CurrentRecord>;
+
 enum Request {
     Claim(Claim),
     Settle(Settlement),
+    Read(Vec<FieldValue>),
 }
 
 enum Answer {
     Claim(ClaimResult),
     Settle(Outcome),
+    Read(Records),
 }
 
 enum Responder {
     Claim(oneshot::Sender<Result<ClaimResult, StoreError>>),
     Settle(oneshot::Sender<Result<Outcome, StoreError>>),
+    Read(oneshot::Sender<Result<Records, StoreError>>),
 }
 
 impl Responder {
@@ -48,6 +59,12 @@ impl Responder {
             (Responder::Settle(sender), Err(error)) => {
                 let _ = sender.send(Err(error));
             }
+            (Responder::Read(sender), Ok(Answer::Read(records))) => {
+                let _ = sender.send(Ok(records));
+            }
+            (Responder::Read(sender), Err(error)) => {
+                let _ = sender.send(Err(error));
+            }
             // Answers are made from their own request, so the kinds always match.
             (_, Ok(_)) => unreachable!("an answer of another kind than its request"),
         }
@@ -57,6 +74,7 @@ impl Responder {
         match self {
             Responder::Claim(_) => "a lease claim",
             Responder::Settle(_) => "a result",
+            Responder::Read(_) => "a read of records",
         }
     }
 }
@@ -106,6 +124,14 @@ impl StateWriter {
     pub async fn claim(&self, claim: Claim) -> Result<ClaimResult, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Claim(claim), Responder::Claim(reply))?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Reads the records of these games as they are now (between the writer's transactions),
+    /// for the orphan pass of a real run, which runs after the records' results are written.
+    pub async fn records_of(&self, games: Vec<FieldValue>) -> Result<Records, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Read(games), Responder::Read(reply))?;
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
@@ -213,6 +239,7 @@ fn apply_batch(
             Request::Settle(settlement) => {
                 apply_settlement(&savepoint, op_source, settlement, now).map(Answer::Settle)
             }
+            Request::Read(games) => records_of(&savepoint, &games).map(Answer::Read),
         };
         if answer.is_ok() {
             savepoint.commit()?;

@@ -205,11 +205,20 @@ fn the_environment_file_with_json_output_prints_the_contract_summary() {
     let summary = run.json();
     check_summary_shape(&summary);
     let sample = sample_summary();
+    // The environment file looks for orphans (report); none is older than its retention here,
+    // so the run's orphan list is empty and has no item keys to compare.
+    let without_orphan_items = |value: &Value| -> BTreeSet<String> {
+        key_paths(value)
+            .into_iter()
+            .filter(|path| !path.starts_with("orphans[]"))
+            .collect()
+    };
     assert_eq!(
-        key_paths(&summary),
-        key_paths(&sample),
+        without_orphan_items(&summary),
+        without_orphan_items(&sample),
         "examples/summary.json and a real run's summary have the same keys"
     );
+    assert_eq!(summary["orphans"], serde_json::json!([]), "{summary}");
 }
 
 #[test]
@@ -395,20 +404,22 @@ const RESULTS: [&str; 5] = ["removed", "replay_no_op", "conflict", "failed", "de
 
 /// Contract §5: the keys, the times, the counts and how they add up, and the records.
 fn check_summary_shape(summary: &Value) {
-    assert_eq!(
-        keys(summary),
-        BTreeSet::from([
-            "dry_run",
-            "state",
-            "retention_seconds",
-            "threshold",
-            "started_at",
-            "finished_at",
-            "counts",
-            "records",
-        ]),
-        "{summary}"
-    );
+    let mut expected = BTreeSet::from([
+        "dry_run",
+        "state",
+        "retention_seconds",
+        "threshold",
+        "started_at",
+        "finished_at",
+        "counts",
+        "records",
+    ]);
+    // Both present or both absent: absent when --orphans is off.
+    if summary.get("orphans").is_some() || summary.get("orphan_counts").is_some() {
+        expected.extend(["orphans", "orphan_counts"]);
+        check_orphans(summary);
+    }
+    assert_eq!(keys(summary), expected, "{summary}");
     assert!(summary["dry_run"].is_boolean());
     assert!(summary["state"].is_string());
     let retention = summary["retention_seconds"].as_u64().unwrap();
@@ -460,6 +471,55 @@ fn check_summary_shape(summary: &Value) {
             .filter(|record| record["result"] == result)
             .count() as u64;
         assert_eq!(listed, count(result), "counts.{result} matches the records");
+    }
+}
+
+/// The orphan section: each orphan's keys and result, and counts that match the list.
+fn check_orphans(summary: &Value) {
+    let orphans = summary["orphans"].as_array().unwrap();
+    let counts = &summary["orphan_counts"];
+    assert_eq!(
+        keys(counts),
+        BTreeSet::from(["found", "removed", "conflict", "failed", "deferred"]),
+        "{counts}"
+    );
+    assert_eq!(counts["found"].as_u64().unwrap(), orphans.len() as u64);
+    for orphan in orphans {
+        assert_eq!(
+            keys(orphan),
+            BTreeSet::from([
+                "container_id",
+                "game_id",
+                "state",
+                "finished_at",
+                "result",
+                "error_code",
+                "error_message",
+            ]),
+            "{orphan}"
+        );
+        assert!(
+            orphan["finished_at"].is_null()
+                || contract_time(&orphan["finished_at"]) > SystemTime::UNIX_EPOCH
+        );
+        let result = &orphan["result"];
+        assert!(
+            result.is_null()
+                || ["removed", "conflict", "failed", "deferred"]
+                    .contains(&result.as_str().unwrap()),
+            "{orphan}"
+        );
+    }
+    for result in ["removed", "conflict", "failed", "deferred"] {
+        let listed = orphans
+            .iter()
+            .filter(|orphan| orphan["result"] == result)
+            .count() as u64;
+        assert_eq!(
+            listed,
+            counts[result].as_u64().unwrap(),
+            "orphan_counts.{result}"
+        );
     }
 }
 

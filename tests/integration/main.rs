@@ -12,4 +12,5 @@ mod examples;
 mod exits;
 mod faults;
 mod ops;
+mod orphans;
 mod properties;

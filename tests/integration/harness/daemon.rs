@@ -147,6 +147,17 @@ impl Containers {
         self.make("run", None, extra_labels)
     }
 
+    /// Starts a container with labels running `command` (in the test image); returns its full id.
+    pub fn run_labelled_command(&self, extra_labels: &[(&str, &str)], command: &[&str]) -> String {
+        let mut args: Vec<String> =
+            vec!["run".into(), "-d".into(), "--network".into(), "none".into()];
+        args.extend(self.labels(extra_labels));
+        args.push(daemon().image.clone());
+        args.extend(command.iter().map(|part| (*part).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        docker(&args)
+    }
+
     /// Starts a container running `command` (in the test image); returns its full id.
     pub fn run_command(&self, command: &[&str]) -> String {
         let mut args: Vec<String> =
@@ -232,4 +243,72 @@ impl Drop for Containers {
             let _ = cli(&args);
         }
     }
+}
+
+impl Containers {
+    /// Creates `count` stopped containers through the Engine API, 8 at a time (the docker CLI
+    /// would take a process each); `labels(n)` gives the n-th container's extra labels.
+    /// Returns their full ids, in order.
+    pub fn create_many(
+        &self,
+        count: usize,
+        labels: impl Fn(usize) -> Vec<(String, String)> + Sync,
+    ) -> Vec<String> {
+        let socket = self
+            .host
+            .strip_prefix("unix://")
+            .expect("creating through the API needs the daemon on a unix:// socket")
+            .to_owned();
+        let image = daemon().image.clone();
+        let run_id = daemon().run_id.clone();
+        let next = AtomicUsize::new(0);
+        let ids = std::sync::Mutex::new(vec![String::new(); count]);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| loop {
+                    let n = next.fetch_add(1, Ordering::SeqCst);
+                    if n >= count {
+                        break;
+                    }
+                    let mut all = serde_json::Map::new();
+                    all.insert(RUN_LABEL.into(), run_id.clone().into());
+                    all.insert(CASE_LABEL.into(), self.case.clone().into());
+                    for (key, value) in labels(n) {
+                        all.insert(key, value.into());
+                    }
+                    let body = serde_json::json!({
+                        "Image": image,
+                        "Labels": all,
+                        "HostConfig": {"NetworkMode": "none"},
+                    })
+                    .to_string();
+                    let id = api_create(&socket, &body);
+                    ids.lock().unwrap()[n] = id;
+                });
+            }
+        });
+        ids.into_inner().unwrap()
+    }
+}
+
+/// `POST /containers/create` over the daemon's socket; returns the new container's id.
+fn api_create(socket: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)
+        .unwrap_or_else(|error| panic!("cannot connect to {socket}: {error}"));
+    write!(
+        stream,
+        "POST /containers/create HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 201") || response.starts_with("HTTP/1.0 201"),
+        "the daemon refused to create a container: {response}"
+    );
+    let start = response.find("\"Id\":\"").expect("the answer names the id") + 6;
+    response[start..start + 64].to_owned()
 }

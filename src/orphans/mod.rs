@@ -8,6 +8,8 @@
 //! claims. Removing one is a job like a record's, whose guard re-checks under G's lease that no
 //! record claims it; the worker and the state writer are the same.
 
+mod pass;
+
 use std::collections::{HashMap, HashSet};
 
 use futures_util::stream::{self, StreamExt};
@@ -17,6 +19,8 @@ use crate::engine::{ContainerEngine, ContainerInfo, Inspection};
 use crate::job::{claims, CurrentRecord, Guard, Job, JobKind};
 use crate::outcome::{ErrorCode, Outcome};
 use crate::value::FieldValue;
+
+pub use pass::{HandledOrphan, OrphanPass, StateSide};
 
 /// The longest label value that names a game, in bytes.
 pub const MAX_LABEL_LEN: usize = 255;

@@ -1,4 +1,4 @@
--- The state file of contract version 1 (CONTRACT.md §1), as the runtime manager creates it.
+-- The state file of contract version 1 (docs/contract.md), as the runtime manager creates it.
 -- The demo (examples/demo-state.rs), the tests (tests/integration/harness.rs) and the benchmark
 -- (examples/bench.rs) all create their state files from this one definition.
 CREATE TABLE runtime_records (

@@ -1,4 +1,4 @@
-//! The per-record results of contract §3 and the pure functions that decide them.
+//! The results of docs/contract.md ("Results") and the pure functions that decide them.
 
 use std::fmt;
 

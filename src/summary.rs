@@ -1,4 +1,5 @@
-//! The summary of a pass (contract §5) and its two renderings, as pure functions.
+//! The summary of a pass ("The JSON summary" in docs/contract.md) and its two renderings, as
+//! pure functions.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -98,7 +99,7 @@ impl Counts {
     }
 }
 
-/// The summary of one pass, serialised exactly as contract §5 shows.
+/// The summary of one pass, serialised exactly as docs/contract.md shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
     /// Whether this was a dry run.

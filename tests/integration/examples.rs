@@ -1,6 +1,6 @@
 //! The files of `examples/` as an operator uses them: the settings of the environment file and
 //! the arguments of the cron line are fed to the built binary, which must accept them and do a
-//! real pass, and the sample JSON summary must have exactly the shape of contract §5 (the shape
+//! real pass, and the sample JSON summary must have exactly the shape of docs/contract.md (the shape
 //! a real run prints).
 
 use std::collections::BTreeSet;
@@ -559,7 +559,7 @@ fn check_record(record: &Value, threshold: SystemTime) {
             Some("ownership_mismatch"),
             Some("invalid_record"),
         ],
-        other => panic!("{other} is not a result of contract §3: {record}"),
+        other => panic!("{other} is not a result of docs/contract.md: {record}"),
     };
     assert!(
         expected_codes.contains(&error_code),

@@ -1,4 +1,4 @@
-//! Issue 5: the pass survives crashes, signals, Docker faults, races with the runtime manager,
+//! docs/fault-suite.md: the pass survives crashes, signals, Docker faults, races with the runtime manager,
 //! concurrent runs, locks and failing storage, with nothing lost.
 //!
 //! Every case checks the same invariants against the real daemon and the real state file:

@@ -157,7 +157,7 @@ pub fn daemon_log_lines(needle: &str) -> Vec<String> {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Fault-suite helpers (issue 5: crashes, signals, races, locks and hostile input).
+// Fault-suite helpers (docs/fault-suite.md: crashes, signals, races, locks and hostile input).
 //
 // A private dockerd per test for the cases that freeze or kill a daemon, a gate that holds chosen
 // Docker requests on their way to a daemon so that a test can act at an exact point of a pass, a

@@ -93,6 +93,7 @@ fn write_metrics(config: &Config, started: Instant, exit_status: u8, report: Opt
         finished_at: SystemTime::now(),
         duration: started.elapsed(),
         exit_status,
+        retention: config.retention,
         counts: report.map(|report| report.summary.counts),
         oldest_waiting_ms: report.and_then(|report| report.oldest_waiting_ms),
     };

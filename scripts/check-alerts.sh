@@ -39,6 +39,7 @@ missing=()
 for series in "${used[@]}"; do
   grep -qF "\"$series\"" src/metrics.rs || missing+=("$series")
 done
-[ ${#missing[@]} -eq 0 ] || die "$rules reads series that src/metrics.rs never writes: ${missing[*]}"
+[ ${#missing[@]} -eq 0 ] ||
+  die "$rules reads series that src/metrics.rs never writes: ${missing[*]}"
 log "the rules read ${#used[@]} series, all written by src/metrics.rs: ${used[*]}"
 log "OK"

@@ -250,6 +250,9 @@ done
 grep -qx 'RT_CLEANUP_RETENTION=3d' /etc/default/rt-cleanup ||
   die "dpkg -r did not keep the edited /etc/default/rt-cleanup"
 log "dpkg -r removed the binary and the units, and kept /etc/default/rt-cleanup"
+if [ "$(readlink /etc/systemd/system/rt-cleanup.timer 2>/dev/null)" = /dev/null ]; then
+  log "rt-cleanup.timer is masked until the package is purged (debhelper's convention)"
+fi
 
 log "dpkg -P $PACKAGE"
 dpkg -P "$PACKAGE" </dev/null

@@ -97,14 +97,16 @@ changelog_version=$(dpkg-parsechangelog -l debian/changelog -S Version)
   die "debian/changelog is at $changelog_version but the package is $version: add an entry"
 
 # lintian unpacks what it checks; as root it says it should not, so it runs as nobody on a
-# copy that nobody can read ($work itself is private to root).
+# copy that nobody can read ($work itself is private to root), with a TMPDIR of its own,
+# because it leaves a cache file (mldbm-elf-*) behind in TMPDIR.
 log "lintian $(basename "$deb")"
 lint_dir=$(mktemp -d)
 chmod 0755 "$lint_dir"
 install -m 0644 "$deb" "$lint_dir/"
+install -d -m 0700 -o nobody "$lint_dir/tmp"
 lint_rc=0
-runuser -u nobody -- lintian --fail-on error,warning --display-info --pedantic \
-  "$lint_dir/$(basename "$deb")" || lint_rc=$?
+runuser -u nobody -- env TMPDIR="$lint_dir/tmp" lintian --fail-on error,warning --display-info \
+  --pedantic "$lint_dir/$(basename "$deb")" || lint_rc=$?
 rm -rf "$lint_dir"
 [ "$lint_rc" -eq 0 ] || die "lintian exited $lint_rc: errors or warnings (above)"
 log "lintian: no errors, no warnings; overridden, with the reason beside it:" \

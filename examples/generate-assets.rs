@@ -2,12 +2,16 @@
 //! the clap definition in `src/cli.rs`, so that they can never drift from `--help`.
 //!
 //! ```text
-//! cargo run --example generate-assets -- OUT_DIR
+//! cargo run --example generate-assets -- [--layout=local|debian] OUT_DIR
 //! ```
 //!
 //! writes `OUT_DIR/rt-cleanup.bash`, `OUT_DIR/_rt-cleanup` (zsh), `OUT_DIR/rt-cleanup.fish` and
-//! `OUT_DIR/rt-cleanup.1`; `scripts/install.sh` installs them in the standard directories.
+//! `OUT_DIR/rt-cleanup.1`; `scripts/install.sh` installs them in the standard directories, and
+//! `scripts/build-deb.sh` puts them in the Debian package. The layout only changes the paths the
+//! man page names in FILES and SEE ALSO: `local` (the default) those of `scripts/install.sh`,
+//! `debian` those of the package.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -16,13 +20,27 @@ use clap_complete::Shell;
 use roff::{bold, roman, Roff};
 use rt_cleanup::cli::Arguments;
 
+const USAGE: &str = "usage: cargo run --example generate-assets -- [--layout=local|debian] OUT_DIR";
+
 fn main() -> ExitCode {
-    let mut arguments = std::env::args_os().skip(1);
-    let (Some(out_dir), None) = (arguments.next(), arguments.next()) else {
-        eprintln!("usage: cargo run --example generate-assets -- OUT_DIR");
+    let mut arguments: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let layout = match arguments.first().and_then(|first| first.to_str()) {
+        Some("--layout=local") => Some(Layout::Local),
+        Some("--layout=debian") => Some(Layout::Debian),
+        _ => None,
+    };
+    if layout.is_some() {
+        arguments.remove(0);
+    }
+    let [out_dir] = arguments.as_slice() else {
+        eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
-    match generate(Path::new(&out_dir)) {
+    if out_dir.to_str().is_some_and(|dir| dir.starts_with("--")) {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    }
+    match generate(Path::new(out_dir), layout.unwrap_or(Layout::Local)) {
         Ok(written) => {
             for path in written {
                 println!("{}", path.display());
@@ -32,15 +50,40 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!(
                 "generate-assets: cannot write to {}: {error}",
-                Path::new(&out_dir).display()
+                Path::new(out_dir).display()
             );
             ExitCode::FAILURE
         }
     }
 }
 
+/// Where the files that the man page names are installed.
+#[derive(Debug, Clone, Copy)]
+enum Layout {
+    /// `scripts/install.sh`: /usr/local, units in /etc/systemd/system.
+    Local,
+    /// The Debian package: /usr, units in /usr/lib/systemd/system.
+    Debian,
+}
+
+impl Layout {
+    fn unit_dir(self) -> &'static str {
+        match self {
+            Layout::Local => "/etc/systemd/system",
+            Layout::Debian => "/usr/lib/systemd/system",
+        }
+    }
+
+    fn doc_dir(self) -> &'static str {
+        match self {
+            Layout::Local => "/usr/local/share/doc/rt-cleanup",
+            Layout::Debian => "/usr/share/doc/rt-cleanup",
+        }
+    }
+}
+
 /// Writes every asset into `out_dir` (created when missing) and returns the paths written.
-fn generate(out_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+fn generate(out_dir: &Path, layout: Layout) -> std::io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out_dir)?;
     let mut command = Arguments::command();
     // The binary name, not the crate's, is what a shell completes and what `man` looks up.
@@ -55,7 +98,7 @@ fn generate(out_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         )?);
     }
     let page = out_dir.join(format!("{name}.1"));
-    std::fs::write(&page, man_page(command)?)?;
+    std::fs::write(&page, man_page(command, layout)?)?;
     written.push(page);
     Ok(written)
 }
@@ -63,7 +106,7 @@ fn generate(out_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// The man page: `clap_mangen`'s standard sections, except that the text after the options
 /// (results, exit statuses, logging) gets the headings `man` readers look for instead of
 /// `clap_mangen`'s generic "EXTRA", and FILES and SEE ALSO point at the operational files.
-fn man_page(command: clap::Command) -> std::io::Result<Vec<u8>> {
+fn man_page(command: clap::Command, layout: Layout) -> std::io::Result<Vec<u8>> {
     let after_help = command
         .get_after_long_help()
         .or_else(|| command.get_after_help())
@@ -88,40 +131,57 @@ fn man_page(command: clap::Command) -> std::io::Result<Vec<u8>> {
     }
     roff.control("fi", []);
     roff.control("SH", ["FILES"]);
-    for (path, what) in FILES {
+    for (path, what) in files(layout) {
         roff.control("TP", []);
-        roff.text([bold(*path)]);
-        roff.text([roman(*what)]);
+        roff.text([bold(path)]);
+        roff.text([roman(what)]);
     }
     roff.control("SH", ["SEE ALSO"]);
-    roff.text([roman(
+    roff.text([roman(format!(
         "systemd.timer(5), systemd.exec(5), journalctl(1), crontab(5), flock(1); \
-         /usr/local/share/doc/rt-cleanup/operations.md (docs/operations.md in the source tree).",
-    )]);
+         {}/operations.md (docs/operations.md in the source tree).",
+        layout.doc_dir()
+    ))]);
     roff.control("SH", ["VERSION"]);
     roff.text([roman(version)]);
     roff.to_writer(&mut out)?;
     Ok(out)
 }
 
-/// The files an operator meets, as `scripts/install.sh` installs them.
-const FILES: &[(&str, &str)] = &[
-    (
-        "/var/lib/rtmanager/state.db",
-        "The runtime manager's state file (default of --state). SQLite writes its -journal or \
-         -wal and -shm files beside it, so its directory must be writable for a real run.",
-    ),
-    (
-        "/etc/default/rt-cleanup",
-        "The RT_CLEANUP_* settings of the systemd service (EnvironmentFile=).",
-    ),
-    (
-        "/etc/systemd/system/rt-cleanup.service, /etc/systemd/system/rt-cleanup.timer",
-        "The hourly systemd unit pair; logs are read with journalctl -u rt-cleanup.",
-    ),
-    (
-        "/etc/systemd/system/rt-cleanup-failure@.service",
-        "The OnFailure= handler, which logs each failed run's severity and calls \
-         /etc/rt-cleanup/on-failure when that is executable.",
-    ),
-];
+/// The files an operator meets, where the layout installs them.
+fn files(layout: Layout) -> Vec<(String, String)> {
+    let units = layout.unit_dir();
+    let mut files = vec![
+        (
+            "/var/lib/rtmanager/state.db".to_owned(),
+            "The runtime manager's state file (default of --state). SQLite writes its -journal or \
+             -wal and -shm files beside it, so its directory must be writable for a real run."
+                .to_owned(),
+        ),
+        (
+            "/etc/default/rt-cleanup".to_owned(),
+            "The RT_CLEANUP_* settings of the systemd service (EnvironmentFile=).".to_owned(),
+        ),
+        (
+            format!("{units}/rt-cleanup.service, {units}/rt-cleanup.timer"),
+            "The hourly systemd unit pair; logs are read with journalctl -u rt-cleanup. Site \
+             changes go in drop-ins (systemctl edit rt-cleanup.service)."
+                .to_owned(),
+        ),
+        (
+            format!("{units}/rt-cleanup-failure@.service"),
+            "The OnFailure= handler, which logs each failed run's severity and calls \
+             /etc/rt-cleanup/on-failure when that is executable."
+                .to_owned(),
+        ),
+    ];
+    if let Layout::Debian = layout {
+        files.push((
+            "/usr/share/rt-cleanup/monitoring/rt-cleanup.rules.yml".to_owned(),
+            "Prometheus recording and alert rules on the series of --metrics-file, with their \
+             unit tests beside them (promtool test rules)."
+                .to_owned(),
+        ));
+    }
+    files
+}

@@ -156,6 +156,7 @@ pub fn write_metrics(
         finished_at: SystemTime::now(),
         duration,
         exit_status,
+        retention: config.retention,
         counts: report.map(|report| report.summary.counts),
         oldest_waiting_ms: report.and_then(|report| report.oldest_waiting_ms),
         orphans: report.and_then(|report| {

@@ -25,6 +25,8 @@ pub struct RunMetrics {
     pub duration: Duration,
     /// Its exit status.
     pub exit_status: ExitStatus,
+    /// Its `--retention`, so that alert rules can compare the oldest waiting record's age with it.
+    pub retention: Duration,
     /// Its counts, when the pass ran; `None` when it could not start.
     pub counts: Option<Counts>,
     /// The `last_op_at` (epoch ms) of the oldest expired record still waiting after the run
@@ -95,6 +97,11 @@ pub fn render(run: &RunMetrics, previous_success: Option<f64>) -> String {
             ExitStatus::one_line()
         ),
         &[("", f64::from(run.exit_status.code()))],
+    );
+    gauge(
+        "rt_cleanup_retention_seconds",
+        "The retention of the last run: stopped records older than this are expired.",
+        &[("", run.retention.as_secs_f64())],
     );
     let last_success = if run.exit_status == ExitStatus::Success {
         Some(finished)
@@ -182,6 +189,7 @@ mod tests {
             finished_at: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
             duration: Duration::from_millis(1250),
             exit_status,
+            retention: Duration::from_secs(7 * 24 * 3600),
             counts,
             oldest_waiting_ms: Some(1_799_999_000_000),
             orphans: None,
@@ -205,6 +213,7 @@ mod tests {
             "rt_cleanup_last_run_timestamp_seconds 1800000000",
             "rt_cleanup_last_run_duration_seconds 1.25",
             "rt_cleanup_last_run_exit_status 1",
+            "rt_cleanup_retention_seconds 604800",
             "rt_cleanup_last_success_timestamp_seconds 1700000000",
             "rt_cleanup_last_run_records{result=\"removed\"} 10",
             "rt_cleanup_last_run_records{result=\"failed\"} 2",
@@ -241,6 +250,26 @@ mod tests {
         assert!(text.contains("rt_cleanup_last_success_timestamp_seconds 1700000000\n"));
         assert!(!text.contains("rt_cleanup_last_run_records"));
         assert!(!text.contains("oldest_waiting"));
+    }
+
+    #[test]
+    fn the_retention_is_written_whether_or_not_the_pass_ran() {
+        // The backlog alert compares the oldest waiting record's age with the retention. The
+        // retention comes from the configuration, so even a run that could not start writes it.
+        for (exit_status, counts) in [
+            (ExitStatus::Success, Some(Counts::default())),
+            (ExitStatus::DockerUnavailable, None),
+        ] {
+            let text = render(&run(exit_status, counts), None);
+            assert!(
+                text.contains("# TYPE rt_cleanup_retention_seconds gauge\n"),
+                "{text}"
+            );
+            assert!(
+                text.contains("rt_cleanup_retention_seconds 604800\n"),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -3,8 +3,10 @@
 # `rt-cleanup --dry-run` and the real pass on it, with both summaries.
 #
 # Uses the daemon at $DOCKER_HOST (or /var/run/docker.sock) when it answers; otherwise starts the
-# same private dockerd as the tests (scripts/test-daemon.sh, needs root). Everything it creates
-# carries the label rt-cleanup-demo=1 and is removed at the end; no other container is touched.
+# same private dockerd as the tests (scripts/test-daemon.sh, needs root; it installs Debian's
+# docker.io and busybox-static when missing) and stops it again at the end, unless
+# RT_CLEANUP_DEMO_KEEP_DAEMON=1. Everything it creates carries the label rt-cleanup-demo=1 and is
+# removed at the end; no other container is touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,13 +20,25 @@ fi
 export DOCKER_HOST=$RT_CLEANUP_TEST_DOCKER_HOST
 image=$RT_CLEANUP_TEST_IMAGE
 
-cleanup() {
+private=${RT_CLEANUP_TEST_DAEMON_PIDFILE:+yes}
+started=${RT_CLEANUP_TEST_DAEMON_STARTED:-no}
+remove_demo_containers() {
   ids=$(docker ps -aq --filter label=rt-cleanup-demo=1 || true)
   # shellcheck disable=SC2086
   [ -z "$ids" ] || docker rm -f $ids >/dev/null
 }
+cleanup() {
+  remove_demo_containers
+  [ -n "$private" ] || return 0
+  if [ "$started" = yes ] && [ -z "${RT_CLEANUP_DEMO_KEEP_DAEMON:-}" ]; then
+    scripts/test-daemon.sh stop
+  else
+    echo "demo: the private dockerd at $DOCKER_HOST is still running (it was running before the" \
+      "demo, or RT_CLEANUP_DEMO_KEEP_DAEMON is set); stop it with: scripts/test-daemon.sh stop" >&2
+  fi
+}
 trap cleanup EXIT
-cleanup
+remove_demo_containers
 
 echo "== building rt-cleanup (release)"
 cargo build --release --quiet --bin rt-cleanup --example demo-state
@@ -54,4 +68,4 @@ echo "== the state file afterwards"
 target/release/examples/demo-state show "$state"
 echo
 echo "Docker: container $(echo "$exited" | cut -c1-12) (exited) is $(docker inspect "$exited" >/dev/null 2>&1 && echo 'still there' || echo 'gone'); $(echo "$running" | cut -c1-12) (running) is $(docker inspect -f '{{.State.Status}}' "$running")."
-echo "The demo containers are removed now; the state file stays in $dir."
+echo "The demo containers are removed at exit; the state file stays in $dir."

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Brings up the Podman service that rt-cleanup's engine tests run against (contract §6 "Engines":
+# Podman's Docker-compatible API is a supported engine).
+#
+#   scripts/test-podman.sh start   # prints shell assignments: eval "$(scripts/test-podman.sh start)"
+#   scripts/test-podman.sh stop    # removes its containers and stops the service it started
+#
+# With RT_CLEANUP_TEST_PODMAN_HOST set to a reachable service, that service is used as it is.
+# Otherwise a private rootful `podman system service` is started on its own socket, with its own
+# storage, run root, runc root, temp, static, volume and network directories and its own
+# containers.conf and storage.conf, all under $RT_CLEANUP_TEST_PODMAN_ROOT (default
+# /tmp/rt-cleanup-test-podman), so it touches no other Podman store, container or network of the
+# machine. Debian's podman, runc, docker.io (for the docker CLI the tests drive containers with)
+# and busybox-static are installed first when missing. The test image has the same name as the
+# Docker test image and is built the same way, with `podman import` (no registry is reachable).
+#
+# The docker CLI talks to the service as it is: Podman 4.3 answers /_ping with Api-Version 1.41
+# and the CLI negotiates down to it, so no DOCKER_API_VERSION is needed.
+set -euo pipefail
+
+ROOT=${RT_CLEANUP_TEST_PODMAN_ROOT:-/tmp/rt-cleanup-test-podman}
+SOCK="$ROOT/podman.sock"
+PIDFILE="$ROOT/podman.pid"
+LOG="$ROOT/podman.log"
+IMAGE=${RT_CLEANUP_TEST_IMAGE:-rt-cleanup-test/busybox:1}
+
+log() { printf 'test-podman: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+reachable() { DOCKER_HOST="$1" timeout 10 docker version --format '{{.Server.APIVersion}}' >/dev/null 2>&1; }
+
+# A process that has exited but is not yet reaped (PID 1 here reaps late) still answers kill -0.
+alive() {
+  local state
+  state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
+# Whether a pid is still the service this script started (a stale pid file must not make `stop`
+# kill whatever process has that pid now).
+ours() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF "system service --time=0 unix://$SOCK"; }
+
+# Podman as the private service and every command on its store see it: the same roots and
+# configuration, given both as flags and in the files (the flags win over any system-wide
+# /etc/containers configuration; the files cover what has no flag).
+PODMAN=(env CONTAINERS_CONF="$ROOT/containers.conf" CONTAINERS_STORAGE_CONF="$ROOT/storage.conf"
+  podman --root "$ROOT/storage" --runroot "$ROOT/runroot" --storage-driver vfs
+  --cgroup-manager cgroupfs --events-backend file --runtime runc --runtime-flag "root=$ROOT/runc")
+podman_private() { "${PODMAN[@]}" "$@"; }
+
+write_config() {
+  mkdir -p "$ROOT"/{storage,runroot,runc,tmp,static,volumes,networks}
+  # - default_ulimits: Podman's defaults (nofile 1048576) exceed the hard limit of a root without
+  #   CAP_SYS_RESOURCE (as in many CI sandboxes), and every start would fail with "error setting
+  #   rlimit type 7".
+  # - netns "none": the tests need no network, and no bridge, CNI or iptables rule is made.
+  # - cgroupfs and the file events logger: no systemd (nor journald) needs to be running.
+  # - runc, with its state under our root: the runtime docker.io uses too, and no state is shared
+  #   with another runc user.
+  cat >"$ROOT/containers.conf" <<EOF
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+netns = "none"
+
+[network]
+network_config_dir = "$ROOT/networks"
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "$ROOT/events.log"
+runtime = "runc"
+tmp_dir = "$ROOT/tmp"
+static_dir = "$ROOT/static"
+volume_path = "$ROOT/volumes"
+EOF
+  # vfs: no overlay or fuse-overlayfs needed, which a nested or sandboxed machine may not allow.
+  cat >"$ROOT/storage.conf" <<EOF
+[storage]
+driver = "vfs"
+graphroot = "$ROOT/storage"
+runroot = "$ROOT/runroot"
+EOF
+}
+
+start_private() {
+  [ "$(id -u)" = 0 ] || die "a private podman service needs root; or set RT_CLEANUP_TEST_PODMAN_HOST"
+  mkdir -p "$ROOT"
+  if [ -S "$SOCK" ] && reachable "unix://$SOCK"; then
+    log "reusing the private podman service at unix://$SOCK"
+    return 0
+  fi
+  write_config
+  rm -f "$SOCK"
+  log "starting a private podman service on unix://$SOCK (log: $LOG)"
+  # --log-level=info makes Podman log every request line ("GET /v1.41/… HTTP/1.1" …): the tests
+  # read it to check which API version rt-cleanup really puts on the wire. Not debug: at debug
+  # level Podman gives each container's exit command --syslog, which fails where no /dev/log
+  # exists (no syslog daemon, as here), so a container that exits by itself is never cleaned up
+  # and stays "stopped" instead of "exited". --time=0: the service never exits for idleness.
+  # `system service` has no pid file option, so the shell that becomes the service writes its
+  # own pid first.
+  # shellcheck disable=SC2016 # $$ and $@ are the inner shell's.
+  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PIDFILE" \
+    "${PODMAN[@]}" --log-level=info system service --time=0 "unix://$SOCK" \
+    >"$LOG" 2>&1 </dev/null &
+  for _ in $(seq 1 120); do
+    reachable "unix://$SOCK" && return 0
+    sleep 0.25
+  done
+  tail -n 20 "$LOG" >&2 || true
+  die "the private podman service did not answer within 30s (log above)"
+}
+
+build_image() {
+  local host=$1
+  if DOCKER_HOST="$host" docker image inspect "$IMAGE" >/dev/null 2>&1; then return 0; fi
+  log "building $IMAGE with podman import from /bin/busybox"
+  local dir
+  dir=$(mktemp -d)
+  mkdir -p "$dir/bin"
+  cp /bin/busybox "$dir/bin/busybox"
+  ln -s busybox "$dir/bin/sh"
+  ln -s busybox "$dir/bin/sleep"
+  # Podman stores it as localhost/$IMAGE; the compatibility API resolves the plain name to it.
+  tar -C "$dir" -c . | podman_private import --quiet \
+    -c 'CMD ["/bin/busybox", "sleep", "3600"]' - "$IMAGE" >/dev/null
+  rm -rf "$dir"
+  DOCKER_HOST="$host" docker image inspect "$IMAGE" >/dev/null 2>&1 ||
+    die "the service at $host does not see $IMAGE after the import"
+}
+
+case "${1:-start}" in
+  start)
+    "$(dirname "$0")/ensure-packages.sh" podman=podman /usr/sbin/runc=runc docker=docker.io \
+      /bin/busybox=busybox-static
+    if [ -n "${RT_CLEANUP_TEST_PODMAN_HOST:-}" ]; then
+      reachable "$RT_CLEANUP_TEST_PODMAN_HOST" ||
+        die "RT_CLEANUP_TEST_PODMAN_HOST=$RT_CLEANUP_TEST_PODMAN_HOST does not answer"
+      # Someone else's service: its image is theirs to provide (podman import has no remote form
+      # through the docker CLI here), so only check it.
+      DOCKER_HOST="$RT_CLEANUP_TEST_PODMAN_HOST" docker image inspect "$IMAGE" >/dev/null 2>&1 ||
+        die "$RT_CLEANUP_TEST_PODMAN_HOST has no image $IMAGE"
+      echo "export RT_CLEANUP_TEST_PODMAN_HOST='$RT_CLEANUP_TEST_PODMAN_HOST'"
+    else
+      start_private
+      build_image "unix://$SOCK"
+      echo "export RT_CLEANUP_TEST_PODMAN_HOST='unix://$SOCK'"
+      echo "export RT_CLEANUP_TEST_PODMAN_LOG='$LOG'"
+      echo "export RT_CLEANUP_TEST_PODMAN_PIDFILE='$PIDFILE'"
+    fi
+    echo "export RT_CLEANUP_TEST_PODMAN_IMAGE='$IMAGE'"
+    ;;
+  stop)
+    if [ -f "$PIDFILE" ]; then
+      pid=$(cat "$PIDFILE")
+      # Containers outlive the service (each has its own conmon): remove every container of this
+      # private store first, so that nothing it started keeps running. The store is ours alone and
+      # is used directly, so this works even when the service has died.
+      if [ -f "$ROOT/containers.conf" ]; then
+        podman_private rm --all --force --time 0 >/dev/null 2>&1 ||
+          log "could not remove every container of the private store (see podman ps -a there)"
+      fi
+      if ours "$pid"; then
+        kill -CONT "$pid" 2>/dev/null || true
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 60); do alive "$pid" || break; sleep 0.25; done
+      fi
+      if ours "$pid" && alive "$pid"; then
+        log "the private podman service ($pid) did not stop within 15s"
+      else
+        rm -f "$PIDFILE" "$SOCK"
+        log "stopped the private podman service ($pid)"
+      fi
+    fi
+    ;;
+  *) die "usage: $0 start|stop" ;;
+esac

@@ -4,6 +4,9 @@
 #   scripts/test-daemon.sh start   # prints shell assignments: eval "$(scripts/test-daemon.sh start)"
 #   scripts/test-daemon.sh stop    # stops the private daemon this script started, if any
 #
+# `start` says in RT_CLEANUP_TEST_DAEMON_STARTED whether it started the private daemon (yes) or
+# reused one already running (no).
+#
 # With RT_CLEANUP_TEST_DOCKER_HOST set to a reachable daemon, that daemon is used as it is.
 # Otherwise a private dockerd is started as root on its own socket, data root and exec root under
 # $RT_CLEANUP_TEST_ROOT (default /tmp/rt-cleanup-test-docker), with no bridge and no iptables, so
@@ -27,8 +30,10 @@ start_private() {
   mkdir -p "$ROOT"
   if [ -S "$SOCK" ] && reachable "unix://$SOCK"; then
     log "reusing the private daemon at unix://$SOCK"
+    STARTED=no
     return 0
   fi
+  STARTED=yes
   rm -f "$SOCK"
   log "starting a private dockerd on unix://$SOCK (log: $ROOT/dockerd.log)"
   # --debug makes the daemon log every request path: the tests read it to check which API
@@ -75,6 +80,9 @@ case "${1:-start}" in
       echo "export RT_CLEANUP_TEST_DOCKER_HOST='$host'"
       echo "export RT_CLEANUP_TEST_DAEMON_LOG='$ROOT/dockerd.log'"
       echo "export RT_CLEANUP_TEST_DAEMON_PIDFILE='$ROOT/dockerd.pid'"
+      # Whether this call started it (yes) or found it running (no): a caller stops only what
+      # it started, never a daemon someone else is using.
+      echo "export RT_CLEANUP_TEST_DAEMON_STARTED='$STARTED'"
     fi
     build_image "$host"
     echo "export RT_CLEANUP_TEST_IMAGE='$IMAGE'"

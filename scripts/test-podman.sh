@@ -5,6 +5,9 @@
 #   scripts/test-podman.sh start   # prints shell assignments: eval "$(scripts/test-podman.sh start)"
 #   scripts/test-podman.sh stop    # removes its containers and stops the service it started
 #
+# `start` says in RT_CLEANUP_TEST_PODMAN_STARTED whether it started the private service (yes) or
+# reused one already running (no).
+#
 # With RT_CLEANUP_TEST_PODMAN_HOST set to a reachable service, that service is used as it is.
 # Otherwise a private rootful `podman system service` is started on its own socket, with its own
 # storage, run root, runc root, temp, static, volume and network directories and its own
@@ -88,8 +91,10 @@ start_private() {
   mkdir -p "$ROOT"
   if [ -S "$SOCK" ] && reachable "unix://$SOCK"; then
     log "reusing the private podman service at unix://$SOCK"
+    STARTED=no
     return 0
   fi
+  STARTED=yes
   write_config
   rm -f "$SOCK"
   log "starting a private podman service on unix://$SOCK (log: $LOG)"
@@ -148,6 +153,8 @@ case "${1:-start}" in
       echo "export RT_CLEANUP_TEST_PODMAN_HOST='unix://$SOCK'"
       echo "export RT_CLEANUP_TEST_PODMAN_LOG='$LOG'"
       echo "export RT_CLEANUP_TEST_PODMAN_PIDFILE='$PIDFILE'"
+      # Whether this call started it (yes) or found it running (no).
+      echo "export RT_CLEANUP_TEST_PODMAN_STARTED='$STARTED'"
     fi
     echo "export RT_CLEANUP_TEST_PODMAN_IMAGE='$IMAGE'"
     ;;

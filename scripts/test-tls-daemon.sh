@@ -5,6 +5,9 @@
 #   scripts/test-tls-daemon.sh start  # prints shell assignments: eval "$(scripts/test-tls-daemon.sh start)"
 #   scripts/test-tls-daemon.sh stop   # stops the daemon this script started, if any
 #
+# `start` says in RT_CLEANUP_TEST_TLS_STARTED whether it started the daemon (yes) or reused one
+# already running (no).
+#
 # Everything lives under $RT_CLEANUP_TEST_TLS_ROOT (default /tmp/rt-cleanup-test-tls): the
 # certificates, and a dockerd with its own data root, exec root, pid file and unix socket, no
 # bridge and no iptables, so it collides neither with the test daemon of scripts/test-daemon.sh
@@ -118,8 +121,10 @@ start_private() {
   if [ -f "$ROOT/port" ] && [ -S "$SOCK" ] && reachable_unix && reachable_tls "$(cat "$ROOT/port")"; then
     PORT=$(cat "$ROOT/port")
     log "reusing the private TLS dockerd at tcp://127.0.0.1:$PORT"
+    STARTED=no
     return 0
   fi
+  STARTED=yes
   if [ -f "$PIDFILE" ] && ours "$(cat "$PIDFILE")" && alive "$(cat "$PIDFILE")"; then
     die "a dockerd ($(cat "$PIDFILE")) of $ROOT runs but does not answer; run $0 stop first"
   fi
@@ -181,6 +186,8 @@ case "${1:-start}" in
     echo "export RT_CLEANUP_TEST_TLS_UNIX_HOST='unix://$SOCK'"
     echo "export RT_CLEANUP_TEST_TLS_LOG='$LOG'"
     echo "export RT_CLEANUP_TEST_TLS_PIDFILE='$PIDFILE'"
+    # Whether this call started it (yes) or found it running (no).
+    echo "export RT_CLEANUP_TEST_TLS_STARTED='$STARTED'"
     ;;
   stop)
     if [ -f "$PIDFILE" ]; then

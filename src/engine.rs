@@ -1,6 +1,6 @@
 //! What the pass needs from a container engine, in plain types.
 //!
-//! `docker.rs` implements [`ContainerEngine`] over the Docker Engine API; the unit tests of the
+//! `docker/` implements [`ContainerEngine`] over the Docker Engine API; the unit tests of the
 //! pass implement it in memory. The answers are plain data so that deciding a record's result
 //! stays a pure function (see `outcome.rs`).
 
@@ -14,7 +14,8 @@ pub struct ContainerInfo {
     pub id: String,
     /// The container's names, without Docker's leading `/`.
     pub names: Vec<String>,
-    /// Docker's state: `created`, `running`, `paused`, `restarting`, `removing`, `exited`, `dead`.
+    /// The engine's state: Docker's `created`, `running`, `paused`, `restarting`, `removing`,
+    /// `exited`, `dead`; Podman's compatible service adds `stopping`.
     pub state: String,
     /// The container's labels; they never change after the container is created.
     pub labels: HashMap<String, String>,
@@ -26,10 +27,14 @@ pub struct ContainerInfo {
 }
 
 impl ContainerInfo {
-    /// Whether Docker would refuse to remove it without `force`.
+    /// Whether the engine would refuse to remove it without `force`: Docker a running, paused
+    /// or restarting container, Podman also one that is stopping.
     #[must_use]
     pub fn is_running(&self) -> bool {
-        matches!(self.state.as_str(), "running" | "paused" | "restarting")
+        matches!(
+            self.state.as_str(),
+            "running" | "paused" | "restarting" | "stopping"
+        )
     }
 }
 

@@ -209,36 +209,55 @@ pub fn decide_removal(reference: &str, removal: &Removal) -> Option<Outcome> {
         Removal::NotFound => Outcome::replay_no_op(format!(
             "container {reference} was already gone (Docker answered 404)"
         )),
-        Removal::Refused {
-            status: 409,
-            message,
-        } if is_removal_in_progress(message) => {
-            Outcome::conflict(format!("Docker is already removing it: {message}"))
-        }
-        Removal::Refused {
-            status: 409,
-            message,
-        } if is_running_refusal(message) => {
-            Outcome::failed(ErrorCode::ContainerRunning, message.clone())
-        }
-        Removal::Refused { status, message } => Outcome::failed(
-            ErrorCode::DockerError,
-            format!("Docker answered {status}: {message}"),
-        ),
+        Removal::Refused { status, message } => match classify_refusal(*status, message) {
+            Some(Refusal::InProgress) => {
+                Outcome::conflict(format!("Docker is already removing it: {message}"))
+            }
+            Some(Refusal::Running) => Outcome::failed(ErrorCode::ContainerRunning, message.clone()),
+            None => Outcome::failed(
+                ErrorCode::DockerError,
+                format!("Docker answered {status}: {message}"),
+            ),
+        },
         Removal::Unreachable(message) => Outcome::failed(ErrorCode::DockerError, message.clone()),
         Removal::TimedOut => return None,
     })
 }
 
-fn is_removal_in_progress(message: &str) -> bool {
-    message.contains("already in progress")
+/// What an engine's refusal to remove a container means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Another removal of the container is under way: `conflict`.
+    InProgress,
+    /// The container runs, is paused or restarting: `container_running`.
+    Running,
 }
 
-fn is_running_refusal(message: &str) -> bool {
+/// How each engine words its refusals: the status, a phrase of the message (compared in lower
+/// case), and what it means. The status alone says little: Podman's Docker-compatible handler
+/// answers every error but "no such container" with 500, so its refusal of a running or paused
+/// container is known only by its cause, "container state improper". The first matching row
+/// wins; a refusal no row matches is a `docker_error`.
+const REFUSALS: &[(u16, &str, Refusal)] = &[
+    // Docker: "removal of container <id> is already in progress".
+    (409, "already in progress", Refusal::InProgress),
+    // Docker: "You cannot remove a running container <id>. Stop the container before attempting
+    // removal or force remove", "… a paused container …", "… a restarting container …".
+    (409, "running", Refusal::Running),
+    (409, "paused", Refusal::Running),
+    (409, "restarting", Refusal::Running),
+    // Podman: "cannot remove container <id> as it is running - running or paused containers
+    // cannot be removed without force: container state improper" (also "as it is paused" and
+    // "as it is stopping").
+    (500, "container state improper", Refusal::Running),
+];
+
+fn classify_refusal(status: u16, message: &str) -> Option<Refusal> {
     let message = message.to_ascii_lowercase();
-    ["running", "paused", "restarting"]
+    REFUSALS
         .iter()
-        .any(|word| message.contains(word))
+        .find(|(code, phrase, _)| *code == status && message.contains(phrase))
+        .map(|(_, _, meaning)| *meaning)
 }
 
 /// Decides the result of a removal that timed out, from an inspection made afterwards: the
@@ -429,6 +448,29 @@ mod tests {
             ),
             (
                 refused(409, "something else"),
+                ResultKind::Failed,
+                Some(ErrorCode::DockerError),
+            ),
+            (
+                refused(
+                    500,
+                    "cannot remove container 5e78 as it is running - running or paused \
+                     containers cannot be removed without force: container state improper",
+                ),
+                ResultKind::Failed,
+                Some(ErrorCode::ContainerRunning),
+            ),
+            (
+                refused(
+                    500,
+                    "cannot remove container 5e78 as it is paused - running or paused \
+                     containers cannot be removed without force: container state improper",
+                ),
+                ResultKind::Failed,
+                Some(ErrorCode::ContainerRunning),
+            ),
+            (
+                refused(500, "container is running on another host"),
                 ResultKind::Failed,
                 Some(ErrorCode::DockerError),
             ),

@@ -41,6 +41,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// The Docker CLI's reading of `DOCKER_TLS_VERIFY`: set to anything (but the empty string,
+/// which counts as unset), it turns TLS on. `--tlsverify` on the command line reaches here as
+/// `true`.
+// clap's value parsers return a Result; this one never fails.
+#[allow(clippy::unnecessary_wraps)]
+fn any_value_is_true(_: &str) -> Result<bool, std::convert::Infallible> {
+    Ok(true)
+}
+
 /// The text after the options in `--help`: results, exit statuses (from [`ExitStatus`], their one
 /// home), logs, and where the whole interface is described.
 fn after_help() -> String {
@@ -121,7 +130,9 @@ pub struct Arguments {
     )]
     pub op_source: String,
 
-    /// The Docker daemon: unix:///path/to/docker.sock or tcp://host:port.
+    /// The Docker daemon (Docker Engine, or Podman's Docker-compatible service):
+    /// unix:///path/to/docker.sock, or tcp://host:port (over TLS with --tlsverify). ssh:// is not
+    /// supported.
     #[arg(
         long,
         env = "DOCKER_HOST",
@@ -129,6 +140,40 @@ pub struct Arguments {
         default_value = "unix:///var/run/docker.sock"
     )]
     pub docker_host: String,
+
+    /// Speak to a tcp:// daemon over TLS: verify its certificate against the CA and present the
+    /// client certificate, as the Docker CLI does. As for the Docker CLI, any non-empty value of
+    /// DOCKER_TLS_VERIFY turns it on (even 0). Never falls back to plain text. Ignored for a
+    /// unix:// socket.
+    // Not a SetTrue flag: its implicit default "false" would reach the parser like a value of
+    // the variable, and the Docker CLI reads DOCKER_TLS_VERIFY=false as on.
+    #[arg(
+        long = "tlsverify",
+        env = "DOCKER_TLS_VERIFY",
+        num_args = 0,
+        default_missing_value = "true",
+        value_parser = any_value_is_true
+    )]
+    pub tls_verify: Option<bool>,
+
+    /// With --tlsverify: the directory of ca.pem, cert.pem and key.pem [default: ~/.docker].
+    #[arg(long, env = "DOCKER_CERT_PATH", value_name = "DIR")]
+    pub docker_cert_path: Option<PathBuf>,
+
+    /// With --tlsverify: the CA certificate that must have signed the daemon's certificate
+    /// [default: ca.pem in --docker-cert-path].
+    #[arg(long = "tlscacert", env = "RT_CLEANUP_TLSCACERT", value_name = "FILE")]
+    pub tls_ca_cert: Option<PathBuf>,
+
+    /// With --tlsverify: the client certificate presented to the daemon [default: cert.pem in
+    /// --docker-cert-path]. Without it and its key, no client certificate is presented.
+    #[arg(long = "tlscert", env = "RT_CLEANUP_TLSCERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// With --tlsverify: the client certificate's private key [default: key.pem in
+    /// --docker-cert-path].
+    #[arg(long = "tlskey", env = "RT_CLEANUP_TLSKEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
 
     /// How many records are worked on at once (Docker calls overlap; the state file is written
     /// in grouped transactions). The default of 6 keeps four or more removals in flight while

@@ -8,22 +8,43 @@ use thiserror::Error;
 
 use crate::cli::{Arguments, LogFormat, OrphanMode, OutputFormat};
 
-/// Where the Docker daemon listens.
+/// Where the Docker daemon listens, and how to speak to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DockerHost {
     /// A Unix socket path.
     Unix(PathBuf),
     /// A plain TCP `host:port`.
     Tcp(String),
+    /// A TCP `host:port` spoken to over TLS only, with these files (`--tlsverify`).
+    Tls {
+        /// `host:port`.
+        address: String,
+        /// The CA and the client certificate.
+        files: TlsFiles,
+    },
 }
 
 impl std::fmt::Display for DockerHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DockerHost::Unix(path) => write!(f, "unix://{}", path.display()),
-            DockerHost::Tcp(address) => write!(f, "tcp://{address}"),
+            DockerHost::Tcp(address) | DockerHost::Tls { address, .. } => {
+                write!(f, "tcp://{address}")
+            }
         }
     }
+}
+
+/// The TLS files of a `tcp://` daemon, named as the Docker CLI names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The CA certificate(s) the daemon's certificate must chain to (`ca.pem`); the only roots
+    /// trusted, as with the Docker CLI.
+    pub ca: PathBuf,
+    /// The client certificate (`cert.pem`).
+    pub cert: PathBuf,
+    /// Its private key (`key.pem`).
+    pub key: PathBuf,
 }
 
 /// A validated configuration of one pass.
@@ -126,9 +147,35 @@ pub enum ConfigError {
     /// `--docker-host` has a scheme this tool does not speak.
     #[error(
         "invalid --docker-host {0:?}: use unix:///path/to/docker.sock or tcp://host:port \
-         (TLS and ssh are not supported)"
+         (add --tlsverify, or DOCKER_TLS_VERIFY=1, for TLS)"
     )]
     DockerHost(String),
+    /// `--docker-host ssh://…`.
+    #[error(
+        "invalid --docker-host {0:?}: ssh:// daemons are not supported; use tcp://host:2376 with \
+         --tlsverify (DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH), or forward the daemon's socket \
+         with ssh -L and use unix://"
+    )]
+    SshHost(String),
+    /// A TLS file or directory was given for a `tcp://` daemon without `--tlsverify`.
+    #[error(
+        "{0} is set but --tlsverify (DOCKER_TLS_VERIFY) is not: rt-cleanup speaks TLS only with \
+         verification and never sends plain text where certificates were meant; set \
+         DOCKER_TLS_VERIFY=1, or unset {0}"
+    )]
+    TlsFilesWithoutVerify(&'static str),
+    /// `--tlsverify` with an `http://` daemon.
+    #[error(
+        "invalid --docker-host {0:?} with --tlsverify: http:// is plain text; write \
+         tcp://host:port for TLS"
+    )]
+    HttpWithTls(String),
+    /// `--tlsverify` without a certificate directory.
+    #[error(
+        "--tlsverify needs its certificate directory: set DOCKER_CERT_PATH (or \
+         --docker-cert-path), or HOME for the default ~/.docker"
+    )]
+    NoCertPath,
     /// `--plan-out` without `--dry-run`.
     #[error("--plan-out writes the plan of a dry run: add --dry-run")]
     PlanOutWithoutDryRun,
@@ -231,6 +278,7 @@ impl TryFrom<Arguments> for Config {
             }
             _ => {}
         }
+        let docker_host = docker_host(&arguments)?;
         Ok(Self {
             retention,
             state: arguments.state,
@@ -239,7 +287,7 @@ impl TryFrom<Arguments> for Config {
             max_removals: arguments.max_removals,
             owner_label: arguments.owner_label,
             op_source: arguments.op_source,
-            docker_host: parse_docker_host(&arguments.docker_host)?,
+            docker_host,
             concurrency,
             docker_timeout,
             lock_wait,
@@ -331,7 +379,13 @@ fn retention(value: &str) -> Result<Duration, ConfigError> {
     Ok(retention)
 }
 
-fn parse_docker_host(value: &str) -> Result<DockerHost, ConfigError> {
+/// The daemon and how to speak to it, as the Docker CLI reads `DOCKER_HOST`,
+/// `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH`. The TLS settings are ignored for a `unix://`
+/// socket, as by the Docker CLI (a shared environment file may hold them for another host);
+/// for a `tcp://` daemon a TLS file without `--tlsverify` is refused rather than ignored, so
+/// that a connection meant to be TLS never goes out in plain text.
+fn docker_host(arguments: &Arguments) -> Result<DockerHost, ConfigError> {
+    let value = arguments.docker_host.as_str();
     let invalid = || ConfigError::DockerHost(value.to_owned());
     if let Some(path) = value.strip_prefix("unix://") {
         if path.is_empty() {
@@ -339,16 +393,65 @@ fn parse_docker_host(value: &str) -> Result<DockerHost, ConfigError> {
         }
         return Ok(DockerHost::Unix(PathBuf::from(path)));
     }
-    let address = value
-        .strip_prefix("tcp://")
-        .or_else(|| value.strip_prefix("http://"))
-        .ok_or_else(invalid)?
-        .trim_end_matches('/');
+    if value.starts_with("ssh://") {
+        return Err(ConfigError::SshHost(value.to_owned()));
+    }
+    let (address, plain_http) = if let Some(address) = value.strip_prefix("tcp://") {
+        (address, false)
+    } else if let Some(address) = value.strip_prefix("http://") {
+        (address, true)
+    } else {
+        return Err(invalid());
+    };
+    let address = address.trim_end_matches('/');
     let (host, port) = address.rsplit_once(':').ok_or_else(invalid)?;
     if host.is_empty() || port.parse::<u16>().is_err() || address.contains('/') {
         return Err(invalid());
     }
-    Ok(DockerHost::Tcp(address.to_owned()))
+    if arguments.tls_verify.is_none() {
+        let given = [
+            ("DOCKER_CERT_PATH", arguments.docker_cert_path.is_some()),
+            ("--tlscacert", arguments.tls_ca_cert.is_some()),
+            ("--tlscert", arguments.tls_cert.is_some()),
+            ("--tlskey", arguments.tls_key.is_some()),
+        ];
+        if let Some((name, _)) = given.iter().find(|(_, given)| *given) {
+            return Err(ConfigError::TlsFilesWithoutVerify(name));
+        }
+        return Ok(DockerHost::Tcp(address.to_owned()));
+    }
+    if plain_http {
+        return Err(ConfigError::HttpWithTls(value.to_owned()));
+    }
+    Ok(DockerHost::Tls {
+        address: address.to_owned(),
+        files: tls_files(arguments)?,
+    })
+}
+
+/// The three files: each given on its own, or named as the Docker CLI names them in
+/// `DOCKER_CERT_PATH`, by default `~/.docker`.
+fn tls_files(arguments: &Arguments) -> Result<TlsFiles, ConfigError> {
+    let directory = || -> Result<PathBuf, ConfigError> {
+        match &arguments.docker_cert_path {
+            Some(directory) => Ok(directory.clone()),
+            None => std::env::var_os("HOME")
+                .filter(|home| !home.is_empty())
+                .map(|home| PathBuf::from(home).join(".docker"))
+                .ok_or(ConfigError::NoCertPath),
+        }
+    };
+    let file = |given: &Option<PathBuf>, name: &str| -> Result<PathBuf, ConfigError> {
+        match given {
+            Some(path) => Ok(path.clone()),
+            None => Ok(directory()?.join(name)),
+        }
+    };
+    Ok(TlsFiles {
+        ca: file(&arguments.tls_ca_cert, "ca.pem")?,
+        cert: file(&arguments.tls_cert, "cert.pem")?,
+        key: file(&arguments.tls_key, "key.pem")?,
+    })
 }
 
 #[cfg(test)]
@@ -419,7 +522,7 @@ mod tests {
         assert_eq!(tcp.docker_host, DockerHost::Tcp("127.0.0.1:2375".into()));
         for bad in [
             "/var/run/docker.sock",
-            "ssh://host",
+            "https://host:2376",
             "tcp://host",
             "unix://",
             "tcp://:1",
@@ -427,6 +530,84 @@ mod tests {
             let error = config(&["--retention", "1d", "--docker-host", bad]).unwrap_err();
             assert_eq!(error, ConfigError::DockerHost(bad.into()));
         }
+        let error = config(&["--retention", "1d", "--docker-host", "ssh://me@host"]).unwrap_err();
+        assert_eq!(error, ConfigError::SshHost("ssh://me@host".into()));
+        assert!(error.to_string().contains("not supported"), "{error}");
+    }
+
+    #[test]
+    fn tlsverify_reads_the_files_from_the_cert_path_as_the_docker_cli_does() {
+        let host = config(&[
+            "--retention",
+            "1d",
+            "--docker-host",
+            "tcp://10.0.0.5:2376",
+            "--tlsverify",
+            "--docker-cert-path",
+            "/etc/rt-cleanup/tls",
+            "--tlskey",
+            "/root-only/key.pem",
+        ])
+        .unwrap()
+        .docker_host;
+        assert_eq!(
+            host,
+            DockerHost::Tls {
+                address: "10.0.0.5:2376".into(),
+                files: TlsFiles {
+                    ca: "/etc/rt-cleanup/tls/ca.pem".into(),
+                    cert: "/etc/rt-cleanup/tls/cert.pem".into(),
+                    key: "/root-only/key.pem".into(),
+                },
+            }
+        );
+        assert_eq!(host.to_string(), "tcp://10.0.0.5:2376");
+    }
+
+    #[test]
+    fn tls_settings_are_ignored_for_a_unix_socket_and_never_silently_for_tcp() {
+        let unix = config(&[
+            "--retention",
+            "1d",
+            "--tlsverify",
+            "--docker-cert-path",
+            "/x",
+        ])
+        .unwrap();
+        assert_eq!(
+            unix.docker_host,
+            DockerHost::Unix("/var/run/docker.sock".into())
+        );
+        for (option, value) in [
+            ("--docker-cert-path", "/x"),
+            ("--tlscacert", "/x/ca.pem"),
+            ("--tlscert", "/x/cert.pem"),
+            ("--tlskey", "/x/key.pem"),
+        ] {
+            let error = config(&[
+                "--retention",
+                "1d",
+                "--docker-host",
+                "tcp://h:2376",
+                option,
+                value,
+            ])
+            .unwrap_err();
+            assert!(
+                matches!(error, ConfigError::TlsFilesWithoutVerify(_)),
+                "{option}: {error}"
+            );
+        }
+        assert_eq!(
+            config(&[
+                "--retention",
+                "1d",
+                "--docker-host",
+                "http://h:2376",
+                "--tlsverify"
+            ]),
+            Err(ConfigError::HttpWithTls("http://h:2376".into()))
+        );
     }
 
     #[test]

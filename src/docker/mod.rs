@@ -1,12 +1,18 @@
-//! The Docker Engine API, through bollard: the only module that talks to the daemon. Requests
-//! go through the transport of `transport.rs`, which puts the negotiated API version on the wire
-//! and keeps connections alive.
+//! The Docker Engine API, through bollard: the only module that talks to the daemon, be it
+//! Docker Engine or Podman's Docker-compatible service, over a unix socket, plain TCP or TLS.
+//! Requests go through the transport of `transport.rs`, which puts the negotiated API version on
+//! the wire and keeps connections alive; `tls.rs` makes the TLS configuration; `diagnose.rs`
+//! says why a daemon could not be reached.
 //!
-//! The preflight runs before any row is touched: `GET /_ping`, whose answer carries the daemon's
-//! API and engine versions in its headers (`GET /version` is asked only when they are missing).
-//! Both are sent without a version prefix, which every daemon accepts; the version used
-//! afterwards is the daemon's own API version, capped at the newest this build knows.
+//! The preflight runs before any row is touched: `GET /_ping`, whose answer carries the API
+//! version and the engine's name and version in its headers, read through the table
+//! [`ENGINES`]; `GET /version` (which costs Podman 0.2-0.6 s) is asked only when they are
+//! missing, as behind a proxy that drops them. Both are sent without a version prefix, which
+//! every daemon accepts; the version used afterwards is the daemon's own API version, capped at
+//! the newest this build knows.
 
+mod diagnose;
+mod tls;
 mod transport;
 
 use std::collections::HashMap;
@@ -26,7 +32,8 @@ use crate::config::DockerHost;
 use crate::engine::{ContainerEngine, ContainerInfo, Inspection, Removal};
 use crate::time::parse_rfc3339_ms;
 
-/// The oldest Docker Engine API this tool is tested against (Docker 20.10, Debian 12).
+/// The oldest Docker Engine API this tool is tested against (Docker 20.10 and Podman 4.3,
+/// Debian 12).
 pub const OLDEST_API: ApiVersion = ApiVersion {
     major: 1,
     minor: 41,
@@ -68,23 +75,46 @@ impl fmt::Display for ApiVersion {
 /// The daemon is unreachable or unusable at start: exit 69, nothing changed.
 #[derive(Debug, Error)]
 pub enum DockerError {
-    /// The transport could not be set up.
+    /// The transport could not be set up, e.g. a TLS file cannot be used.
     #[error("cannot use the Docker daemon at {host}: {reason}")]
     Connect {
         /// `--docker-host`.
         host: String,
-        /// Why.
+        /// Why, and what to do.
         reason: String,
     },
-    /// `GET /_ping` failed.
-    #[error(
-        "cannot reach the Docker daemon at {host}: {reason}; is dockerd running and may this user \
-         use it? (set --docker-host or DOCKER_HOST)"
-    )]
+    /// `GET /_ping` got no answer: no connection, or none in time.
+    #[error("cannot reach the Docker daemon at {host}: {reason}")]
     Ping {
         /// `--docker-host`.
         host: String,
-        /// Why.
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// The TLS handshake failed.
+    #[error("cannot reach the Docker daemon at {host} over TLS: {reason}")]
+    Tls {
+        /// `--docker-host`.
+        host: String,
+        /// What the failure means, and what to do.
+        reason: String,
+    },
+    /// A TLS port was spoken to in plain HTTP.
+    #[error(
+        "the Docker daemon at {host} speaks only TLS on this port (it answered \"Client sent an \
+         HTTP request to an HTTPS server\"): set DOCKER_TLS_VERIFY=1 (or --tlsverify) and \
+         DOCKER_CERT_PATH to the directory of ca.pem, cert.pem and key.pem"
+    )]
+    TlsRequired {
+        /// `--docker-host`.
+        host: String,
+    },
+    /// `GET /_ping` was answered with an error.
+    #[error("the Docker daemon at {host} refused the ping: {reason}")]
+    PingRefused {
+        /// `--docker-host`.
+        host: String,
+        /// The answer.
         reason: String,
     },
     /// `GET /version` failed or said no usable version.
@@ -97,12 +127,15 @@ pub enum DockerError {
     },
     /// The daemon is older than this tool supports.
     #[error(
-        "the Docker daemon at {host} speaks API {found}, older than {OLDEST_API}, the oldest \
-         rt-cleanup supports (Docker 20.10)"
+        "the Docker daemon at {host} ({engine}) speaks API {found}, older than {OLDEST_API}, the \
+         oldest rt-cleanup supports (Docker 20.10 and Podman 4 speak {OLDEST_API}); upgrade the \
+         engine"
     )]
     TooOld {
         /// `--docker-host`.
         host: String,
+        /// The engine.
+        engine: EngineVersion,
         /// The daemon's API version.
         found: ApiVersion,
     },
@@ -116,11 +149,125 @@ pub enum DockerError {
     },
 }
 
+/// How an engine that speaks the Docker Engine API is recognised.
+#[derive(Debug)]
+pub struct EngineSignature {
+    /// Its name, as logged.
+    pub name: &'static str,
+    /// The product of its ping's `Server` header: `Docker` in `Docker/20.10.24+dfsg1 (linux)`.
+    pub server_product: &'static str,
+    /// A ping header that holds the engine's own version, read when `Server` was dropped.
+    pub version_header: Option<&'static str>,
+    /// Its component's `Name` in `GET /version`.
+    pub version_component: &'static str,
+}
+
+/// The engines rt-cleanup recognises, and how. A new engine, or a new way one names itself, is a
+/// row here; the API version always comes from `Api-Version` (or `/version`'s `ApiVersion`).
+/// What each release sends is pinned by the tests (`engine_from_ping` below, and the fake daemon
+/// of `tests/integration/engines.rs`).
+pub const ENGINES: [EngineSignature; 2] = [
+    // Docker Engine: `Api-Version`, `Server: Docker/<version> (<os>)`; no header of its own
+    // carries the version.
+    EngineSignature {
+        name: "Docker",
+        server_product: "Docker",
+        version_header: None,
+        version_component: "Engine",
+    },
+    // Podman's Docker-compatible service: `Api-Version` (the Docker API it emulates, 1.41 in
+    // 4.x and 5.0-5.7, 1.44 in 5.8), `Libpod-Api-Version: <version>`,
+    // `Server: Libpod/<version> (<os>)`.
+    EngineSignature {
+        name: "Podman",
+        server_product: "Libpod",
+        version_header: Some("Libpod-Api-Version"),
+        version_component: "Podman Engine",
+    },
+];
+
+/// An engine's name and version, e.g. `Podman 4.3.1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineVersion {
+    /// `Docker`, `Podman`, or `unknown engine` for a daemon no row of [`ENGINES`] recognises.
+    pub name: &'static str,
+    /// The engine's own version, e.g. `20.10.24+dfsg1`; empty when it did not say.
+    pub version: String,
+}
+
+impl fmt::Display for EngineVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.version.is_empty() {
+            f.write_str(self.name)
+        } else {
+            write!(f, "{} {}", self.name, self.version)
+        }
+    }
+}
+
+/// What the ping's headers say of the daemon, when they say enough: the engine and its API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PingedEngine {
+    engine: EngineVersion,
+    api: ApiVersion,
+}
+
+/// Reads the engine and its API version from the headers of a ping's answer, through
+/// [`ENGINES`]. `None` when either is missing or unreadable: the preflight then asks
+/// `GET /version`.
+fn engine_from_ping(headers: &PingHeaders) -> Option<PingedEngine> {
+    let api = ApiVersion::parse(headers.get("Api-Version")?)?;
+    let server = headers.get("Server").and_then(product_and_version);
+    let engine = ENGINES.iter().find_map(|signature| {
+        if let Some((product, version)) = server {
+            if product == signature.server_product {
+                return Some(EngineVersion {
+                    name: signature.name,
+                    version: version.to_owned(),
+                });
+            }
+        }
+        let version = headers.get(signature.version_header?)?.trim();
+        (!version.is_empty()).then(|| EngineVersion {
+            name: signature.name,
+            version: version.to_owned(),
+        })
+    })?;
+    Some(PingedEngine { engine, api })
+}
+
+/// `Docker/20.10.24+dfsg1 (linux)` → (`Docker`, `20.10.24+dfsg1`).
+fn product_and_version(server: &str) -> Option<(&str, &str)> {
+    let token = server.split_whitespace().next()?;
+    let (product, version) = token.split_once('/')?;
+    (!product.is_empty() && !version.is_empty()).then_some((product, version))
+}
+
+/// The engine named by `GET /version`'s components, through [`ENGINES`].
+fn engine_from_version(version: &bollard::models::SystemVersion) -> EngineVersion {
+    let components = version.components.as_deref().unwrap_or_default();
+    ENGINES
+        .iter()
+        .find_map(|signature| {
+            let component = components
+                .iter()
+                .find(|component| component.name == signature.version_component)?;
+            Some(EngineVersion {
+                name: signature.name,
+                version: component.version.clone(),
+            })
+        })
+        .unwrap_or_else(|| EngineVersion {
+            name: "unknown engine",
+            version: version.version.clone().unwrap_or_default(),
+        })
+}
+
 /// What the preflight learnt of the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Daemon {
-    /// The daemon's version, e.g. `20.10.24+dfsg1`.
-    pub engine_version: String,
+    /// The engine and its version, e.g. `Docker 20.10.24+dfsg1` or `Podman 4.3.1`.
+    pub engine_version: EngineVersion,
     /// The daemon's own API version.
     pub server_api: ApiVersion,
     /// The version put on every request: the daemon's, capped at [`NEWEST_API`].
@@ -144,43 +291,56 @@ impl DockerClient {
         let prefix = Arc::new(OnceLock::new());
         let ping = Arc::new(OnceLock::new());
         let docker = build_client(host, timeout, Arc::clone(&prefix), Arc::clone(&ping)).map_err(
-            |error| DockerError::Connect {
-                host: host_text.clone(),
-                reason: error.to_string(),
-            },
-        )?;
-        bounded(timeout, docker.ping())
-            .await
-            .map_err(|reason| DockerError::Ping {
+            |reason| DockerError::Connect {
                 host: host_text.clone(),
                 reason,
+            },
+        )?;
+        match tokio::time::timeout(timeout, docker.ping()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => return Err(diagnose::ping_failure(host, &error)),
+            Err(_) => {
+                return Err(DockerError::Ping {
+                    host: host_text,
+                    reason: format!(
+                        "no answer within {} (--docker-timeout)",
+                        humantime::format_duration(timeout)
+                    ),
+                })
+            }
+        }
+        // The answer to the ping names the engine and its API version in its headers; reading
+        // them there saves `GET /version`, which costs Docker several milliseconds (it asks
+        // containerd and the runtimes for theirs) and Podman 0.2-0.6 s, on every run.
+        let pinged = ping.get().and_then(engine_from_ping);
+        let (engine_version, server_api) = if let Some(pinged) = pinged {
+            (pinged.engine, pinged.api)
+        } else {
+            tracing::info!(
+                host = %host_text,
+                "the daemon's answer to the ping does not name its engine and API version \
+                 (a proxy that drops headers?); asking GET /version"
+            );
+            let version = bounded(timeout, docker.version()).await.map_err(|reason| {
+                DockerError::Version {
+                    host: host_text.clone(),
+                    reason,
+                }
             })?;
-        // Every daemon answers the ping with its API version (`Api-Version`) and engine version
-        // (`Server: Docker/<version> (<os>)`); reading them there saves `GET /version`, which
-        // costs the daemon several milliseconds (it asks containerd and the runtimes for theirs)
-        // on every run. A proxy that drops the headers makes the preflight ask `/version`.
-        let (engine_version, api_text) =
-            if let Some((engine, api)) = ping.get().and_then(PingHeaders::versions) {
-                (engine, Some(api))
-            } else {
-                let version = bounded(timeout, docker.version()).await.map_err(|reason| {
-                    DockerError::Version {
-                        host: host_text.clone(),
-                        reason,
-                    }
+            let api_text = version.api_version.clone();
+            let api = api_text
+                .as_deref()
+                .and_then(ApiVersion::parse)
+                .ok_or_else(|| DockerError::Version {
+                    host: host_text.clone(),
+                    reason: format!("unreadable ApiVersion {api_text:?}"),
                 })?;
-                (version.version.unwrap_or_default(), version.api_version)
-            };
-        let server_api = api_text
-            .as_deref()
-            .and_then(ApiVersion::parse)
-            .ok_or_else(|| DockerError::Version {
-                host: host_text.clone(),
-                reason: format!("unreadable ApiVersion {api_text:?}"),
-            })?;
+            (engine_from_version(&version), api)
+        };
         if server_api < OLDEST_API {
             return Err(DockerError::TooOld {
                 host: host_text,
+                engine: engine_version,
                 found: server_api,
             });
         }
@@ -249,7 +409,7 @@ impl ContainerEngine for DockerClient {
                 status: status_code,
                 message,
             },
-            Ok(Err(error)) => Removal::Unreachable(error.to_string()),
+            Ok(Err(error)) => Removal::Unreachable(diagnose::describe(&error)),
         }
     }
 
@@ -264,7 +424,7 @@ impl ContainerEngine for DockerClient {
             Ok(Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
             })) => Inspection::NotFound,
-            Ok(Err(error)) => Inspection::Failed(error.to_string()),
+            Ok(Err(error)) => Inspection::Failed(diagnose::describe(&error)),
             Ok(Ok(response)) => Inspection::Found(ContainerInfo {
                 id: response.id.unwrap_or_default(),
                 names: response
@@ -344,28 +504,12 @@ async fn bounded<T>(
             status_code,
             message,
         })) => Err(format!("Docker answered {status_code}: {message}")),
-        Ok(Err(error)) => Err(error.to_string()),
+        Ok(Err(error)) => Err(diagnose::describe(&error)),
         Err(_) => Err(format!(
             "no answer within {}",
             humantime::format_duration(timeout)
         )),
     }
-}
-
-impl PingHeaders {
-    /// The engine version and the API version, when the daemon sent both.
-    fn versions(&self) -> Option<(String, String)> {
-        let api = self.api_version.clone()?;
-        let engine = engine_from_server_header(self.server.as_deref()?)?;
-        Some((engine, api))
-    }
-}
-
-/// `Docker/20.10.24+dfsg1 (linux)` → `20.10.24+dfsg1`.
-fn engine_from_server_header(server: &str) -> Option<String> {
-    let rest = server.strip_prefix("Docker/")?;
-    let version = rest.split_once(' ').map_or(rest, |(version, _)| version);
-    (!version.is_empty()).then(|| version.to_owned())
 }
 
 #[cfg(test)]
@@ -381,18 +525,149 @@ mod tests {
         assert_eq!(old.to_string(), "1.41");
     }
 
+    /// A case: its name, the headers, and the engine's name, its version and the API read.
+    type PingCase = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        Option<(&'static str, &'static str, &'static str)>,
+    );
+
+    /// The headers of `GET /_ping` as each engine release sends them (Docker 20.10 and Podman
+    /// 4.3 captured from Debian 12's packages, the others from those releases' answers as their
+    /// sources write them), and what the preflight reads there. A new release is a new row.
+    const PINGS: &[PingCase] = &[
+        (
+            "Docker 20.10 (Debian 12)",
+            &[
+                ("Api-Version", "1.41"),
+                ("Docker-Experimental", "false"),
+                ("Ostype", "linux"),
+                ("Server", "Docker/20.10.24+dfsg1 (linux)"),
+            ],
+            Some(("Docker", "20.10.24+dfsg1", "1.41")),
+        ),
+        (
+            "Docker 27.5",
+            &[
+                ("Api-Version", "1.47"),
+                ("Builder-Version", "2"),
+                ("Docker-Experimental", "false"),
+                ("Ostype", "linux"),
+                ("Server", "Docker/27.5.1 (linux)"),
+                ("Swarm", "inactive"),
+            ],
+            Some(("Docker", "27.5.1", "1.47")),
+        ),
+        (
+            "Docker 28.5",
+            &[
+                ("Api-Version", "1.51"),
+                ("Builder-Version", "2"),
+                ("Server", "Docker/28.5.2 (linux)"),
+                ("Swarm", "inactive"),
+            ],
+            Some(("Docker", "28.5.2", "1.51")),
+        ),
+        (
+            "Podman 4.3 (Debian 12)",
+            &[
+                ("Api-Version", "1.41"),
+                ("Docker-Experimental", "true"),
+                ("Libpod-Api-Version", "4.3.1"),
+                ("Libpod-Buildah-Version", "1.28.2"),
+                ("Server", "Libpod/4.3.1 (linux)"),
+            ],
+            Some(("Podman", "4.3.1", "1.41")),
+        ),
+        (
+            "Podman 5.4",
+            &[
+                ("Api-Version", "1.41"),
+                ("Libpod-Api-Version", "5.4.2"),
+                ("Ostype", "linux"),
+                ("Server", "Libpod/5.4.2 (linux)"),
+            ],
+            Some(("Podman", "5.4.2", "1.41")),
+        ),
+        (
+            "Podman 5.8",
+            &[
+                ("Api-Version", "1.44"),
+                ("Libpod-Api-Version", "5.8.0"),
+                ("Ostype", "linux"),
+                ("Server", "Libpod/5.8.0 (linux)"),
+            ],
+            Some(("Podman", "5.8.0", "1.44")),
+        ),
+        (
+            "Podman behind a proxy that replaces Server",
+            &[
+                ("Api-Version", "1.41"),
+                ("Libpod-Api-Version", "4.3.1"),
+                ("Server", "nginx/1.22.1"),
+            ],
+            Some(("Podman", "4.3.1", "1.41")),
+        ),
+        (
+            "Docker behind a proxy that drops Server",
+            &[("Api-Version", "1.41")],
+            None,
+        ),
+        (
+            "a proxy that drops every header",
+            &[("Content-Type", "text/plain; charset=utf-8")],
+            None,
+        ),
+        (
+            "an unreadable API version",
+            &[("Api-Version", "one"), ("Server", "Docker/28.5.2 (linux)")],
+            None,
+        ),
+        (
+            "an unknown engine",
+            &[("Api-Version", "1.45"), ("Server", "Moby/99 (linux)")],
+            None,
+        ),
+    ];
+
     #[test]
-    fn reads_the_engine_version_from_the_server_header() {
-        assert_eq!(
-            engine_from_server_header("Docker/20.10.24+dfsg1 (linux)").as_deref(),
-            Some("20.10.24+dfsg1")
-        );
-        assert_eq!(engine_from_server_header("nginx/1.25"), None);
-        assert_eq!(engine_from_server_header("Docker/ (linux)"), None);
-        let partial = PingHeaders {
-            api_version: Some("1.41".into()),
-            server: None,
+    fn the_ping_names_each_engine_and_its_api_or_sends_the_preflight_to_version() {
+        for (case, headers, expected) in PINGS {
+            let found = engine_from_ping(&PingHeaders::from_pairs(headers));
+            let found = found.as_ref().map(|pinged| {
+                (
+                    pinged.engine.name,
+                    pinged.engine.version.as_str(),
+                    pinged.api.to_string(),
+                )
+            });
+            let expected = expected.map(|(name, version, api)| (name, version, api.to_owned()));
+            assert_eq!(found, expected, "{case}");
+        }
+    }
+
+    #[test]
+    fn the_version_answer_names_the_engine_by_its_component() {
+        let answer = |component: &str, version: &str| bollard::models::SystemVersion {
+            version: Some("9.9.9".into()),
+            components: Some(vec![bollard::models::SystemVersionComponents {
+                name: component.into(),
+                version: version.into(),
+                details: None,
+            }]),
+            ..bollard::models::SystemVersion::default()
         };
-        assert_eq!(partial.versions(), None, "without both, /version is asked");
+        assert_eq!(
+            engine_from_version(&answer("Podman Engine", "4.3.1")).to_string(),
+            "Podman 4.3.1"
+        );
+        assert_eq!(
+            engine_from_version(&answer("Engine", "20.10.24+dfsg1")).to_string(),
+            "Docker 20.10.24+dfsg1"
+        );
+        assert_eq!(
+            engine_from_version(&answer("Other", "1")).to_string(),
+            "unknown engine 9.9.9"
+        );
     }
 }

@@ -1,11 +1,16 @@
-//! The HTTP transport under bollard: the negotiated API version prefix on every request, and
-//! connections kept alive.
+//! The HTTP transport under bollard, for all three kinds of daemon address: a unix socket, plain
+//! TCP, and TCP over TLS (rustls). It puts the negotiated API version prefix on every request,
+//! keeps connections alive, names rt-cleanup in `User-Agent`, and keeps the headers of the
+//! daemon's answer to the ping for the preflight.
 //!
-//! bollard 0.21 builds each request URI by joining an absolute path onto `/v1.NN/`, which drops
-//! the version (its issue #736), so every request would run at whatever default the daemon has;
-//! its own transports also keep no idle connections. This transport fixes both, and keeps the
-//! version headers of the daemon's answer to the ping for the preflight. It is the one file to
-//! delete once bollard sends the prefix itself.
+//! Why a transport of its own: bollard 0.21 builds each request URI by joining an absolute path
+//! onto `/v1.NN/`, which drops the version (its issue #736), so every request would run at
+//! whatever default the daemon has; its own transports keep no idle connection; its `ping()`
+//! returns the body only, not the headers that name the engine; and its TLS transport trusts the
+//! system roots besides the given CA. When a bollard release sends the prefix itself (0.22 is
+//! expected to), [`versioned_path`], [`strip_version`] and the `prefix` cell are what to delete;
+//! the connectors (keep-alive, TLS with the Docker CLI's exclusive CA) and the ping headers stay,
+//! unless bollard has grown those too.
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -13,32 +18,51 @@ use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
 use bollard::{BollardRequest, ClientVersion, Docker};
+use hyper::header::{HeaderValue, USER_AGENT};
+use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::ApiVersion;
+use super::{tls, ApiVersion};
 use crate::config::DockerHost;
 
-/// The version headers of the daemon's answer to `GET /_ping`.
-#[derive(Debug, Clone, Default)]
-pub(super) struct PingHeaders {
-    pub(super) api_version: Option<String>,
-    pub(super) server: Option<String>,
-}
+/// Sent with every request, so that a daemon's request log names the client.
+const AGENT: &str = concat!("rt-cleanup/", env!("CARGO_PKG_VERSION"));
+
+/// The headers of the daemon's answer to `GET /_ping`, names in lower case.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct PingHeaders(Vec<(String, String)>);
 
 impl PingHeaders {
     fn read(headers: &hyper::HeaderMap) -> Self {
-        let text = |name: &str| {
+        Self(
             headers
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_owned)
-        };
-        Self {
-            api_version: text("api-version"),
-            server: text("server"),
-        }
+                .iter()
+                .filter_map(|(name, value)| {
+                    Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+                })
+                .collect(),
+        )
+    }
+
+    /// Headers given as `(name, value)` pairs, as a test or a table states them.
+    #[cfg(test)]
+    pub(super) fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        Self(
+            pairs
+                .iter()
+                .map(|(name, value)| (name.to_ascii_lowercase(), (*value).to_owned()))
+                .collect(),
+        )
+    }
+
+    /// The value of a header, by its name in any case.
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
     }
 }
 
@@ -47,12 +71,14 @@ fn is_ping(request: &BollardRequest) -> bool {
     strip_version(request.uri().path()) == "/_ping"
 }
 
+/// A bollard client over this transport. An error is a TLS file that cannot be used, described
+/// for the operator.
 pub(super) fn build_client(
     host: &DockerHost,
     timeout: Duration,
     prefix: Arc<OnceLock<String>>,
     ping: Arc<OnceLock<PingHeaders>>,
-) -> Result<Docker, BollardError> {
+) -> Result<Docker, String> {
     // bollard's own timeout is whole seconds; the precise one is applied around each call.
     let seconds = timeout.as_secs().saturating_add(1);
     // The version given here is never used on the wire: the transport sets the prefix.
@@ -60,7 +86,7 @@ pub(super) fn build_client(
         major_version: 1,
         minor_version: 41,
     };
-    match host {
+    let connected = match host {
         DockerHost::Unix(socket) => {
             let socket: PathBuf = socket.clone();
             let client = Client::builder(TokioExecutor::new()).build(hyperlocal::UnixConnector);
@@ -69,6 +95,7 @@ pub(super) fn build_client(
                     let path = versioned_path(&request, &prefix);
                     let ping = is_ping(&request).then(|| Arc::clone(&ping));
                     *request.uri_mut() = hyperlocal::Uri::new(&socket, &path).into();
+                    name_the_client(&mut request);
                     let response = client.request(request);
                     async move { keep_ping_headers(response.await, ping) }
                 },
@@ -78,33 +105,97 @@ pub(super) fn build_client(
             )
         }
         DockerHost::Tcp(address) => {
-            let base = format!("http://{address}");
             let client = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-            let transport = move |mut request: BollardRequest| {
-                let uri = format!("{base}{}", versioned_path(&request, &prefix));
-                let ping = is_ping(&request).then(|| Arc::clone(&ping));
-                let response = uri.parse().map(|uri| {
-                    *request.uri_mut() = uri;
-                    client.request(request)
-                });
-                async move {
-                    match response {
-                        Ok(response) => keep_ping_headers(response.await, ping),
-                        Err(error) => Err(BollardError::from(error)),
-                    }
-                }
-            };
             Docker::connect_with_custom_transport(
-                transport,
+                over_http(
+                    move |request| client.request(request),
+                    format!("http://{address}"),
+                    prefix,
+                    ping,
+                ),
                 Some("tcp://docker"),
                 seconds,
                 &version,
             )
         }
+        DockerHost::Tls { address, files } => {
+            let config = tls::client_config(files)?;
+            // https_only: an http:// URI is refused by the connector itself, so nothing is ever
+            // sent in plain text, whatever a later change does to the URIs.
+            let connector = HttpsConnectorBuilder::new()
+                .with_tls_config(config)
+                .https_only()
+                .enable_http1()
+                .build();
+            let client = Client::builder(TokioExecutor::new()).build(connector);
+            Docker::connect_with_custom_transport(
+                over_http(
+                    move |request| client.request(request),
+                    format!("https://{address}"),
+                    prefix,
+                    ping,
+                ),
+                Some("tcp://docker"),
+                seconds,
+                &version,
+            )
+        }
+    };
+    connected.map_err(|error| error.to_string())
+}
+
+/// The answer to one request, as bollard's custom transports give it.
+type Answer = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<hyper::Response<hyper::body::Incoming>, BollardError>,
+            > + Send,
+    >,
+>;
+
+/// The transport over a TCP client (plain or TLS) to `base`, `http://host:port` or
+/// `https://host:port`; `send` is the client's `request` (a closure, since bollard does not name
+/// the body type of its requests).
+fn over_http<S, F>(
+    send: S,
+    base: String,
+    prefix: Arc<OnceLock<String>>,
+    ping: Arc<OnceLock<PingHeaders>>,
+) -> impl Fn(BollardRequest) -> Answer + Send + Sync
+where
+    S: Fn(BollardRequest) -> F + Send + Sync,
+    F: std::future::Future<
+            Output = Result<
+                hyper::Response<hyper::body::Incoming>,
+                hyper_util::client::legacy::Error,
+            >,
+        > + Send
+        + 'static,
+{
+    move |mut request: BollardRequest| {
+        let uri = format!("{base}{}", versioned_path(&request, &prefix));
+        let ping = is_ping(&request).then(|| Arc::clone(&ping));
+        name_the_client(&mut request);
+        let response = uri.parse().map(|uri| {
+            *request.uri_mut() = uri;
+            send(request)
+        });
+        Box::pin(async move {
+            match response {
+                Ok(response) => keep_ping_headers(response.await, ping),
+                Err(error) => Err(BollardError::from(error)),
+            }
+        })
     }
 }
 
-/// Passes a response on, first keeping the version headers of a ping's answer.
+fn name_the_client(request: &mut BollardRequest) {
+    request
+        .headers_mut()
+        .insert(USER_AGENT, HeaderValue::from_static(AGENT));
+}
+
+/// Passes a response on, first keeping the headers of a ping's answer.
 fn keep_ping_headers<E: Into<BollardError>>(
     response: Result<hyper::Response<hyper::body::Incoming>, E>,
     ping: Option<Arc<OnceLock<PingHeaders>>>,
@@ -150,5 +241,13 @@ mod tests {
         assert_eq!(strip_version("/containers/x"), "/containers/x");
         assert_eq!(strip_version("/volumes/v1"), "/volumes/v1");
         assert_eq!(strip_version("/vx.y/z"), "/vx.y/z");
+    }
+
+    #[test]
+    fn ping_headers_are_found_in_any_case() {
+        let headers = PingHeaders::from_pairs(&[("Api-Version", "1.41")]);
+        assert_eq!(headers.get("api-version"), Some("1.41"));
+        assert_eq!(headers.get("API-VERSION"), Some("1.41"));
+        assert_eq!(headers.get("server"), None);
     }
 }

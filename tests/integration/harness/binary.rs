@@ -142,14 +142,24 @@ pub fn pass(state: &StateFile, extra: &[&str]) -> Run {
     run(&args)
 }
 
-/// The daemon's log lines that mention `needle` (needs the private daemon's `--debug` log).
+/// The request log lines of the running test's daemon that mention `needle` (dockerd's
+/// `--debug` log, `Calling DELETE /v1.41/containers/…`, or Podman's request log,
+/// `"DELETE /v1.41/containers/… HTTP/1.1" 204`).
 pub fn daemon_log_lines(needle: &str) -> Vec<String> {
-    let path = daemon().log.as_ref().expect(
-        "this test reads the private test daemon's --debug log: run it through scripts/test.sh \
-         without RT_CLEANUP_TEST_DOCKER_HOST so that the private daemon is used",
-    );
+    let daemon = daemon();
+    let path = daemon.log.as_ref().unwrap_or_else(|| {
+        panic!(
+            "this test reads the private {} test daemon's request log: run it through \
+             scripts/test.sh without {} so that the private daemon is used",
+            daemon.engine.name(),
+            match daemon.engine {
+                super::Engine::Docker => "RT_CLEANUP_TEST_DOCKER_HOST",
+                super::Engine::Podman => "RT_CLEANUP_TEST_PODMAN_HOST",
+            }
+        )
+    });
     std::fs::read_to_string(path)
-        .unwrap()
+        .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
         .lines()
         .filter(|line| line.contains(needle))
         .map(str::to_owned)

@@ -1,6 +1,8 @@
-//! The test daemon that `scripts/test.sh` started, the docker CLI against it, and the
-//! containers of one test case.
+//! The test engines that `scripts/test.sh` started (Docker, and Podman's Docker-compatible
+//! service), the engine a test runs on, the docker CLI against it, and the containers of one
+//! test case.
 
+use std::cell::Cell;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,14 +11,95 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{CASE_LABEL, RUN_LABEL};
 
-/// The test daemon, as `scripts/test-daemon.sh` announced it.
+/// A container engine the integration tests run against, each through its own daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Docker Engine (Debian's docker.io), from `scripts/test-daemon.sh`.
+    Docker,
+    /// Podman's Docker-compatible service (Debian's podman), from `scripts/test-podman.sh`.
+    Podman,
+}
+
+impl Engine {
+    /// Every engine, in the order the tests run on them.
+    pub const ALL: [Engine; 2] = [Engine::Docker, Engine::Podman];
+
+    /// The engine's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Docker => "Docker",
+            Engine::Podman => "Podman",
+        }
+    }
+
+    /// The variables the start script prints: the daemon, its request log, its image.
+    fn variables(self) -> [&'static str; 3] {
+        match self {
+            Engine::Docker => [
+                "RT_CLEANUP_TEST_DOCKER_HOST",
+                "RT_CLEANUP_TEST_DAEMON_LOG",
+                "RT_CLEANUP_TEST_IMAGE",
+            ],
+            Engine::Podman => [
+                "RT_CLEANUP_TEST_PODMAN_HOST",
+                "RT_CLEANUP_TEST_PODMAN_LOG",
+                "RT_CLEANUP_TEST_PODMAN_IMAGE",
+            ],
+        }
+    }
+
+    /// What starts the engine's test daemon, for messages.
+    fn script(self) -> &'static str {
+        match self {
+            Engine::Docker => {
+                "scripts/test-daemon.sh, which installs docker.io and starts a \
+                               private dockerd"
+            }
+            Engine::Podman => {
+                "scripts/test-podman.sh, which installs podman and starts a \
+                               private rootful `podman system service`"
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// The engine of the test running on this thread. libtest runs every test on a thread of its
+    /// own, so this is the test's engine: Docker unless the test body runs inside [`on_engine`].
+    static CURRENT: Cell<Engine> = const { Cell::new(Engine::Docker) };
+}
+
+/// Runs a test body on `engine`: every helper of the harness (the daemon, [`Containers`],
+/// [`exists`], `pass`, `run`, the request log) then uses that engine's daemon. A thread-local
+/// rather than an argument, so that the contract's tests read the same on both engines;
+/// threads a test spawns itself start on Docker, so helpers capture their daemon when made.
+pub fn on_engine<T>(engine: Engine, body: impl FnOnce() -> T) -> T {
+    struct Restore(Engine);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CURRENT.with(|current| current.set(self.0));
+        }
+    }
+    let _restore = Restore(CURRENT.with(|current| current.replace(engine)));
+    body()
+}
+
+/// The engine of the running test (see [`on_engine`]).
+pub fn engine() -> Engine {
+    CURRENT.with(Cell::get)
+}
+
+/// A test daemon, as its start script announced it.
 #[derive(Debug)]
 pub struct Daemon {
+    /// Its engine.
+    pub engine: Engine,
     /// `unix:///…` or `tcp://…`.
     pub host: String,
     /// The image containers are made from.
     pub image: String,
-    /// The private daemon's log (it runs with `--debug`), where one was started.
+    /// The private daemon's request log (dockerd's `--debug` log, Podman's `--log-level=info`
+    /// log), where one was started.
     pub log: Option<PathBuf>,
     /// The private daemon's pid file, where one was started.
     pub pidfile: Option<PathBuf>,
@@ -24,33 +107,52 @@ pub struct Daemon {
     pub run_id: String,
 }
 
-/// The test daemon; panics with what to do when there is none.
+/// The daemon of the running test's engine; panics with what to do when there is none.
 pub fn daemon() -> &'static Daemon {
-    static DAEMON: OnceLock<Daemon> = OnceLock::new();
-    DAEMON.get_or_init(|| {
-        let host = std::env::var("RT_CLEANUP_TEST_DOCKER_HOST").unwrap_or_else(|_| {
-            panic!(
-                "no Docker daemon for the integration tests: RT_CLEANUP_TEST_DOCKER_HOST is not \
-                 set. Run the tests with scripts/test.sh, which installs and starts a private \
-                 dockerd, or set RT_CLEANUP_TEST_DOCKER_HOST (and RT_CLEANUP_TEST_IMAGE) to a \
-                 daemon of your own."
-            )
-        });
-        let image = std::env::var("RT_CLEANUP_TEST_IMAGE")
-            .unwrap_or_else(|_| "rt-cleanup-test/busybox:1".to_owned());
-        let run_id = std::env::var("RT_CLEANUP_TEST_RUN").unwrap_or_else(|_| {
+    daemon_of(engine())
+}
+
+/// This test run's id: `RT_CLEANUP_TEST_RUN` from scripts/test.sh, or one of this process.
+fn run_id() -> &'static str {
+    static RUN: OnceLock<String> = OnceLock::new();
+    RUN.get_or_init(|| {
+        std::env::var("RT_CLEANUP_TEST_RUN").unwrap_or_else(|_| {
             let nanos = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
-                .unwrap()
+                .expect("the clock is after 1970")
                 .as_nanos();
             format!("{}-{nanos}", std::process::id())
+        })
+    })
+}
+
+/// The daemon of an engine; panics with what to do when there is none.
+pub fn daemon_of(engine: Engine) -> &'static Daemon {
+    static DAEMONS: [OnceLock<Daemon>; 2] = [OnceLock::new(), OnceLock::new()];
+    DAEMONS[engine as usize].get_or_init(|| {
+        let [host_variable, log_variable, image_variable] = engine.variables();
+        let host = std::env::var(host_variable).unwrap_or_else(|_| {
+            panic!(
+                "no {} daemon for the integration tests: {host_variable} is not set. Run the \
+                 tests with scripts/test.sh, which starts every test engine, or start this one \
+                 with {}, or set {host_variable} (and {image_variable}) to a daemon of your own.",
+                engine.name(),
+                engine.script(),
+            )
         });
+        let image = std::env::var(image_variable)
+            .unwrap_or_else(|_| "rt-cleanup-test/busybox:1".to_owned());
+        let pidfile_variable = match engine {
+            Engine::Docker => "RT_CLEANUP_TEST_DAEMON_PIDFILE",
+            Engine::Podman => "RT_CLEANUP_TEST_PODMAN_PIDFILE",
+        };
         let daemon = Daemon {
+            engine,
             host,
             image,
-            log: std::env::var_os("RT_CLEANUP_TEST_DAEMON_LOG").map(PathBuf::from),
-            pidfile: std::env::var_os("RT_CLEANUP_TEST_DAEMON_PIDFILE").map(PathBuf::from),
-            run_id,
+            log: std::env::var_os(log_variable).map(PathBuf::from),
+            pidfile: std::env::var_os(pidfile_variable).map(PathBuf::from),
+            run_id: run_id().to_owned(),
         };
         let version = docker_cli(
             &daemon.host,
@@ -58,10 +160,12 @@ pub fn daemon() -> &'static Daemon {
         );
         assert!(
             version.status.success(),
-            "the test Docker daemon at {} does not answer: {}. Start it with \
-             scripts/test-daemon.sh start, or run scripts/test.sh.",
+            "the test {} daemon at {} does not answer: {}. Start it with {}, or run \
+             scripts/test.sh.",
+            engine.name(),
             daemon.host,
-            String::from_utf8_lossy(&version.stderr).trim()
+            String::from_utf8_lossy(&version.stderr).trim(),
+            engine.script(),
         );
         daemon
     })
@@ -78,13 +182,21 @@ pub(super) fn docker_cli(host: &str, args: &[&str]) -> Output {
         })
 }
 
-/// Runs the docker CLI against the test daemon and returns its trimmed stdout; panics on failure.
+/// Runs the docker CLI against the running test's daemon and returns its trimmed stdout; panics
+/// on failure.
 pub fn docker(args: &[&str]) -> String {
-    let output = docker_cli(&daemon().host, args);
+    docker_on(daemon(), args)
+}
+
+/// Runs the docker CLI against a daemon and returns its trimmed stdout; panics on failure.
+pub fn docker_on(daemon: &Daemon, args: &[&str]) -> String {
+    let output = docker_cli(&daemon.host, args);
     assert!(
         output.status.success(),
-        "docker {} failed: {}",
+        "docker {} ({} at {}) failed: {}",
         args.join(" "),
+        daemon.engine.name(),
+        daemon.host,
         String::from_utf8_lossy(&output.stderr).trim()
     );
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
@@ -104,24 +216,31 @@ pub fn unique_name(prefix: &str) -> String {
 pub struct Containers {
     case: String,
     host: String,
+    image: String,
 }
 
 impl Containers {
-    /// Containers for the named test case.
+    /// Containers for the named test case, on the running test's engine.
     /// Fails the test here, with what to run, when there is no test daemon: before anything
     /// exists that a drop during the unwinding would have to clean up.
     pub fn new(case: &str) -> Self {
+        let daemon = daemon();
+        Self::on(&daemon.host, &daemon.image, case)
+    }
+
+    /// Containers for the named test case on the daemon at `host`, made from `image`.
+    pub fn on(host: &str, image: &str, case: &str) -> Self {
         Self {
             case: unique_name(case),
-            host: daemon().host.clone(),
+            host: host.to_owned(),
+            image: image.to_owned(),
         }
     }
 
     fn labels(&self, extra: &[(&str, &str)]) -> Vec<String> {
-        let daemon = daemon();
         let mut args = vec![
             "--label".to_owned(),
-            format!("{RUN_LABEL}={}", daemon.run_id),
+            format!("{RUN_LABEL}={}", run_id()),
             "--label".to_owned(),
             format!("{CASE_LABEL}={}", self.case),
         ];
@@ -163,10 +282,23 @@ impl Containers {
         let mut args: Vec<String> =
             vec!["run".into(), "-d".into(), "--network".into(), "none".into()];
         args.extend(self.labels(&[]));
-        args.push(daemon().image.clone());
+        args.push(self.image.clone());
         args.extend(command.iter().map(|part| (*part).to_owned()));
+        self.cli(&args)
+    }
+
+    /// Runs the docker CLI against this set's daemon; panics on failure.
+    pub fn cli(&self, args: &[String]) -> String {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        docker(&args)
+        let output = docker_cli(&self.host, &args);
+        assert!(
+            output.status.success(),
+            "docker {} (at {}) failed: {}",
+            args.join(" "),
+            self.host,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
     fn make(&self, verb: &str, name: Option<&str>, extra_labels: &[(&str, &str)]) -> String {
@@ -179,9 +311,8 @@ impl Containers {
             args.extend(["--name".to_owned(), name.to_owned()]);
         }
         args.extend(self.labels(extra_labels));
-        args.push(daemon().image.clone());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        docker(&args)
+        args.push(self.image.clone());
+        self.cli(&args)
     }
 }
 
@@ -196,13 +327,15 @@ pub fn container_state(reference: &str) -> Option<String> {
     container_state_on(&daemon().host, reference)
 }
 
-pub(super) fn exists_on(host: &str, reference: &str) -> bool {
+/// Whether a container exists on the daemon at `host`.
+pub fn exists_on(host: &str, reference: &str) -> bool {
     docker_cli(host, &["container", "inspect", reference])
         .status
         .success()
 }
 
-pub(super) fn container_state_on(host: &str, reference: &str) -> Option<String> {
+/// A container's state on the daemon at `host`, or `None` when it does not exist.
+pub fn container_state_on(host: &str, reference: &str) -> Option<String> {
     let output = docker_cli(
         host,
         &[

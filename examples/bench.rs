@@ -12,6 +12,8 @@
 //!    against the sqlite3 CLI running the same two queries (taken from `rt_cleanup::store`), with
 //!    peak RSS from `/usr/bin/time`.
 //! 3. **Start-up**: a real pass with nothing expired on a small state file, preflight included.
+//! 4. **Engines**: the same nothing-to-do pass on Docker and on Podman's Docker-compatible
+//!    service, alternately, side by side (issue 9: at most 30 ms on both).
 //!
 //! Everything it creates carries the label `rtc-bench=1` and is removed at the end.
 
@@ -64,11 +66,14 @@ struct Options {
         default_value = "rt-cleanup-test/busybox:1"
     )]
     image: String,
+    /// Podman's Docker-compatible service, `unix:///path/to/podman.sock`, for the engines part.
+    #[arg(long, env = "RT_CLEANUP_TEST_PODMAN_HOST")]
+    podman_host: Option<String>,
     /// The rt-cleanup binary under test.
     #[arg(long, default_value = "target/release/rt-cleanup")]
     binary: PathBuf,
     /// Which parts to run.
-    #[arg(long, value_delimiter = ',', default_value = "startup,scan,removal")]
+    #[arg(long, value_delimiter = ',', default_value = "startup,engines,scan,removal")]
     parts: Vec<String>,
     /// Removal sizes and their rounds, `N:ROUNDS`.
     #[arg(long, value_delimiter = ',', default_value = "300:5,100:3,1000:2")]
@@ -117,6 +122,7 @@ fn main() {
         for part in &options.parts {
             match part.as_str() {
                 "startup" => startup(&options, &docker, work.path(), &mut report).await,
+                "engines" => engines(&options, &docker, work.path(), &mut report).await,
                 "scan" => scan(&options, &docker, work.path(), &mut report).await,
                 "removal" => {
                     for size in &options.sizes {
@@ -126,7 +132,7 @@ fn main() {
                         removal(&options, &docker, work.path(), n, rounds, &mut report).await;
                     }
                 }
-                other => panic!("unknown part {other}: use startup, scan, removal"),
+                other => panic!("unknown part {other}: use startup, scan, removal, engines"),
             }
         }
         docker.remove_leftovers().await;
@@ -469,6 +475,108 @@ async fn startup(options: &Options, docker: &Docker, work: &Path, report: &mut S
         walls.len(),
         walls.iter().copied().fold(f64::INFINITY, f64::min),
         verdict(wall <= 30.0)
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// Part 4: engines.
+
+/// The socket of a `unix://` daemon address.
+fn socket_of(host: &str) -> PathBuf {
+    PathBuf::from(
+        host.strip_prefix("unix://")
+            .expect("the benchmark speaks to unix:// daemons"),
+    )
+}
+
+/// The engine's name and version, from `GET /version` (the benchmark can afford it; rt-cleanup
+/// reads them from the ping).
+async fn engine_name(daemon: &Docker) -> String {
+    let (status, answer) = daemon.call(Method::GET, "/version", None).await;
+    assert_eq!(status, StatusCode::OK, "version: {answer:?}");
+    let value: serde_json::Value = serde_json::from_slice(&answer).expect("version answers JSON");
+    let podman = value["Components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|component| component["Name"] == "Podman Engine");
+    let name = if podman { "Podman" } else { "Docker" };
+    format!("{name} {}", value["Version"].as_str().unwrap_or("?"))
+}
+
+/// A nothing-to-do pass on Docker and on Podman, run alternately, the engine that goes first
+/// rotating from round to round; the first round only warms the page cache.
+async fn engines(options: &Options, docker: &Docker, work: &Path, report: &mut String) {
+    let podman_host = options.podman_host.clone().expect(
+        "the engines part needs Podman: --podman-host or RT_CLEANUP_TEST_PODMAN_HOST \
+         (scripts/bench.sh starts a private Podman service)",
+    );
+    let podman = Docker::new(socket_of(&podman_host));
+    podman.remove_leftovers().await;
+    println!(
+        "== engines: a pass with nothing expired on Docker and on Podman, {} runs each",
+        options.startup_runs
+    );
+    let state = work.join("engines.db");
+    let now = now_ms();
+    let mut rng = Rng(11);
+    let records: Vec<_> = (0..200)
+        .map(|i| {
+            let status = ["running", "stopped", "removed", "removed"][i % 4];
+            let age = rng.below(6 * DAY_MS as u64) as i64;
+            (format!("game-{i:05}"), Some(rng.hex(64)), status, now - age)
+        })
+        .collect();
+    small_state(&state, &options.journal, &records);
+    let hosts = [options.docker_host.clone(), podman_host];
+    let daemons = [docker, &podman];
+    let mut names = Vec::new();
+    for daemon in daemons {
+        // One container on each daemon, so that neither is empty.
+        daemon.create(&options.image, "engines", 1).await;
+        names.push(engine_name(daemon).await);
+    }
+    let mut walls: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for run in 0..=options.startup_runs {
+        for turn in 0..2 {
+            let engine = (run + turn) % 2;
+            let mut args = rt_cleanup_args(options, &state, &["--output", "json"]);
+            // rt_cleanup_args names the Docker daemon; this run's engine replaces it.
+            let host_at = args
+                .iter()
+                .position(|arg| arg == "--docker-host")
+                .expect("rt_cleanup_args passes --docker-host")
+                + 1;
+            args[host_at].clone_from(&hosts[engine]);
+            let measured = measure(&options.binary, &args, &[]);
+            assert_eq!(
+                measured.status, 0,
+                "rt-cleanup exits 0 on {}",
+                names[engine]
+            );
+            assert_eq!(counts(&measured.stdout)["expired"], 0);
+            if run > 0 {
+                walls[engine].push(measured.wall_ms);
+            }
+        }
+    }
+    podman.remove_leftovers().await;
+    let medians = [median(&walls[0]), median(&walls[1])];
+    for (engine, name) in names.iter().enumerate() {
+        println!("  {name} walls (ms): {}", list_ms(&walls[engine]));
+    }
+    let _ = writeln!(
+        report,
+        "nothing to do (200 records, none expired, {} runs each, alternately): {} median \
+         {:.1} ms (min {:.1}), {} median {:.1} ms (min {:.1}); target <= 30 ms on both: {}",
+        walls[0].len(),
+        names[0],
+        medians[0],
+        walls[0].iter().copied().fold(f64::INFINITY, f64::min),
+        names[1],
+        medians[1],
+        walls[1].iter().copied().fold(f64::INFINITY, f64::min),
+        verdict(medians.iter().all(|median| *median <= 30.0))
     );
 }
 

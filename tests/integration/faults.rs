@@ -13,6 +13,10 @@
 //! that holds a chosen request (the removal, or the container listing that follows the
 //! selection) until the test has done its part. Cases that freeze or kill a daemon use a
 //! [`PrivateDaemon`] of their own, never the shared one.
+//!
+//! These run on Docker only: the private daemons they freeze, kill and restart are dockerds
+//! (`scripts/test-daemon.sh`), and their invariants are about rt-cleanup and the state file, not
+//! about the engine. What differs between engines is pinned in `contract.rs`, on both.
 
 use std::collections::HashSet;
 use std::process::Command;

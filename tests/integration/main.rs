@@ -3,6 +3,12 @@
 //! Run them with `scripts/test.sh`, which brings the daemons up (Docker, Podman, and a dockerd
 //! behind TLS). Each module pins one part of the contract or one family of faults; `harness`
 //! holds the shared helpers.
+//!
+//! `contract.rs` runs on both engines, Docker and Podman (`contract::<test>::docker`,
+//! `…::podman`); `engines.rs` covers API versions, TLS and unreachable daemons. The other
+//! modules test the command line, the state file, plans and faults, which do not depend on the
+//! engine, against Docker; `faults.rs` also freezes and kills private dockerds, which only Docker
+//! can be here.
 
 mod harness;
 

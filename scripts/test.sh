@@ -5,7 +5,8 @@
 #   * Docker: scripts/test-daemon.sh (Debian's docker.io; a private dockerd unless
 #     RT_CLEANUP_TEST_DOCKER_HOST is given);
 #   * Podman: scripts/test-podman.sh (Debian's podman; a private rootful `podman system service`
-#     unless RT_CLEANUP_TEST_PODMAN_HOST is given), for the engine tests (contract §6);
+#     unless RT_CLEANUP_TEST_PODMAN_HOST is given): the contract's tests run on it as on Docker
+#     (contract §6, "Engines");
 #   * Docker behind mutual TLS: scripts/test-tls-daemon.sh (a second private dockerd on
 #     127.0.0.1 with --tlsverify and certificates made by openssl), for the TLS tests (§4).
 #

@@ -13,7 +13,7 @@
 //!    peak RSS from `/usr/bin/time`.
 //! 3. **Start-up**: a real pass with nothing expired on a small state file, preflight included.
 //! 4. **Engines**: the same nothing-to-do pass on Docker and on Podman's Docker-compatible
-//!    service, alternately, side by side (issue 9: at most 30 ms on both).
+//!    service, alternately, side by side (target: at most 30 ms on both).
 //!
 //! Everything it creates carries the label `rtc-bench=1` and is removed at the end.
 
@@ -73,7 +73,11 @@ struct Options {
     #[arg(long, default_value = "target/release/rt-cleanup")]
     binary: PathBuf,
     /// Which parts to run.
-    #[arg(long, value_delimiter = ',', default_value = "startup,engines,scan,removal")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "startup,engines,scan,removal"
+    )]
     parts: Vec<String>,
     /// Removal sizes and their rounds, `N:ROUNDS`.
     #[arg(long, value_delimiter = ',', default_value = "300:5,100:3,1000:2")]

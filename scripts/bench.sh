@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark of issue 4: rt-cleanup against `docker container prune`, a bare Docker client and
-# the sqlite3 CLI, on a private Docker daemon of its own; and, for issue 9, a nothing-to-do pass
-# on Docker and on Podman side by side. See docs/benchmark.md for the figures.
+# the sqlite3 CLI, on a private Docker daemon of its own; and a nothing-to-do pass on Docker and
+# on Podman side by side. See docs/benchmark.md for the figures.
 #
 #   scripts/bench.sh                   # everything (about 6-8 minutes after the release build)
 #   scripts/bench.sh --parts scan      # extra arguments go to the first run of examples/bench.rs

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Brings up the Podman service that rt-cleanup's engine tests run against (contract §6 "Engines":
-# Podman's Docker-compatible API is a supported engine).
+# Brings up the Podman service that rt-cleanup's contract tests run against besides Docker
+# (docs/contract.md, "Engines": Podman's Docker-compatible API is a supported engine).
 #
 #   scripts/test-podman.sh start   # prints shell assignments: eval "$(scripts/test-podman.sh start)"
 #   scripts/test-podman.sh stop    # removes its containers and stops the service it started

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Brings up a second private Docker daemon that listens on TCP behind mutual TLS, for the tests of
-# rt-cleanup's TLS transport (contract §4, rev. 2: DOCKER_TLS_VERIFY, DOCKER_CERT_PATH).
+# rt-cleanup's TLS transport (docs/contract.md section 4: DOCKER_TLS_VERIFY, DOCKER_CERT_PATH).
 #
 #   scripts/test-tls-daemon.sh start  # prints shell assignments: eval "$(scripts/test-tls-daemon.sh start)"
 #   scripts/test-tls-daemon.sh stop   # stops the daemon this script started, if any

@@ -6,9 +6,10 @@
 #     RT_CLEANUP_TEST_DOCKER_HOST is given);
 #   * Podman: scripts/test-podman.sh (Debian's podman; a private rootful `podman system service`
 #     unless RT_CLEANUP_TEST_PODMAN_HOST is given): the contract's tests run on it as on Docker
-#     (contract §6, "Engines");
+#     (docs/contract.md, "Engines");
 #   * Docker behind mutual TLS: scripts/test-tls-daemon.sh (a second private dockerd on
-#     127.0.0.1 with --tlsverify and certificates made by openssl), for the TLS tests (§4).
+#     127.0.0.1 with --tlsverify and certificates made by openssl), for the TLS tests
+#     (docs/contract.md section 4).
 #
 #   scripts/test.sh                 # all tests
 #   scripts/test.sh contract::      # extra arguments go to `cargo test`, e.g. a filter

@@ -852,10 +852,11 @@ fn a_removal_already_in_progress_is_a_conflict_on_docker() {
     });
 }
 
-/// Podman differs here, as contract §3 allows: it holds the container's lock for the whole
-/// removal, so a second removal waits for the first and then finds no such container, 404. That
-/// is a `replay_no_op` (the container is verifiably gone), not Docker's `conflict`. A dry run's
-/// listing waits for the lock as well, then lists no such container, and predicts the same.
+/// Podman differs here, as section 3 of docs/contract.md allows: it holds the container's lock
+/// for the whole removal, so a second removal waits for the first and then finds no such
+/// container, 404. That is a `replay_no_op` (the container is verifiably gone), not Docker's
+/// `conflict`. A dry run's listing waits for the lock as well, then lists no such container, and
+/// predicts the same.
 #[test]
 fn a_removal_already_in_progress_is_waited_for_and_a_replay_no_op_on_podman() {
     on_engine(Engine::Podman, || {

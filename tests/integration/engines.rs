@@ -1,4 +1,4 @@
-//! Engines and transports (contract §4 and §6 "Engines", issue 9): the API version the preflight
+//! Engines and transports (docs/contract.md, sections 4 and 6): the API version the preflight
 //! picks from each engine release's ping, against a fake daemon that answers as that release
 //! would; TLS to a real dockerd behind mutual TLS, and each way it can fail; and what an
 //! unreachable daemon's message says. The contract's own tests run on Docker and on Podman in
@@ -557,7 +557,7 @@ fn missing_tls_files_and_ssh_hosts_are_refused_before_any_request() {
 }
 
 // ------------------------------------------------------------------------------------------------
-// An unreachable daemon says why (issue 8, item 9).
+// An unreachable daemon says why.
 // ------------------------------------------------------------------------------------------------
 
 /// Runs a dry run against `host` as `nobody` (uid 65534), or as this user when `as_nobody` is

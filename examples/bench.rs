@@ -299,7 +299,7 @@ fn median(values: &[f64]) -> f64 {
     if sorted.len() % 2 == 1 {
         sorted[middle]
     } else {
-        (sorted[middle - 1] + sorted[middle]) / 2.0
+        f64::midpoint(sorted[middle - 1], sorted[middle])
     }
 }
 

@@ -140,7 +140,7 @@ pub fn unclaimed<'a>(
 /// kept: its age cannot be shown.
 #[must_use]
 pub fn orphan_at(info: ContainerInfo, key: &str, threshold_ms: i64) -> Option<Orphan> {
-    if info.is_running() || !since_ms(&info).is_some_and(|since| since < threshold_ms) {
+    if info.is_running() || since_ms(&info).is_none_or(|since| since >= threshold_ms) {
         return None;
     }
     let label = info.labels.get(key)?.clone();

@@ -459,7 +459,7 @@ fn check_summary_shape(summary: &Value) {
         if !record["last_op_at"].is_null() {
             let at = contract_time(&record["last_op_at"]);
             assert!(
-                previous.map_or(true, |previous| previous <= at),
+                previous.is_none_or(|previous| previous <= at),
                 "oldest first"
             );
             previous = Some(at);

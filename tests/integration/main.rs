@@ -5,10 +5,10 @@
 //! holds the shared helpers.
 //!
 //! `contract.rs` runs on both engines, Docker and Podman (`contract::<test>::docker`,
-//! `…::podman`); `engines.rs` covers API versions, TLS and unreachable daemons. The other
-//! modules test the command line, the state file, plans and faults, which do not depend on the
-//! engine, against Docker; `faults.rs` also freezes and kills private dockerds, which only Docker
-//! can be here.
+//! `…::podman`), and so does `orphans.rs` (`orphans::on_podman::<test>`); `engines.rs` covers API
+//! versions, TLS and unreachable daemons. The other modules test the command line, the state
+//! file, plans and faults, which do not depend on the engine, against Docker; `faults.rs` also
+//! freezes and kills private dockerds, which only Docker can be here.
 
 mod harness;
 

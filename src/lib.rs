@@ -217,7 +217,9 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
         engine = %daemon.engine_version,
         server_api = %daemon.server_api,
         api = %daemon.wire_api,
-        "Docker preflight passed; requests use API {}", daemon.wire_api
+        "{} answered the preflight; requests use API {}",
+        daemon.engine_version,
+        daemon.wire_api
     );
     tracing::info!(
         stopped = read.stopped,

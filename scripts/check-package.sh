@@ -138,6 +138,7 @@ expected=(
   /usr/share/doc/rt-cleanup/examples/cron
   /usr/share/doc/rt-cleanup/examples/rt-cleanup.env
   /usr/share/doc/rt-cleanup/examples/summary.json
+  /usr/share/doc/rt-cleanup/examples/remote-docker-tls.conf
   /usr/share/lintian/overrides/rt-cleanup
 )
 # Every page of docs/, whatever pages it has by then.

@@ -374,6 +374,12 @@ impl Pass<'_> {
         )
         .await;
         let orphans = match self.orphans {
+            // A signal or a failed state file stops the pass from starting anything more,
+            // the orphans' listing and inspections included.
+            Some(_) if stop.reason().is_some() => Some(Err(format!(
+                "the orphans were not looked for: {}",
+                stop.reason().unwrap_or_default()
+            ))),
             Some(orphan_pass) => Some(
                 match orphan_pass
                     .find(self.docker, StateSide::Writer(&writer), &self.settings)

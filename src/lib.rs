@@ -33,14 +33,14 @@ use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
 
-use crate::candidate::Candidate;
+use crate::candidate::{Candidate, Target};
 use crate::cli::OrphanMode;
 use crate::cli::OutputFormat;
 use crate::config::Config;
 use crate::docker::{DockerClient, DockerError};
 use crate::engine::ContainerIndex;
 use crate::exit::ExitStatus;
-use crate::job::Job;
+use crate::job::JobKind;
 use crate::metrics::RunMetrics;
 use crate::orphans::{HandledOrphan, Orphan, OrphanPass, StateSide};
 use crate::outcome::{LiveLease, Outcome, ResultKind};
@@ -228,9 +228,13 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
         from_plan = plan.is_some(),
         "selected the expired stopped records"
     );
-    let jobs = pass::record_jobs(&read.candidates, time.threshold_ms);
-    let acted = worker::acted_on(jobs.len(), config.max_removals);
-    let needs_listing = acted > 0 && (config.dry_run || owner_label.is_some());
+    let acted = worker::acted_on(read.candidates.len(), config.max_removals);
+    // Only a container that a record names needs the listing: a backlog of records without one
+    // is handled without asking the daemon anything.
+    let names_a_container = read.candidates[..acted]
+        .iter()
+        .any(|candidate| matches!(candidate.target, Target::Container(_)));
+    let needs_listing = names_a_container && (config.dry_run || owner_label.is_some());
     let containers = if needs_listing {
         Some(ContainerIndex::new(docker.list().await?))
     } else {
@@ -248,7 +252,8 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
     let pass = Pass {
         config,
         docker: &docker,
-        jobs: &jobs,
+        candidates: &read.candidates,
+        threshold_ms: time.threshold_ms,
         containers: containers.as_ref(),
         orphans: orphan_pass.as_ref(),
         settings: WorkerSettings {
@@ -323,7 +328,10 @@ type OrphanResults = Option<Result<Vec<HandledOrphan>, String>>;
 struct Pass<'a> {
     config: &'a Config,
     docker: &'a DockerClient,
-    jobs: &'a [Job],
+    /// The records' candidates; a job is made of each only when the worker starts it.
+    candidates: &'a [Candidate],
+    /// The threshold the candidates were selected at.
+    threshold_ms: i64,
     /// One listing of every container, for a dry run and for `--owner-label`.
     containers: Option<&'a ContainerIndex>,
     orphans: Option<&'a OrphanPass<'a>>,
@@ -336,7 +344,9 @@ impl Pass<'_> {
         // No log line per prediction: the summary on stdout lists every one, and 10,000 such
         // lines cost a large dry run about a fifth of its time (docs/benchmark.md).
         let outcomes = pass::predict_all(
-            self.jobs,
+            self.candidates
+                .iter()
+                .map(|candidate| (&candidate.row.game_id, &candidate.target, JobKind::Record)),
             &read.leases,
             self.containers,
             self.settings.owner_label.as_deref(),
@@ -364,7 +374,7 @@ impl Pass<'_> {
     async fn act(&self, store: Store, stop: &Stop) -> (Vec<Outcome>, OrphanResults) {
         let writer = store.into_writer(self.config.op_source.clone());
         let outcomes = worker::run_jobs(
-            self.jobs,
+            pass::record_jobs(self.candidates, self.threshold_ms),
             self.config.max_removals,
             self.docker,
             &writer,

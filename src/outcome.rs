@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::candidate::Target;
 use crate::engine::{ContainerInfo, Inspection, Lookup, Removal};
-use crate::job::Job;
 use crate::value::FieldValue;
 
 /// The result of one expired record, as reported and counted.
@@ -335,13 +334,15 @@ pub fn lease_conflict(lease: &LiveLease) -> Outcome {
     ))
 }
 
-/// Predicts, for `--dry-run`, the result a real run would give this job right now.
+/// Predicts, for `--dry-run`, the result a real run would give the job of this game and target
+/// right now.
 ///
 /// `lease` is the live lease on the game, if any; `lookup` is where the job's container
 /// reference led in one listing of the daemon's containers.
 #[must_use]
 pub fn predict(
-    job: &Job,
+    game: &FieldValue,
+    target: &Target,
     lease: Option<&LiveLease>,
     lookup: Option<Lookup<'_>>,
     owner_label: Option<&str>,
@@ -349,7 +350,7 @@ pub fn predict(
     if let Some(lease) = lease {
         return lease_conflict(lease);
     }
-    let reference = match &job.target {
+    let reference = match target {
         Target::Invalid(reason) => {
             return Outcome::failed(ErrorCode::InvalidRecord, reason.clone());
         }
@@ -366,7 +367,7 @@ pub fn predict(
         ),
         Some(Lookup::Found(info)) => {
             if let Some(key) = owner_label {
-                if let Err(mismatch) = check_owner(info, key, &job.game) {
+                if let Err(mismatch) = check_owner(info, key, game) {
                     return mismatch;
                 }
             }
@@ -388,6 +389,7 @@ pub fn predict(
 mod tests {
     use super::*;
     use crate::candidate::{Candidate, StoppedRow};
+    use crate::job::Job;
     use std::time::Duration;
 
     fn refused(status: u16, message: &str) -> Removal {
@@ -553,6 +555,15 @@ mod tests {
         assert_eq!(missing.error_code, Some(ErrorCode::OwnershipMismatch));
     }
 
+    fn predicted(
+        job: &Job,
+        lease: Option<&LiveLease>,
+        lookup: Option<Lookup<'_>>,
+        owner_label: Option<&str>,
+    ) -> Outcome {
+        predict(&job.game, &job.target, lease, lookup, owner_label)
+    }
+
     #[test]
     fn a_dry_run_predicts_every_result() {
         let with_container = candidate(FieldValue::text("c"));
@@ -563,19 +574,19 @@ mod tests {
         };
         let cases = [
             (
-                predict(&with_container, None, Some(Lookup::Found(&exited)), None),
+                predicted(&with_container, None, Some(Lookup::Found(&exited)), None),
                 ResultKind::Removed,
             ),
             (
-                predict(&with_container, None, Some(Lookup::Missing), None),
+                predicted(&with_container, None, Some(Lookup::Missing), None),
                 ResultKind::ReplayNoOp,
             ),
             (
-                predict(&candidate(FieldValue::Null), None, None, None),
+                predicted(&candidate(FieldValue::Null), None, None, None),
                 ResultKind::ReplayNoOp,
             ),
             (
-                predict(
+                predicted(
                     &with_container,
                     Some(&lease),
                     Some(Lookup::Found(&exited)),
@@ -584,7 +595,7 @@ mod tests {
                 ResultKind::Conflict,
             ),
             (
-                predict(
+                predicted(
                     &with_container,
                     None,
                     Some(Lookup::Found(&info("removing", &[]))),
@@ -593,7 +604,7 @@ mod tests {
                 ResultKind::Conflict,
             ),
             (
-                predict(
+                predicted(
                     &with_container,
                     None,
                     Some(Lookup::Found(&info("running", &[]))),
@@ -602,7 +613,7 @@ mod tests {
                 ResultKind::Failed,
             ),
             (
-                predict(
+                predicted(
                     &with_container,
                     None,
                     Some(Lookup::Found(&exited)),
@@ -611,7 +622,7 @@ mod tests {
                 ResultKind::Failed,
             ),
             (
-                predict(&candidate(FieldValue::text("../x")), None, None, None),
+                predicted(&candidate(FieldValue::text("../x")), None, None, None),
                 ResultKind::Failed,
             ),
         ];

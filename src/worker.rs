@@ -4,12 +4,13 @@
 //! The same worker runs the jobs of the record pass and of the orphan pass; what differs between
 //! them is in the job (its guard and its `op_kind`), not here.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::time::Duration;
 
 use futures_util::future;
 use futures_util::stream::{self, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore, SemaphorePermit};
 
 use crate::candidate::Target;
 use crate::engine::{ContainerEngine, ContainerIndex, Inspection, Lookup};
@@ -19,7 +20,9 @@ use crate::outcome::{
     ErrorCode, Outcome,
 };
 use crate::stop::Stop;
-use crate::store::{Claim, ClaimResult, PendingSettlement, Settlement, StateWriter};
+use crate::store::{
+    Claim, ClaimAndSettle, ClaimResult, PendingSettlement, Settlement, StateWriter,
+};
 use crate::time::now_ms;
 
 /// What the worker needs besides its jobs.
@@ -67,74 +70,94 @@ const ABANDONED: &str = "abandoned after a second signal while Docker had not an
                          container may or may not be gone, so the record stays as it is and the \
                          next run retries it";
 
+/// The most results of jobs without a Docker call that may be queued for the state writer and
+/// not yet known to be written: enough to keep the writer's transactions full (64 requests
+/// each) back to back, few enough that a backlog of any size needs the same memory.
+const MAX_UNCONFIRMED: usize = 256;
+
 /// Runs the jobs, `settings.concurrency` at a time, the first `max_removals` of them only, and
-/// returns their outcomes in the jobs' order.
+/// returns their outcomes in the jobs' order. Each job is taken from `jobs` only when it is
+/// started, so that a pass never holds every job at once.
 ///
-/// A job holds one of the `concurrency` slots only for its lease claim and its Docker calls. Its
-/// result is handed to the state writer without waiting for the commit, so the slot goes to the
-/// next job at once and that job's claim is committed together with the result (the writer
-/// groups whatever is waiting into one transaction). A second task waits for the written results
-/// in the order they were queued, logs each one, and stops the pass at the first state-file
-/// failure.
-pub async fn run_jobs<E: ContainerEngine>(
-    jobs: &[Job],
+/// A job with Docker work holds one of the `concurrency` slots only for its lease claim and its
+/// Docker calls. Its result is handed to the state writer without waiting for the commit, so the
+/// slot goes to the next job at once and that job's claim is committed together with the result
+/// (the writer groups whatever is waiting into one transaction).
+///
+/// A job without Docker work (a record without a container, an unusable row) is claimed and
+/// settled in one request to the writer and takes no slot: such jobs are queued back to back,
+/// at most [`MAX_UNCONFIRMED`] of them unconfirmed at a time, and the writer applies them 64 to
+/// a transaction. Where such a request fails, nothing of it was written: its record is
+/// `deferred`, and the pass stops starting jobs.
+///
+/// A second task waits for the written results in the order they were queued, logs each one,
+/// and stops the pass at the first state-file failure.
+pub async fn run_jobs<E, I>(
+    jobs: I,
     max_removals: Option<usize>,
     engine: &E,
     writer: &StateWriter,
     containers: Option<&ContainerIndex>,
     settings: &WorkerSettings,
     stop: &Stop,
-) -> Vec<Outcome> {
-    let acted = acted_on(jobs.len(), max_removals);
+) -> Vec<Outcome>
+where
+    E: ContainerEngine,
+    I: IntoIterator<Item = Job>,
+    I::IntoIter: ExactSizeIterator,
+{
+    let jobs = jobs.into_iter();
+    let total = jobs.len();
+    let acted = acted_on(total, max_removals);
     let worker = Worker {
         engine,
         writer,
         containers,
         settings,
         stop,
+        unconfirmed: Semaphore::new(MAX_UNCONFIRMED),
     };
     let worker = &worker;
-    let (queued, mut to_confirm) = mpsc::unbounded_channel::<(usize, PendingSettlement)>();
+    // Both futures below run in this one task and never hold the borrow across an await.
+    let outcomes = RefCell::new(vec![None; total]);
+    let outcomes = &outcomes;
+    let (queued, mut to_confirm) = mpsc::unbounded_channel::<Queued<'_>>();
     let slots = async move {
-        let finished: Vec<(usize, Outcome)> = stream::iter(jobs.iter().enumerate())
+        stream::iter(jobs.enumerate())
             .map(|(position, job)| {
                 let queued = &queued;
                 async move {
                     if position >= acted {
-                        return Some((position, over_limit(max_removals)));
+                        outcomes.borrow_mut()[position] = Some(over_limit(max_removals));
+                        return;
                     }
                     match worker.process(job).await {
-                        Step::Done(outcome) => Some((position, outcome)),
+                        Step::Done(outcome) => outcomes.borrow_mut()[position] = Some(outcome),
                         Step::Queued(pending) => {
                             // The receiver lives until this task ends, so this cannot fail.
-                            let _ = queued.send((position, pending));
-                            None
+                            let _ = queued.send(Queued {
+                                position,
+                                ..pending
+                            });
                         }
                     }
                 }
             })
             .buffer_unordered(settings.concurrency.max(1))
-            .filter_map(future::ready)
-            .collect()
+            .for_each(|()| future::ready(()))
             .await;
         // Closing the channel lets the confirmations end once the last result is written.
         drop(queued);
-        finished
     };
     let confirmations = async {
-        let mut confirmed = Vec::new();
-        while let Some((position, pending)) = to_confirm.recv().await {
-            let outcome = worker.confirm(&jobs[position], pending).await;
-            confirmed.push((position, outcome));
+        while let Some(queued) = to_confirm.recv().await {
+            let (position, outcome) = worker.confirm(queued).await;
+            outcomes.borrow_mut()[position] = Some(outcome);
         }
-        confirmed
     };
-    let (finished, confirmed) = future::join(slots, confirmations).await;
-    let mut outcomes: Vec<Option<Outcome>> = vec![None; jobs.len()];
-    for (position, outcome) in finished.into_iter().chain(confirmed) {
-        outcomes[position] = Some(outcome);
-    }
+    future::join(slots, confirmations).await;
     outcomes
+        .take()
         .into_iter()
         .map(|outcome| {
             // Every position is either finished in its slot or queued and confirmed.
@@ -144,11 +167,27 @@ pub async fn run_jobs<E: ContainerEngine>(
 }
 
 /// Where a job's slot left it.
-enum Step {
+// A step lives only from a job's slot to the channel; boxing the large variant would cost an
+// allocation per job.
+#[allow(clippy::large_enum_variant)]
+enum Step<'a> {
     /// Finished without a result to write (a deferral).
     Done(Outcome),
     /// Its result is queued for the state writer, not yet known to be written.
-    Queued(PendingSettlement),
+    Queued(Queued<'a>),
+}
+
+/// A job whose result is queued for the state writer.
+struct Queued<'a> {
+    /// The job's place among the jobs.
+    position: usize,
+    job: Job,
+    pending: PendingSettlement,
+    /// Whether the request holds the job's claim too: where it fails, nothing of the job was
+    /// written or done, and the record is `deferred`.
+    with_claim: bool,
+    /// The job's place among the unconfirmed requests without Docker work, if it is one.
+    _permit: Option<SemaphorePermit<'a>>,
 }
 
 struct Worker<'a, E> {
@@ -157,13 +196,26 @@ struct Worker<'a, E> {
     containers: Option<&'a ContainerIndex>,
     settings: &'a WorkerSettings,
     stop: &'a Stop,
+    unconfirmed: Semaphore,
 }
 
 impl<E: ContainerEngine> Worker<'_, E> {
-    async fn process(&self, job: &Job) -> Step {
+    async fn process(&self, job: Job) -> Step<'_> {
         if let Some(reason) = self.stop.reason() {
             return Step::Done(Outcome::deferred(reason));
         }
+        let reference = match &job.target {
+            // Never sent to Docker: the row is re-read under the lease and is still unusable.
+            Target::Invalid(reason) => {
+                let outcome = Outcome::failed(ErrorCode::InvalidRecord, reason.clone());
+                return self.claim_and_settle(job, outcome).await;
+            }
+            Target::NoContainer => {
+                let outcome = Outcome::replay_no_op("the record names no container");
+                return self.claim_and_settle(job, outcome).await;
+            }
+            Target::Container(reference) => reference.clone(),
+        };
         let started_at_ms = now_ms();
         let claim = Claim {
             game: job.game.clone(),
@@ -186,15 +238,38 @@ impl<E: ContainerEngine> Worker<'_, E> {
                 return Step::Done(outcome);
             }
         }
-        let outcome = match &job.target {
-            // Never sent to Docker: the row was re-read under the lease and is still unusable.
-            Target::Invalid(reason) => Outcome::failed(ErrorCode::InvalidRecord, reason.clone()),
-            Target::NoContainer => Outcome::replay_no_op("the record names no container"),
-            Target::Container(reference) => self.remove_container(reference.as_str(), job).await,
-        };
-        let outcome = job.kind.result_of(outcome);
+        let outcome = job
+            .kind
+            .result_of(self.remove_container(reference.as_str(), &job).await);
         let holder = Some(self.settings.holder.clone());
         self.settle(job, holder, outcome, started_at_ms)
+    }
+
+    /// Queues the claim and the settlement of a job without Docker work as one request, once
+    /// fewer than [`MAX_UNCONFIRMED`] such requests wait for their confirmation.
+    async fn claim_and_settle(&self, job: Job, outcome: Outcome) -> Step<'_> {
+        // The semaphore is never closed; were it, the job would simply go unthrottled.
+        let permit = self.unconfirmed.acquire().await.ok();
+        let request = ClaimAndSettle {
+            claim: Claim {
+                game: job.game.clone(),
+                holder: self.settings.holder.clone(),
+                lease_ttl: self.settings.lease_ttl,
+                guard: job.guard.clone(),
+            },
+            kind: job.kind,
+            logged_container: job.logged_container.clone(),
+            outcome,
+            started_at_ms: now_ms(),
+        };
+        Step::Queued(Queued {
+            // Set where the step is queued, which knows the job's place.
+            position: 0,
+            pending: self.writer.claim_and_settle_later(request),
+            job,
+            with_claim: true,
+            _permit: permit,
+        })
     }
 
     /// Runs a Docker call unless the waits are abandoned (a second signal) first.
@@ -265,11 +340,11 @@ impl<E: ContainerEngine> Worker<'_, E> {
     /// Queues the job's result for the state writer without waiting for the commit.
     fn settle(
         &self,
-        job: &Job,
+        job: Job,
         holder: Option<String>,
         outcome: Outcome,
         started_at_ms: i64,
-    ) -> Step {
+    ) -> Step<'_> {
         let settlement = Settlement {
             game: job.game.clone(),
             kind: job.kind,
@@ -279,13 +354,35 @@ impl<E: ContainerEngine> Worker<'_, E> {
             outcome,
             started_at_ms,
         };
-        Step::Queued(self.writer.settle_later(settlement))
+        Step::Queued(Queued {
+            // Set where the step is queued, which knows the job's place.
+            position: 0,
+            pending: self.writer.settle_later(settlement),
+            job,
+            with_claim: false,
+            _permit: None,
+        })
     }
 
-    /// Waits until a queued result is written, and logs the result as written.
-    async fn confirm(&self, job: &Job, pending: PendingSettlement) -> Outcome {
+    /// Waits until a queued result is written, and logs the result as written. Returns the
+    /// job's position and its outcome.
+    async fn confirm(&self, queued: Queued<'_>) -> (usize, Outcome) {
+        let Queued {
+            position,
+            job,
+            pending,
+            with_claim,
+            _permit,
+        } = queued;
         let outcome = match pending.written().await {
             Ok(outcome) => outcome,
+            Err(error) if with_claim => {
+                // Nothing of the request was written, and it needed no Docker call: the record
+                // is as it was, not reached.
+                let outcome = Outcome::deferred(format!("not reached: {error}"));
+                self.stop.state_failed(error);
+                outcome
+            }
             Err(error) => {
                 let outcome = Outcome::failed(
                     ErrorCode::StateWriteFailed,
@@ -309,7 +406,7 @@ impl<E: ContainerEngine> Worker<'_, E> {
                 JobKind::Orphan => "orphan",
             }
         );
-        outcome
+        (position, outcome)
     }
 }
 
@@ -385,12 +482,25 @@ mod tests {
         max_removals: Option<usize>,
         stop: &Stop,
     ) -> Vec<Outcome> {
+        run_counting(pass, engine, settings, max_removals, stop)
+            .await
+            .0
+    }
+
+    /// [`run`], with the number of transactions the writer committed.
+    async fn run_counting(
+        pass: &Pass,
+        engine: &FakeEngine,
+        settings: &WorkerSettings,
+        max_removals: Option<usize>,
+        stop: &Stop,
+    ) -> (Vec<Outcome>, usize) {
         let store = Store::open(&pass.path, Access::ReadWrite, Duration::from_secs(5)).unwrap();
         let writer = store.into_writer("auto_ttl".into());
         let listing = ContainerIndex::new(engine.list_all().await.unwrap());
         let containers = settings.owner_label.is_some().then_some(&listing);
         let outcomes = run_jobs(
-            &pass.jobs,
+            pass.jobs.iter().cloned(),
             max_removals,
             engine,
             &writer,
@@ -399,8 +509,8 @@ mod tests {
             stop,
         )
         .await;
-        writer.close();
-        outcomes
+        let transactions = writer.close();
+        (outcomes, transactions)
     }
 
     fn results(outcomes: &[Outcome]) -> Vec<ResultKind> {
@@ -466,6 +576,77 @@ mod tests {
         assert_eq!(outcomes[0].result, ResultKind::ReplayNoOp);
         assert_eq!(engine.calls(), [Call::List], "only the test's own listing");
         assert_eq!(status(&pass.path, "a"), "removed");
+    }
+
+    #[tokio::test]
+    async fn records_without_docker_work_are_written_many_to_a_transaction() {
+        let names: Vec<String> = (0..200).map(|n| format!("g-{n:03}")).collect();
+        let records: Vec<_> = names
+            .iter()
+            .zip(1..)
+            .map(|(name, age)| (name.as_str(), None, age))
+            .collect();
+        let pass = pass_of(&records);
+        let engine = FakeEngine::default();
+        // One slot: were each claim awaited in its slot, 200 records would take 200 commits.
+        let (outcomes, transactions) =
+            run_counting(&pass, &engine, &settings(1, None), None, &Stop::new()).await;
+        assert!(outcomes.iter().all(|o| o.result == ResultKind::ReplayNoOp));
+        assert_eq!(engine.calls(), [Call::List], "only the test's own listing");
+        assert!(
+            transactions <= 10,
+            "{transactions} transactions for 200 records"
+        );
+        assert_eq!(log(&connect(&pass.path)).len(), 200);
+        assert!(leases(&connect(&pass.path)).is_empty());
+        assert_eq!(status(&pass.path, "g-199"), "removed");
+    }
+
+    #[tokio::test]
+    async fn a_batch_the_state_file_refuses_defers_its_records_and_stops_the_pass() {
+        let pass = pass_of(&[("a", None, 1), ("b", None, 2), ("c", Some("cc"), 3)]);
+        let engine = FakeEngine::default();
+        engine.add("cc0000", "cc", "exited", &[]);
+        let store = Store::open(&pass.path, Access::ReadWrite, Duration::from_millis(50)).unwrap();
+        let writer = store.into_writer("auto_ttl".into());
+        // Another program holds the file's write lock for longer than the wait.
+        let holder = connect(&pass.path);
+        holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let stop = Stop::new();
+        let outcomes = run_jobs(
+            pass.jobs.iter().cloned(),
+            None,
+            &engine,
+            &writer,
+            None,
+            &settings(1, None),
+            &stop,
+        )
+        .await;
+        writer.close();
+        holder.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(
+            results(&outcomes),
+            [
+                ResultKind::Deferred,
+                ResultKind::Deferred,
+                ResultKind::Deferred
+            ]
+        );
+        for outcome in &outcomes {
+            let message = outcome.error_message.as_deref().unwrap();
+            assert!(message.contains("not reached"), "{message}");
+        }
+        assert!(stop
+            .take_state_failure()
+            .is_some_and(|error| error.is_busy()));
+        assert!(
+            engine.removals().is_empty(),
+            "no record was started after the failure"
+        );
+        assert!(log(&connect(&pass.path)).is_empty());
+        assert!(leases(&connect(&pass.path)).is_empty());
+        assert_eq!(status(&pass.path, "a"), "stopped");
     }
 
     #[tokio::test]
@@ -600,7 +781,7 @@ mod tests {
         let listing = ContainerIndex::new(Vec::new());
         engine.add("late0000", "late", "exited", &[(OWNER, "a")]);
         let outcomes = run_jobs(
-            &pass.jobs,
+            pass.jobs.iter().cloned(),
             None,
             &engine,
             &writer,

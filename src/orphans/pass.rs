@@ -146,7 +146,9 @@ impl OrphanPass<'_> {
         }
         let work = Work::of(&found);
         let predicted = predict_all(
-            &work.jobs,
+            work.jobs
+                .iter()
+                .map(|job| (&job.game, &job.target, job.kind)),
             leases,
             Some(&work.containers),
             Some(self.key),
@@ -175,7 +177,7 @@ impl OrphanPass<'_> {
             ..settings.clone()
         };
         let results = run_jobs(
-            &work.jobs,
+            work.jobs.iter().cloned(),
             max_removals,
             docker,
             writer,

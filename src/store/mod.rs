@@ -25,7 +25,7 @@ use thiserror::Error;
 use crate::value::{FieldValue, Text};
 
 pub use open::Access;
-pub use protocol::{Claim, ClaimResult, Settlement};
+pub use protocol::{Claim, ClaimAndSettle, ClaimResult, Settlement};
 pub use writer::{PendingSettlement, StateWriter};
 
 /// The `user_version` of contract version 1.

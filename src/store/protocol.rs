@@ -3,7 +3,9 @@
 //! `operation_log` row and releases the lease.
 //!
 //! Each function runs inside a transaction (a savepoint) that the writer opened, and takes `now`
-//! as an argument so that the tests can drive time.
+//! as an argument so that the tests can drive time. Statements are prepared once per connection
+//! (`prepare_cached`): a backlog runs each of them once per record, and preparing one costs about
+//! as much as running it.
 
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{epoch_or_never, field, shown_text, Exact};
 use crate::job::{CurrentRecord, Guard, JobKind};
-use crate::outcome::{ErrorCode, LiveLease, Outcome};
+use crate::outcome::{lease_conflict, ErrorCode, LiveLease, Outcome};
 use crate::value::FieldValue;
 
 /// A request to take a game's lease and re-read its record under it.
@@ -59,6 +61,49 @@ pub struct Settlement {
     pub started_at_ms: i64,
 }
 
+/// A job that needs no Docker call between its claim and its settlement (a record without a
+/// container, or an unusable row): both are applied in one savepoint, so that such jobs need no
+/// slot and a backlog of them is written 64 to a transaction.
+#[derive(Debug, Clone)]
+pub struct ClaimAndSettle {
+    /// The lease to take and what the record must still say under it.
+    pub claim: Claim,
+    /// Record or orphan.
+    pub kind: JobKind,
+    /// `operation_log.container_id`.
+    pub logged_container: Option<String>,
+    /// The result where the claim holds; a lease held by someone else or a changed record makes
+    /// it a `conflict` instead.
+    pub outcome: Outcome,
+    /// When work on the job began, epoch milliseconds.
+    pub started_at_ms: i64,
+}
+
+/// Applies a [`ClaimAndSettle`]: the claim, then the settlement with the job's result where the
+/// claim holds, or with a `conflict` (and no lease of ours to release) where it does not.
+/// Returns the outcome as written.
+pub(super) fn apply_claim_and_settle(
+    connection: &Connection,
+    op_source: &str,
+    request: &ClaimAndSettle,
+    now_ms: i64,
+) -> rusqlite::Result<Outcome> {
+    let claim = &request.claim;
+    let (holder, outcome) = match apply_claim(connection, claim, now_ms)? {
+        ClaimResult::Claimed => (Some(claim.holder.as_str()), request.outcome.clone()),
+        ClaimResult::HeldBy(lease) => (None, lease_conflict(&lease)),
+        ClaimResult::Changed(change) => (None, Outcome::conflict(change)),
+    };
+    let entry = Entry {
+        game: &claim.game,
+        kind: request.kind,
+        guard: &claim.guard,
+        logged_container: request.logged_container.as_deref(),
+        started_at_ms: request.started_at_ms,
+    };
+    write_result(connection, op_source, &entry, holder, outcome, now_ms)
+}
+
 /// Takes the game's lease where it is free (one statement: insert, or take over only an
 /// expired lease), then re-reads the record under it and checks the guard.
 pub(super) fn apply_claim(
@@ -69,24 +114,28 @@ pub(super) fn apply_claim(
     // A TTL too long for i64 milliseconds saturates instead of wrapping into the past.
     let ttl_ms = i64::try_from(claim.lease_ttl.as_millis()).unwrap_or(i64::MAX);
     let expires_at = now_ms.saturating_add(ttl_ms);
-    let taken = connection.execute(
-        "INSERT INTO game_leases (game_id, holder, expires_at) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (game_id) DO UPDATE \
-           SET holder = excluded.holder, expires_at = excluded.expires_at \
-           WHERE game_leases.expires_at <= ?4",
-        params![Exact(&claim.game), claim.holder, expires_at, now_ms],
-    )?;
+    let taken = connection
+        .prepare_cached(
+            "INSERT INTO game_leases (game_id, holder, expires_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (game_id) DO UPDATE \
+               SET holder = excluded.holder, expires_at = excluded.expires_at \
+               WHERE game_leases.expires_at <= ?4",
+        )?
+        .execute(params![
+            Exact(&claim.game),
+            claim.holder,
+            expires_at,
+            now_ms
+        ])?;
     if taken == 0 {
-        let lease = connection.query_row(
-            "SELECT holder, expires_at FROM game_leases WHERE game_id = ?1",
-            [Exact(&claim.game)],
-            |row| {
+        let lease = connection
+            .prepare_cached("SELECT holder, expires_at FROM game_leases WHERE game_id = ?1")?
+            .query_row([Exact(&claim.game)], |row| {
                 Ok(LiveLease {
                     holder: shown_text(row.get_ref(0)?),
                     expires_at: epoch_or_never(row.get_ref(1)?),
                 })
-            },
-        )?;
+            })?;
         return Ok(ClaimResult::HeldBy(lease));
     }
     let current = read_record(connection, &claim.game)?;
@@ -104,17 +153,16 @@ fn read_record(
     game: &FieldValue,
 ) -> rusqlite::Result<Option<CurrentRecord>> {
     connection
-        .query_row(
+        .prepare_cached(
             "SELECT status, container_id, last_op_at FROM runtime_records WHERE game_id = ?1",
-            [Exact(game)],
-            |row| {
-                Ok(CurrentRecord {
-                    status: field(row.get_ref(0)?),
-                    container_id: field(row.get_ref(1)?),
-                    last_op_at: field(row.get_ref(2)?),
-                })
-            },
-        )
+        )?
+        .query_row([Exact(game)], |row| {
+            Ok(CurrentRecord {
+                status: field(row.get_ref(0)?),
+                container_id: field(row.get_ref(1)?),
+                last_op_at: field(row.get_ref(2)?),
+            })
+        })
         .optional()
 }
 
@@ -126,40 +174,72 @@ fn read_record(
 pub(super) fn apply_settlement(
     connection: &Connection,
     op_source: &str,
-    settlement: Settlement,
+    settlement: &Settlement,
     now_ms: i64,
 ) -> rusqlite::Result<Outcome> {
-    let mut outcome = settlement.outcome;
-    if settlement.kind == JobKind::Record && outcome.moves_record() {
-        outcome = compare_and_set(
-            connection,
-            &settlement.game,
-            &settlement.guard,
-            settlement.holder.as_deref(),
-            now_ms,
-        )?
-        .unwrap_or(outcome);
+    let entry = Entry {
+        game: &settlement.game,
+        kind: settlement.kind,
+        guard: &settlement.guard,
+        logged_container: settlement.logged_container.as_deref(),
+        started_at_ms: settlement.started_at_ms,
+    };
+    let holder = settlement.holder.as_deref();
+    write_result(
+        connection,
+        op_source,
+        &entry,
+        holder,
+        settlement.outcome.clone(),
+        now_ms,
+    )
+}
+
+/// What a job's result is written about, borrowed from its request: requests are kept until
+/// their transaction commits, since a failed one makes the writer apply its batch again.
+struct Entry<'a> {
+    game: &'a FieldValue,
+    kind: JobKind,
+    guard: &'a Guard,
+    logged_container: Option<&'a str>,
+    started_at_ms: i64,
+}
+
+/// The settlement's statements (see [`apply_settlement`]); `holder` is the lease to use and
+/// release, if the job took one.
+fn write_result(
+    connection: &Connection,
+    op_source: &str,
+    entry: &Entry<'_>,
+    holder: Option<&str>,
+    mut outcome: Outcome,
+    now_ms: i64,
+) -> rusqlite::Result<Outcome> {
+    if entry.kind == JobKind::Record && outcome.moves_record() {
+        outcome = compare_and_set(connection, entry.game, entry.guard, holder, now_ms)?
+            .unwrap_or(outcome);
     }
     if let Some(log_outcome) = outcome.log_outcome() {
-        connection.execute(
-            "INSERT INTO operation_log (game_id, op_kind, op_source, outcome, error_code, \
-               error_message, container_id, started_at, finished_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                Exact(&settlement.game),
-                settlement.kind.op_kind(),
+        connection
+            .prepare_cached(
+                "INSERT INTO operation_log (game_id, op_kind, op_source, outcome, error_code, \
+                   error_message, container_id, started_at, finished_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                Exact(entry.game),
+                entry.kind.op_kind(),
                 op_source,
                 log_outcome,
                 outcome.error_code.map(ErrorCode::as_str),
                 outcome.error_message,
-                settlement.logged_container,
-                settlement.started_at_ms,
+                entry.logged_container,
+                entry.started_at_ms,
                 now_ms,
-            ],
-        )?;
+            ])?;
     }
-    if let Some(holder) = &settlement.holder {
-        release(connection, &settlement.game, holder)?;
+    if let Some(holder) = holder {
+        release(connection, entry.game, holder)?;
     }
     Ok(outcome)
 }
@@ -185,29 +265,30 @@ fn compare_and_set(
             "the record was not re-read under a lease of this run; it was left as it is",
         )));
     };
-    let moved = connection.execute(
-        "UPDATE runtime_records SET status = 'removed', last_op_at = ?1 \
-         WHERE game_id = ?2 AND status = 'stopped' \
-           AND last_op_at IS ?3 AND container_id IS ?4 \
-           AND EXISTS (SELECT 1 FROM game_leases \
-                        WHERE game_id = ?2 AND holder = ?5 AND expires_at > ?1)",
-        params![
+    let moved = connection
+        .prepare_cached(
+            "UPDATE runtime_records SET status = 'removed', last_op_at = ?1 \
+             WHERE game_id = ?2 AND status = 'stopped' \
+               AND last_op_at IS ?3 AND container_id IS ?4 \
+               AND EXISTS (SELECT 1 FROM game_leases \
+                            WHERE game_id = ?2 AND holder = ?5 AND expires_at > ?1)",
+        )?
+        .execute(params![
             now_ms,
             Exact(game),
             Exact(last_op_at),
             Exact(container_id),
             holder
-        ],
-    )?;
+        ])?;
     if moved > 0 {
         return Ok(None);
     }
-    let ours: bool = connection.query_row(
-        "SELECT EXISTS (SELECT 1 FROM game_leases \
-                         WHERE game_id = ?1 AND holder = ?2 AND expires_at > ?3)",
-        params![Exact(game), holder, now_ms],
-        |row| row.get(0),
-    )?;
+    let ours: bool = connection
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM game_leases \
+                             WHERE game_id = ?1 AND holder = ?2 AND expires_at > ?3)",
+        )?
+        .query_row(params![Exact(game), holder, now_ms], |row| row.get(0))?;
     Ok(Some(Outcome::conflict(if ours {
         "the record changed while its container was being handled; it was left as it is"
     } else {
@@ -217,10 +298,9 @@ fn compare_and_set(
 }
 
 fn release(connection: &Connection, game: &FieldValue, holder: &str) -> rusqlite::Result<()> {
-    connection.execute(
-        "DELETE FROM game_leases WHERE game_id = ?1 AND holder = ?2",
-        params![Exact(game), holder],
-    )?;
+    connection
+        .prepare_cached("DELETE FROM game_leases WHERE game_id = ?1 AND holder = ?2")?
+        .execute(params![Exact(game), holder])?;
     Ok(())
 }
 
@@ -393,7 +473,7 @@ mod tests {
                 Some(US),
             )
         };
-        let outcome = apply_settlement(&connection, "auto_ttl", settlement, NOW + 1).unwrap();
+        let outcome = apply_settlement(&connection, "auto_ttl", &settlement, NOW + 1).unwrap();
         assert_eq!(outcome.result, crate::outcome::ResultKind::ReplayNoOp);
         assert_eq!(
             record(&connection, &odd).unwrap().0,
@@ -410,7 +490,7 @@ mod tests {
         let outcome = apply_settlement(
             &connection,
             "auto_ttl",
-            settlement("g", record_guard("c1", 100), Outcome::removed(), Some(US)),
+            &settlement("g", record_guard("c1", 100), Outcome::removed(), Some(US)),
             NOW + 7,
         )
         .unwrap();
@@ -444,7 +524,7 @@ mod tests {
         let outcome = apply_settlement(
             &connection,
             "nightly",
-            settlement("g", record_guard("c1", 100), failed.clone(), Some(US)),
+            &settlement("g", record_guard("c1", 100), failed.clone(), Some(US)),
             NOW,
         )
         .unwrap();
@@ -477,7 +557,7 @@ mod tests {
         let outcome = apply_settlement(
             &connection,
             "auto_ttl",
-            settlement("g", record_guard("c1", 100), Outcome::removed(), Some(US)),
+            &settlement("g", record_guard("c1", 100), Outcome::removed(), Some(US)),
             NOW,
         )
         .unwrap();
@@ -504,7 +584,7 @@ mod tests {
         let outcome = apply_settlement(
             &connection,
             "auto_ttl",
-            settlement("g", record_guard("c1", 100), Outcome::removed(), Some(US)),
+            &settlement("g", record_guard("c1", 100), Outcome::removed(), Some(US)),
             NOW,
         )
         .unwrap();
@@ -528,7 +608,7 @@ mod tests {
         let outcome = apply_settlement(
             &connection,
             "auto_ttl",
-            settlement("g", record_guard("c1", 100), Outcome::removed(), Some(US)),
+            &settlement("g", record_guard("c1", 100), Outcome::removed(), Some(US)),
             NOW + 300_000,
         )
         .unwrap();
@@ -548,7 +628,7 @@ mod tests {
         apply_settlement(
             &connection,
             "auto_ttl",
-            settlement("g", record_guard("c1", 100), conflict, None),
+            &settlement("g", record_guard("c1", 100), conflict, None),
             NOW,
         )
         .unwrap();
@@ -560,6 +640,115 @@ mod tests {
         );
     }
 
+    /// A record without a container, claimed and settled in one request.
+    fn without_container(name: &str, last_op_at: i64, outcome: Outcome) -> ClaimAndSettle {
+        let guard = Guard::Record {
+            container_id: FieldValue::Null,
+            last_op_at: FieldValue::Integer(last_op_at),
+            threshold_ms: NOW - 1_000,
+        };
+        ClaimAndSettle {
+            claim: claim(name, guard),
+            kind: JobKind::Record,
+            logged_container: None,
+            outcome,
+            started_at_ms: NOW - 5,
+        }
+    }
+
+    fn stopped_without_container(connection: &Connection, name: &str, last_op_at: i64) {
+        insert(
+            connection,
+            &game(name),
+            &FieldValue::Null,
+            "stopped",
+            &FieldValue::Integer(last_op_at),
+        );
+    }
+
+    #[test]
+    fn a_claim_and_settle_that_claims_moves_logs_and_releases_at_once() {
+        let connection = memory();
+        stopped_without_container(&connection, "g", 100);
+        let request = without_container("g", 100, Outcome::replay_no_op("no container"));
+        let outcome = apply_claim_and_settle(&connection, "auto_ttl", &request, NOW).unwrap();
+        assert_eq!(outcome.result, crate::outcome::ResultKind::ReplayNoOp);
+        let (status, _, last_op_at) = record(&connection, &game("g")).unwrap();
+        assert_eq!(status, FieldValue::text("removed"));
+        assert_eq!(last_op_at, FieldValue::Integer(NOW));
+        assert_eq!(
+            log(&connection),
+            [(
+                game("g"),
+                "cleanup_container".to_owned(),
+                "success".to_owned(),
+                Some("replay_no_op".to_owned()),
+                None
+            )]
+        );
+        assert!(leases(&connection).is_empty(), "the lease is released");
+    }
+
+    #[test]
+    fn a_claim_and_settle_of_an_invalid_row_logs_its_failure_and_releases() {
+        let connection = memory();
+        stopped_without_container(&connection, "g", 100);
+        let failed = Outcome::failed(ErrorCode::InvalidRecord, "unusable");
+        let request = without_container("g", 100, failed.clone());
+        let outcome = apply_claim_and_settle(&connection, "auto_ttl", &request, NOW).unwrap();
+        assert_eq!(outcome, failed);
+        assert_eq!(
+            record(&connection, &game("g")).unwrap().0,
+            FieldValue::text("stopped")
+        );
+        assert_eq!(log(&connection)[0].3.as_deref(), Some("invalid_record"));
+        assert!(leases(&connection).is_empty());
+    }
+
+    #[test]
+    fn a_claim_and_settle_of_a_held_game_logs_a_conflict_and_leaves_the_lease() {
+        let connection = memory();
+        stopped_without_container(&connection, "g", 100);
+        lease(&connection, "g", "rtmanager", NOW + 1);
+        let request = without_container("g", 100, Outcome::replay_no_op("no container"));
+        let outcome = apply_claim_and_settle(&connection, "auto_ttl", &request, NOW).unwrap();
+        assert_eq!(outcome.result, crate::outcome::ResultKind::Conflict);
+        assert!(outcome.error_message.unwrap().contains("rtmanager"));
+        assert_eq!(
+            record(&connection, &game("g")).unwrap().0,
+            FieldValue::text("stopped")
+        );
+        assert_eq!(log(&connection)[0].3.as_deref(), Some("conflict"));
+        assert_eq!(
+            leases(&connection),
+            [(game("g"), "rtmanager".to_owned(), NOW + 1)],
+            "the other holder's lease is untouched"
+        );
+    }
+
+    #[test]
+    fn a_claim_and_settle_of_a_changed_record_logs_a_conflict_and_gives_the_lease_back() {
+        let connection = memory();
+        stopped_without_container(&connection, "g", 101);
+        let request = without_container("g", 100, Outcome::replay_no_op("no container"));
+        let outcome = apply_claim_and_settle(&connection, "auto_ttl", &request, NOW).unwrap();
+        assert_eq!(outcome.result, crate::outcome::ResultKind::Conflict);
+        assert!(outcome
+            .error_message
+            .unwrap()
+            .contains("changed since it was selected"));
+        assert_eq!(
+            record(&connection, &game("g")).unwrap(),
+            (
+                FieldValue::text("stopped"),
+                FieldValue::Null,
+                FieldValue::Integer(101)
+            )
+        );
+        assert_eq!(log(&connection)[0].3.as_deref(), Some("conflict"));
+        assert!(leases(&connection).is_empty());
+    }
+
     #[test]
     fn a_deferral_writes_no_log_row() {
         let connection = memory();
@@ -567,7 +756,7 @@ mod tests {
         apply_settlement(
             &connection,
             "auto_ttl",
-            settlement(
+            &settlement(
                 "g",
                 record_guard("c1", 100),
                 Outcome::deferred("later"),
@@ -611,7 +800,7 @@ mod tests {
             ..settlement("g", guard, Outcome::removed(), Some(US))
         };
         assert_eq!(
-            apply_settlement(&connection, "auto_ttl", settlement, NOW).unwrap(),
+            apply_settlement(&connection, "auto_ttl", &settlement, NOW).unwrap(),
             Outcome::removed()
         );
         assert_eq!(
@@ -660,7 +849,7 @@ mod tests {
         apply_settlement(
             &connection,
             "auto_ttl",
-            settlement("g", record_guard("c1", 100), Outcome::removed(), Some(US)),
+            &settlement("g", record_guard("c1", 100), Outcome::removed(), Some(US)),
             NOW,
         )
         .unwrap();

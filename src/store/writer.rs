@@ -1,7 +1,8 @@
 //! The state-file writer of a real run: one thread that owns the connection and applies lease
-//! claims and results in grouped transactions (one transaction for every request waiting at
-//! that moment, a savepoint each), so that a pass of hundreds of records needs far fewer
-//! commits than records.
+//! claims and results in grouped transactions (one transaction for up to 64 requests waiting at
+//! that moment), so that a pass of hundreds of records needs far fewer commits than records. A
+//! record without Docker work is claimed and settled by one request, so that a backlog of them
+//! is written 64 records to a commit.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -11,7 +12,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use std::collections::HashMap;
 
-use super::protocol::{apply_claim, apply_settlement, Claim, ClaimResult, Settlement};
+use super::protocol::{
+    apply_claim, apply_claim_and_settle, apply_settlement, Claim, ClaimAndSettle, ClaimResult,
+    Settlement,
+};
 use super::read::records_of;
 use super::{Store, StoreError};
 use crate::job::CurrentRecord;
@@ -28,6 +32,7 @@ type Records = HashMap<FieldValue, CurrentRecord>;
 enum Request {
     Claim(Claim),
     Settle(Settlement),
+    ClaimAndSettle(ClaimAndSettle),
     Read(Vec<FieldValue>),
 }
 
@@ -95,7 +100,7 @@ impl PendingSettlement {
 #[derive(Debug)]
 pub struct StateWriter {
     jobs: Option<mpsc::UnboundedSender<(Request, Responder)>>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<JoinHandle<usize>>,
 }
 
 impl Store {
@@ -140,9 +145,21 @@ impl StateWriter {
     /// is waiting; the outcome as written is read from the returned [`PendingSettlement`].
     #[must_use]
     pub fn settle_later(&self, settlement: Settlement) -> PendingSettlement {
+        self.queue(Request::Settle(settlement))
+    }
+
+    /// Queues the claim and the settlement of a job that needs no Docker call, to be applied
+    /// together in one savepoint (see [`ClaimAndSettle`]). It returns at once, like
+    /// [`settle_later`](Self::settle_later); where the request fails, nothing of it was written.
+    #[must_use]
+    pub fn claim_and_settle_later(&self, request: ClaimAndSettle) -> PendingSettlement {
+        self.queue(Request::ClaimAndSettle(request))
+    }
+
+    fn queue(&self, request: Request) -> PendingSettlement {
         let (reply, answer) = oneshot::channel();
         PendingSettlement(
-            self.send(Request::Settle(settlement), Responder::Settle(reply))
+            self.send(request, Responder::Settle(reply))
                 .map(|()| answer),
         )
     }
@@ -154,16 +171,18 @@ impl StateWriter {
     }
 
     /// Waits for every request to be written and closes the state file.
-    pub fn close(mut self) {
-        self.shut_down();
+    /// Returns how many transactions it committed.
+    pub fn close(mut self) -> usize {
+        self.shut_down()
     }
 
-    fn shut_down(&mut self) {
+    fn shut_down(&mut self) -> usize {
         self.jobs = None;
-        if let Some(thread) = self.thread.take() {
-            // A panic of the writer has already failed every request it held (WriterGone).
-            let _ = thread.join();
-        }
+        // A panic of the writer has already failed every request it held (WriterGone).
+        self.thread
+            .take()
+            .and_then(|thread| thread.join().ok())
+            .unwrap_or(0)
     }
 }
 
@@ -173,11 +192,13 @@ impl Drop for StateWriter {
     }
 }
 
+/// Applies what comes until every sender is gone; returns the number of transactions committed.
 fn write_loop(
     mut connection: Connection,
     op_source: &str,
     mut jobs: mpsc::UnboundedReceiver<(Request, Responder)>,
-) {
+) -> usize {
+    let mut committed = 0;
     while let Some(first) = jobs.blocking_recv() {
         let mut requests = vec![first.0];
         let mut responders = vec![first.1];
@@ -190,8 +211,9 @@ fn write_loop(
         }
         let batch = requests.len();
         let began = std::time::Instant::now();
-        match apply_batch(&mut connection, op_source, requests) {
+        match apply_batch(&mut connection, op_source, &requests) {
             Ok(answers) => {
+                committed += 1;
                 tracing::debug!(
                     requests = batch,
                     micros = began.elapsed().as_micros() as u64,
@@ -218,29 +240,66 @@ fn write_loop(
             }
         }
     }
+    tracing::debug!(transactions = committed, "state-file writer done");
+    committed
 }
 
-/// Applies a batch in one transaction, a savepoint per request so that one failing request does
-/// not undo the others. Fails as a whole when the transaction cannot start or commit.
+/// Applies a batch in one transaction. Fails as a whole when the transaction cannot start or
+/// commit; otherwise each request has its own answer, and a request that fails leaves nothing of
+/// itself written and does not undo the others.
+///
+/// The batch is first applied as it is; only where a request fails is it rolled back and
+/// applied again with a savepoint per request. A savepoint makes SQLite copy every page that a
+/// request is the first in it to change (the lease table's, the log's last page, ...), which
+/// cost a backlog a tenth of its time.
 fn apply_batch(
     connection: &mut Connection,
     op_source: &str,
-    requests: Vec<Request>,
+    requests: &[Request],
+) -> rusqlite::Result<Vec<rusqlite::Result<Answer>>> {
+    if let Some(answers) = apply_together(connection, op_source, requests)? {
+        return Ok(answers.into_iter().map(Ok).collect());
+    }
+    apply_one_by_one(connection, op_source, requests)
+}
+
+/// Applies every request in one transaction; `None`, with the transaction rolled back, where
+/// one of them fails.
+fn apply_together(
+    connection: &mut Connection,
+    op_source: &str,
+    requests: &[Request],
+) -> rusqlite::Result<Option<Vec<Answer>>> {
+    let transaction =
+        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut answers = Vec::with_capacity(requests.len());
+    for request in requests {
+        match apply(&transaction, op_source, request) {
+            Ok(answer) => answers.push(answer),
+            Err(error) => {
+                tracing::debug!(%error, "a request failed; applying its batch again, a savepoint each");
+                // Dropping the transaction rolls it back (or finds it rolled back by SQLite).
+                return Ok(None);
+            }
+        }
+    }
+    transaction.commit()?;
+    Ok(Some(answers))
+}
+
+/// Applies every request in one transaction, a savepoint each, so that one failing request does
+/// not undo the others.
+fn apply_one_by_one(
+    connection: &mut Connection,
+    op_source: &str,
+    requests: &[Request],
 ) -> rusqlite::Result<Vec<rusqlite::Result<Answer>>> {
     let mut transaction =
         connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut answers = Vec::with_capacity(requests.len());
     for request in requests {
         let savepoint = transaction.savepoint()?;
-        // Each request takes its own `now`: a lease's expiry counts from when it is taken.
-        let now = now_ms();
-        let answer = match request {
-            Request::Claim(claim) => apply_claim(&savepoint, &claim, now).map(Answer::Claim),
-            Request::Settle(settlement) => {
-                apply_settlement(&savepoint, op_source, settlement, now).map(Answer::Settle)
-            }
-            Request::Read(games) => records_of(&savepoint, &games).map(Answer::Read),
-        };
+        let answer = apply(&savepoint, op_source, request);
         if answer.is_ok() {
             savepoint.commit()?;
         } else {
@@ -251,4 +310,97 @@ fn apply_batch(
     }
     transaction.commit()?;
     Ok(answers)
+}
+
+/// Applies one request. Each request takes its own `now`: a lease's expiry counts from when it
+/// is taken.
+fn apply(connection: &Connection, op_source: &str, request: &Request) -> rusqlite::Result<Answer> {
+    let now = now_ms();
+    match request {
+        Request::Claim(claim) => apply_claim(connection, claim, now).map(Answer::Claim),
+        Request::Settle(settlement) => {
+            apply_settlement(connection, op_source, settlement, now).map(Answer::Settle)
+        }
+        Request::ClaimAndSettle(request) => {
+            apply_claim_and_settle(connection, op_source, request, now).map(Answer::Settle)
+        }
+        Request::Read(games) => records_of(connection, games).map(Answer::Read),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::testing::{insert, leases, log, memory, record};
+    use super::*;
+    use crate::job::{Guard, JobKind};
+    use crate::outcome::ResultKind;
+
+    fn stopped(connection: &Connection, game: &FieldValue) {
+        insert(
+            connection,
+            game,
+            &FieldValue::Null,
+            "stopped",
+            &FieldValue::Integer(100),
+        );
+    }
+
+    fn claim_and_settle(game: FieldValue) -> Request {
+        Request::ClaimAndSettle(ClaimAndSettle {
+            claim: Claim {
+                game,
+                holder: "rt-cleanup/test/1".into(),
+                lease_ttl: Duration::from_secs(300),
+                guard: Guard::Record {
+                    container_id: FieldValue::Null,
+                    last_op_at: FieldValue::Integer(100),
+                    threshold_ms: 1_000,
+                },
+            },
+            kind: JobKind::Record,
+            logged_container: None,
+            outcome: Outcome::replay_no_op("the record names no container"),
+            started_at_ms: 1,
+        })
+    }
+
+    #[test]
+    fn a_failing_request_leaves_nothing_of_itself_and_undoes_no_other() {
+        let mut connection = memory();
+        let (first, last) = (FieldValue::text("g-1"), FieldValue::text("g-3"));
+        stopped(&connection, &first);
+        stopped(&connection, &last);
+        // A game id NULL breaks the lease table's NOT NULL halfway through its request.
+        let requests = [
+            claim_and_settle(first.clone()),
+            claim_and_settle(FieldValue::Null),
+            claim_and_settle(last.clone()),
+        ];
+        let answers = apply_batch(&mut connection, "auto_ttl", &requests).unwrap();
+        let results: Vec<Option<ResultKind>> = answers
+            .iter()
+            .map(|answer| match answer {
+                Ok(Answer::Settle(outcome)) => Some(outcome.result),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            results,
+            [
+                Some(ResultKind::ReplayNoOp),
+                None,
+                Some(ResultKind::ReplayNoOp)
+            ]
+        );
+        for game in [&first, &last] {
+            assert_eq!(
+                record(&connection, game).unwrap().0,
+                FieldValue::text("removed")
+            );
+        }
+        assert_eq!(log(&connection).len(), 2);
+        assert!(leases(&connection).is_empty());
+    }
 }

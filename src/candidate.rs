@@ -3,7 +3,6 @@
 //! A row is read as raw [`FieldValue`]s and judged here, in pure code that the tests can drive
 //! with any value. Nothing in this module talks to SQLite or Docker.
 
-use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 
@@ -103,15 +102,6 @@ impl Candidate {
             row,
             last_op_at,
             target,
-        }
-    }
-
-    /// The game id for people (see [`FieldValue::to_text`]).
-    #[must_use]
-    pub fn game_text(&self) -> Cow<'_, str> {
-        match &self.row.game_id {
-            FieldValue::Text(text) => text.display(),
-            other => Cow::Owned(other.to_text().unwrap_or_default()),
         }
     }
 
@@ -265,7 +255,7 @@ mod tests {
         ];
         let picked: Vec<_> = select(rows, 1_000)
             .iter()
-            .map(|c| c.game_text().into_owned())
+            .map(|c| c.row.game_id.to_text().unwrap())
             .collect();
         assert_eq!(picked, ["older", "old"]);
     }
@@ -301,7 +291,10 @@ mod tests {
             row("d-null", text("c"), FieldValue::Null),
         ];
         let picked = select(rows, 1_000);
-        let ids: Vec<_> = picked.iter().map(|c| c.game_text().into_owned()).collect();
+        let ids: Vec<_> = picked
+            .iter()
+            .map(|c| c.row.game_id.to_text().unwrap())
+            .collect();
         assert_eq!(ids, ["valid", "a-real", "b-text", "c-blob", "d-null"]);
         for candidate in &picked[1..] {
             assert!(matches!(candidate.target, Target::Invalid(ref m) if m.contains("last_op_at")));
@@ -352,7 +345,7 @@ mod tests {
             last_op_at: FieldValue::Integer(1),
         });
         assert_eq!(candidate.row.game_id, game, "the key is the stored bytes");
-        assert_eq!(candidate.game_text(), "g-\\xFF");
+        assert_eq!(candidate.row.game_id.to_text().unwrap(), "g-\\xFF");
         assert!(matches!(candidate.target, Target::Container(_)));
     }
 
@@ -444,7 +437,11 @@ mod tests {
             let expected = expected_target(&row);
             let candidate = Candidate::from_row(row.clone());
             // Rendering for the summary and the log must not panic either.
-            let _ = (row.game_id.to_string(), row.container_id.to_string(), candidate.game_text());
+            let _ = (
+                row.game_id.to_string(),
+                row.container_id.to_string(),
+                candidate.container_text(),
+            );
             match (&candidate.target, expected) {
                 (Target::Container(reference), Expected::Container(text)) => {
                     prop_assert!(is_reference(reference.as_str()));

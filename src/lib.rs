@@ -27,6 +27,7 @@ pub(crate) mod value;
 pub(crate) mod worker;
 
 use std::collections::HashMap;
+use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -108,12 +109,11 @@ impl Report {
         }
     }
 
-    /// The summary for stdout, in the configured format.
-    #[must_use]
-    pub fn render(&self, format: OutputFormat) -> String {
+    /// Writes the summary for stdout, in the configured format.
+    pub fn write_summary(&self, format: OutputFormat, out: &mut impl Write) -> io::Result<()> {
         match format {
-            OutputFormat::Text => summary::render_text(&self.summary),
-            OutputFormat::Json => summary::render_json(&self.summary),
+            OutputFormat::Text => summary::write_text(&self.summary, out),
+            OutputFormat::Json => summary::write_json(&self.summary, out),
         }
     }
 
@@ -287,7 +287,7 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
     Ok(report(
         config,
         read.stopped,
-        &read.candidates,
+        read.candidates,
         outcomes,
         orphans,
         &time,
@@ -509,7 +509,7 @@ fn write_plan(
 fn report(
     config: &Config,
     stopped: u64,
-    candidates: &[Candidate],
+    candidates: Vec<Candidate>,
     outcomes: Vec<Outcome>,
     orphans: Option<Result<Vec<HandledOrphan>, String>>,
     time: &PassTime,
@@ -556,7 +556,7 @@ fn report(
         .filter_map(|(candidate, _)| candidate.last_op_at)
         .min();
     let records: Vec<RecordReport> = candidates
-        .iter()
+        .into_iter()
         .zip(outcomes)
         .map(|(candidate, outcome)| RecordReport::new(candidate, outcome))
         .collect();

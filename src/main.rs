@@ -1,6 +1,6 @@
 //! The `rt-cleanup` command: parse, set up logging, run one pass, print the summary, exit.
 
-use std::io::{IsTerminal, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -53,10 +53,10 @@ fn main() -> ExitCode {
             return ExitStatus::Usage.into();
         }
     };
-    let rendered = report.render(config.output);
-    let mut stdout = std::io::stdout().lock();
-    if let Err(error) = stdout
-        .write_all(rendered.as_bytes())
+    // The summary goes out as it is written, never held whole: it can be tens of megabytes.
+    let mut stdout = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    if let Err(error) = report
+        .write_summary(config.output, &mut stdout)
         .and_then(|()| stdout.flush())
     {
         tracing::error!("cannot write the summary to stdout: {error}");

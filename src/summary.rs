@@ -1,7 +1,8 @@
 //! The summary of a pass ("The JSON summary" in docs/contract.md) and its two renderings, as
 //! pure functions.
 
-use std::fmt::Write as _;
+use std::borrow::Cow;
+use std::io::{self, Write};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -28,12 +29,13 @@ pub struct RecordReport {
 }
 
 impl RecordReport {
-    /// Pairs a candidate with its outcome.
+    /// Pairs a candidate with its outcome. The candidate's text is moved, not copied: a pass
+    /// holds its candidates until their reports are made.
     #[must_use]
-    pub fn new(candidate: &Candidate, outcome: Outcome) -> Self {
+    pub fn new(candidate: Candidate, outcome: Outcome) -> Self {
         Self {
-            game_id: candidate.game_text().into_owned(),
-            container_id: candidate.container_text(),
+            game_id: candidate.row.game_id.into_text().unwrap_or_default(),
+            container_id: candidate.row.container_id.into_text(),
             last_op_at: candidate.last_op_at.and_then(format_epoch_ms),
             result: outcome.result,
             error_code: outcome.error_code,
@@ -99,7 +101,8 @@ impl Counts {
     }
 }
 
-/// The summary of one pass, serialised exactly as docs/contract.md shows it.
+/// The summary of one pass, as docs/contract.md shows it. [`write_json`] writes exactly what
+/// serde would make of it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
     /// Whether this was a dry run.
@@ -212,67 +215,130 @@ impl OrphanSection {
     }
 }
 
-/// Renders the summary as the single JSON object of `--output json`, with a final newline.
+/// Writes the summary as the single JSON object of `--output json`, with a final newline.
 ///
-/// # Panics
-///
-/// Never: the summary holds only strings, numbers, booleans and options, which always serialise.
-#[must_use]
-pub fn render_json(summary: &Summary) -> String {
-    // Serialising plain strings, numbers and options into a String cannot fail.
-    let mut json = serde_json::to_string(summary).expect("the summary serialises");
-    json.push('\n');
-    json
+/// It is written as it is made, never held whole in memory: a pass over 100,000 records prints
+/// about 20 MB. The records, nearly all of it, are written field by field (see
+/// [`json_string`]); the rest is serde's. A unit test holds it to serde's output of the
+/// [`Summary`], byte for byte.
+pub fn write_json(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
+    out.write_all(b"{\"dry_run\":")?;
+    out.write_all(if summary.dry_run { b"true" } else { b"false" })?;
+    out.write_all(b",\"state\":")?;
+    json_string(out, &summary.state)?;
+    write!(
+        out,
+        ",\"retention_seconds\":{},\"threshold\":",
+        summary.retention_seconds
+    )?;
+    json_string(out, &summary.threshold)?;
+    out.write_all(b",\"started_at\":")?;
+    json_string(out, &summary.started_at)?;
+    out.write_all(b",\"finished_at\":")?;
+    json_string(out, &summary.finished_at)?;
+    out.write_all(b",\"counts\":")?;
+    serde_json::to_writer(&mut *out, &summary.counts)?;
+    out.write_all(b",\"records\":[")?;
+    for (n, record) in summary.records.iter().enumerate() {
+        out.write_all(if n == 0 {
+            b"{\"game_id\":"
+        } else {
+            b",{\"game_id\":"
+        })?;
+        json_string(out, &record.game_id)?;
+        out.write_all(b",\"container_id\":")?;
+        json_option(out, record.container_id.as_deref())?;
+        out.write_all(b",\"last_op_at\":")?;
+        json_option(out, record.last_op_at.as_deref())?;
+        out.write_all(b",\"result\":")?;
+        json_string(out, record.result.as_str())?;
+        out.write_all(b",\"error_code\":")?;
+        json_option(out, record.error_code.map(ErrorCode::as_str))?;
+        out.write_all(b",\"error_message\":")?;
+        json_option(out, record.error_message.as_deref())?;
+        out.write_all(b"}")?;
+    }
+    out.write_all(b"]")?;
+    if let Some(section) = &summary.orphans {
+        out.write_all(b",\"orphans\":")?;
+        serde_json::to_writer(&mut *out, &section.orphans)?;
+        out.write_all(b",\"orphan_counts\":")?;
+        serde_json::to_writer(&mut *out, &section.orphan_counts)?;
+    }
+    out.write_all(b"}\n")
 }
 
-/// Renders the summary as text: one line per expired record, then a closing line with the
-/// counts. Every line is `key=value` pairs so that it greps well in `journalctl`.
-#[must_use]
-pub fn render_text(summary: &Summary) -> String {
-    let mut text = String::new();
+/// Writes a JSON string. Nearly every string of a summary (ids, times, codes, messages) needs no
+/// escaping and is written as it is; the others get serde's escaping.
+fn json_string(out: &mut impl Write, value: &str) -> io::Result<()> {
+    // Every byte is looked at, with no early stop at one to escape, so that the compiler checks
+    // many bytes at once: printing 10,000 records took twice as long with `any`.
+    let to_escape = value.bytes().fold(0_u8, |to_escape, b| {
+        to_escape | u8::from(b < 0x20 || b == b'"' || b == b'\\')
+    });
+    if to_escape != 0 {
+        serde_json::to_writer(&mut *out, value).map_err(io::Error::from)
+    } else {
+        out.write_all(b"\"")?;
+        out.write_all(value.as_bytes())?;
+        out.write_all(b"\"")
+    }
+}
+
+/// Writes a JSON string, or `null`.
+fn json_option(out: &mut impl Write, value: Option<&str>) -> io::Result<()> {
+    match value {
+        Some(value) => json_string(out, value),
+        None => out.write_all(b"null"),
+    }
+}
+
+/// Writes the summary as text: one line per expired record and per orphan, then a closing line
+/// with the counts. Every line is `key=value` pairs so that it greps well in `journalctl`.
+pub fn write_text(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
     for record in &summary.records {
-        let _ = write!(
-            text,
+        write!(
+            out,
             "{:<12} game_id={} container_id={} last_op_at={}",
             record.result.as_str(),
             quote(&record.game_id),
             record
                 .container_id
                 .as_deref()
-                .map_or_else(|| "-".to_owned(), quote),
+                .map_or(Cow::Borrowed("-"), quote),
             record.last_op_at.as_deref().unwrap_or("-"),
-        );
+        )?;
         if let Some(code) = record.error_code {
-            let _ = write!(text, " error_code={}", code.as_str());
+            write!(out, " error_code={}", code.as_str())?;
         }
         if let Some(message) = &record.error_message {
-            let _ = write!(text, " message={}", quote(&without_force_advice(message)));
+            write!(out, " message={}", quote(&without_force_advice(message)))?;
         }
-        text.push('\n');
+        out.write_all(b"\n")?;
     }
     if let Some(section) = &summary.orphans {
         for orphan in &section.orphans {
-            let _ = write!(
-                text,
+            write!(
+                out,
                 "orphan {:<12} container_id={} game_id={} state={} finished_at={}",
                 orphan.result.map_or("found", ResultKind::as_str),
                 quote(&orphan.container_id),
                 quote(&orphan.game_id),
                 quote(&orphan.state),
                 orphan.finished_at.as_deref().unwrap_or("-"),
-            );
+            )?;
             if let Some(code) = orphan.error_code {
-                let _ = write!(text, " error_code={}", code.as_str());
+                write!(out, " error_code={}", code.as_str())?;
             }
             if let Some(message) = &orphan.error_message {
-                let _ = write!(text, " message={}", quote(&without_force_advice(message)));
+                write!(out, " message={}", quote(&without_force_advice(message)))?;
             }
-            text.push('\n');
+            out.write_all(b"\n")?;
         }
     }
     let counts = &summary.counts;
-    let _ = write!(
-        text,
+    write!(
+        out,
         "{}: {} expired of {} stopped (retention {}, threshold {}): ",
         if summary.dry_run {
             "rt-cleanup dry run"
@@ -283,35 +349,33 @@ pub fn render_text(summary: &Summary) -> String {
         counts.stopped,
         humantime::format_duration(Duration::from_secs(summary.retention_seconds)),
         summary.threshold,
-    );
-    let parts: Vec<String> = ResultKind::ALL
-        .iter()
-        .map(|&result| format!("{} {}", counts.of(result), result.as_str()))
-        .collect();
-    text.push_str(&parts.join(", "));
+    )?;
+    for (n, &result) in ResultKind::ALL.iter().enumerate() {
+        let separator = if n == 0 { "" } else { ", " };
+        write!(out, "{separator}{} {}", counts.of(result), result.as_str())?;
+    }
     if let Some(section) = &summary.orphans {
         let counts = &section.orphan_counts;
-        let _ = write!(
-            text,
+        write!(
+            out,
             "; orphans: {} found, {} removed, {} conflict, {} failed, {} deferred",
             counts.found, counts.removed, counts.conflict, counts.failed, counts.deferred
-        );
+        )?;
     }
-    text.push('\n');
-    text
+    out.write_all(b"\n")
 }
 
 /// Quotes a value for a `key=value` line when it is empty or holds anything but plain
 /// characters, so that a hostile game id can never forge a line or a field.
-fn quote(value: &str) -> String {
+fn quote(value: &str) -> Cow<'_, str> {
     let plain = !value.is_empty()
         && value
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/'));
     if plain {
-        value.to_owned()
+        Cow::Borrowed(value)
     } else {
-        format!("\"{}\"", value.escape_debug())
+        Cow::Owned(format!("\"{}\"", value.escape_debug()))
     }
 }
 
@@ -328,6 +392,18 @@ mod tests {
             error_code: code,
             error_message: code.map(|_| "why it happened".into()),
         }
+    }
+
+    fn json_of(summary: &Summary) -> String {
+        let mut out = Vec::new();
+        write_json(summary, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn text_of(summary: &Summary) -> String {
+        let mut out = Vec::new();
+        write_text(summary, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
     }
 
     fn summary(records: Vec<RecordReport>) -> Summary {
@@ -362,7 +438,7 @@ mod tests {
     #[test]
     fn json_has_exactly_the_contract_fields() {
         let summary = summary(vec![record("g-17", ResultKind::Removed, None)]);
-        let value: serde_json::Value = serde_json::from_str(&render_json(&summary)).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&json_of(&summary)).unwrap();
         let keys: Vec<_> = value.as_object().unwrap().keys().cloned().collect();
         assert_eq!(
             keys,
@@ -397,7 +473,7 @@ mod tests {
             record("g-1", ResultKind::Removed, None),
             record("g-2", ResultKind::Failed, Some(ErrorCode::ContainerRunning)),
         ]);
-        let text = render_text(&summary);
+        let text = text_of(&summary);
         let lines: Vec<_> = text.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with("removed      game_id=g-1 container_id=4f1c"));
@@ -417,7 +493,7 @@ mod tests {
             ResultKind::Removed,
             None,
         )]);
-        assert_eq!(render_text(&summary).lines().count(), 2);
+        assert_eq!(text_of(&summary).lines().count(), 2);
     }
 
     fn orphan(result: Option<ResultKind>) -> OrphanReport {
@@ -435,14 +511,14 @@ mod tests {
     #[test]
     fn orphans_appear_only_when_looked_for() {
         let mut summary = summary(vec![]);
-        let json: serde_json::Value = serde_json::from_str(&render_json(&summary)).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&json_of(&summary)).unwrap();
         assert!(json.get("orphans").is_none() && json.get("orphan_counts").is_none());
         summary.orphans = Some(OrphanSection::new(vec![
             orphan(Some(ResultKind::Removed)),
             orphan(Some(ResultKind::Failed)),
             orphan(None),
         ]));
-        let json: serde_json::Value = serde_json::from_str(&render_json(&summary)).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&json_of(&summary)).unwrap();
         assert_eq!(
             json["orphan_counts"],
             serde_json::json!({"found": 3, "removed": 1, "conflict": 0, "failed": 1,
@@ -455,12 +531,44 @@ mod tests {
                                "result": null, "error_code": null, "error_message": null})
         );
         assert!(summary.has_failures(), "a failed orphan fails the run");
-        let text = render_text(&summary);
+        let text = text_of(&summary);
         assert!(text.contains("orphan found        container_id=0123456789abcdef game_id=g-9"));
         assert!(text
             .lines()
             .last()
             .unwrap()
             .ends_with("; orphans: 3 found, 1 removed, 0 conflict, 1 failed, 0 deferred"));
+    }
+
+    #[test]
+    fn the_json_is_serdes_byte_for_byte() {
+        let mut hostile = record("g-\"1\"\n\\x\u{1}é", ResultKind::Failed, None);
+        hostile.container_id = None;
+        hostile.last_op_at = None;
+        hostile.error_code = Some(ErrorCode::InvalidRecord);
+        hostile.error_message = Some("tab\there".into());
+        let mut summary = summary(vec![
+            record("g-17", ResultKind::Removed, None),
+            hostile,
+            record("g-18", ResultKind::Deferred, None),
+        ]);
+        summary.state = "/tmp/odd \"state\".db".into();
+        for dry_run in [false, true] {
+            summary.dry_run = dry_run;
+            assert_eq!(
+                json_of(&summary),
+                serde_json::to_string(&summary).unwrap() + "\n"
+            );
+        }
+        summary.orphans = Some(OrphanSection::new(vec![orphan(Some(ResultKind::Removed))]));
+        assert_eq!(
+            json_of(&summary),
+            serde_json::to_string(&summary).unwrap() + "\n"
+        );
+        summary.records.clear();
+        assert_eq!(
+            json_of(&summary),
+            serde_json::to_string(&summary).unwrap() + "\n"
+        );
     }
 }

@@ -207,6 +207,20 @@ impl FieldValue {
     }
 }
 
+impl FieldValue {
+    /// [`to_text`](Self::to_text), keeping the bytes of a UTF-8 text instead of copying them.
+    #[must_use]
+    pub fn into_text(self) -> Option<String> {
+        match self {
+            FieldValue::Text(Text(bytes)) => Some(
+                String::from_utf8(bytes)
+                    .unwrap_or_else(|error| escape_invalid_utf8(error.as_bytes()).into_owned()),
+            ),
+            other => other.to_text(),
+        }
+    }
+}
+
 impl fmt::Display for FieldValue {
     /// Shows the value shortened and escaped, fit for one line of a log or an error message.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -224,6 +238,20 @@ impl fmt::Display for FieldValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn into_text_shows_what_to_text_shows() {
+        for value in [
+            FieldValue::Null,
+            FieldValue::Integer(-7),
+            FieldValue::Real(1.5),
+            FieldValue::text("g-1"),
+            FieldValue::Text(Text::from_bytes(b"g-\xff".to_vec())),
+            FieldValue::Blob(vec![1, 2]),
+        ] {
+            assert_eq!(value.clone().into_text(), value.to_text(), "{value:?}");
+        }
+    }
 
     #[test]
     fn invalid_utf8_is_shown_escaped_and_kept_exact() {

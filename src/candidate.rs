@@ -25,6 +25,18 @@ pub struct StoppedRow {
     pub last_op_at: FieldValue,
 }
 
+/// The bytes a container reference may hold: `[A-Za-z0-9_.-]`.
+const REFERENCE_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-';
+        byte += 1;
+    }
+    table
+};
+
 /// A container reference that is safe to put in a Docker API path.
 ///
 /// Only `[A-Za-z0-9][A-Za-z0-9_.-]*` of at most 255 characters is accepted, so a hostile state
@@ -35,9 +47,17 @@ pub struct ContainerRef(String);
 impl ContainerRef {
     /// Validates a reference read from the state file.
     pub fn parse(value: &str) -> Result<Self, String> {
-        let mut chars = value.chars();
-        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-        let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        let first_ok = value
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+        // A table lookup per byte with no early stop at a bad one, which the compiler turns
+        // into a check of many bytes at once: a scan checks one reference per expired record,
+        // and one character at a time this was a tenth of a dry run's own work.
+        let bad = value.bytes().fold(0_u8, |bad, b| {
+            bad | u8::from(!REFERENCE_BYTE[usize::from(b)])
+        });
+        let rest_ok = bad == 0;
         if value.len() > MAX_REFERENCE_LEN {
             Err(format!(
                 "container_id is {} characters long, more than the {MAX_REFERENCE_LEN} Docker allows",
@@ -170,13 +190,16 @@ pub fn is_expired(last_op_at: &FieldValue, threshold_ms: i64) -> bool {
 /// Integer timestamps come first, oldest first; rows whose `last_op_at` is not an integer have no
 /// age and come last. Ties are broken by `game_id` so that the order is stable across runs.
 #[must_use]
-pub fn select(rows: Vec<StoppedRow>, threshold_ms: i64) -> Vec<Candidate> {
+pub fn select(rows: impl IntoIterator<Item = StoppedRow>, threshold_ms: i64) -> Vec<Candidate> {
     let mut candidates: Vec<Candidate> = rows
         .into_iter()
         .filter(|row| is_expired(&row.last_op_at, threshold_ms))
         .map(Candidate::from_row)
         .collect();
-    candidates.sort_by(oldest_first);
+    // Game ids are unique, so no two candidates compare equal (unless a schema edited around
+    // the primary key let in ids that are neither text nor blob): an unstable sort gives the
+    // same order without a scratch copy of every candidate.
+    candidates.sort_unstable_by(oldest_first);
     candidates
 }
 

@@ -101,6 +101,10 @@ pub struct ContainerIndex {
     containers: Vec<ContainerInfo>,
     by_id: HashMap<String, usize>,
     by_name: HashMap<String, usize>,
+    /// The containers' positions in the order of their ids: the ids a prefix starts are
+    /// together there, so that a dry run of thousands of records is not a scan of every
+    /// container per record.
+    by_id_order: Vec<usize>,
 }
 
 impl ContainerIndex {
@@ -115,10 +119,13 @@ impl ContainerIndex {
                 by_name.insert(name.clone(), position);
             }
         }
+        let mut by_id_order: Vec<usize> = (0..containers.len()).collect();
+        by_id_order.sort_unstable_by(|&a, &b| containers[a].id.cmp(&containers[b].id));
         Self {
             containers,
             by_id,
             by_name,
+            by_id_order,
         }
     }
 
@@ -132,10 +139,13 @@ impl ContainerIndex {
         {
             return Lookup::Found(&self.containers[position]);
         }
-        let mut matches = self
-            .containers
+        let first = self
+            .by_id_order
+            .partition_point(|&position| self.containers[position].id.as_str() < reference);
+        let mut matches = self.by_id_order[first..]
             .iter()
-            .filter(|c| c.id.starts_with(reference));
+            .map(|&position| &self.containers[position])
+            .take_while(|c| c.id.starts_with(reference));
         match (matches.next(), matches.next()) {
             (Some(container), None) => Lookup::Found(container),
             (Some(_), Some(_)) => Lookup::Ambiguous,
@@ -173,6 +183,35 @@ mod tests {
     fn an_exact_name_wins_over_an_id_prefix() {
         let index = ContainerIndex::new(vec![container("abc123", "x"), container("def", "abc")]);
         assert!(matches!(index.lookup("abc"), Lookup::Found(c) if c.id == "def"));
+    }
+
+    #[test]
+    fn a_prefix_resolves_as_a_scan_of_every_id_would() {
+        let ids = [
+            "f00", "0ab", "0a", "0abc", "9", "0b1", "ab", "0a9", "fff", "0",
+        ];
+        let index = ContainerIndex::new(ids.iter().map(|id| container(id, "")).collect());
+        for reference in [
+            "0", "0a", "0ab", "0abc", "0abcd", "0b", "a", "f", "ff", "9", "x",
+        ] {
+            let prefixed: Vec<&str> = ids
+                .iter()
+                .copied()
+                .filter(|id| id.starts_with(reference))
+                .collect();
+            let expected = match prefixed.as_slice() {
+                _ if ids.contains(&reference) => format!("found {reference}"),
+                [] => "missing".to_owned(),
+                [id] => format!("found {id}"),
+                _ => "ambiguous".to_owned(),
+            };
+            let got = match index.lookup(reference) {
+                Lookup::Found(found) => format!("found {}", found.id),
+                Lookup::Missing => "missing".to_owned(),
+                Lookup::Ambiguous => "ambiguous".to_owned(),
+            };
+            assert_eq!(got, expected, "{reference}");
+        }
     }
 }
 

@@ -433,10 +433,7 @@ fn read_state(
         let (stopped, candidates) = match plan {
             None => {
                 let selection = store.select(time.threshold_ms)?;
-                (
-                    selection.stopped,
-                    candidate::select(selection.rows, time.threshold_ms),
-                )
+                (selection.stopped, selection.candidates)
             }
             Some(plan) => (store.count_stopped()?, plan.candidates()),
         };

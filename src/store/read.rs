@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension};
 
 use super::{epoch_or_never, field, shown_text, Exact, Store, StoreError};
-use crate::candidate::StoppedRow;
+use crate::candidate::{self, Candidate, StoppedRow};
 use crate::job::CurrentRecord;
 use crate::outcome::LiveLease;
 use crate::value::FieldValue;
@@ -37,8 +37,8 @@ pub const SELECT_CANDIDATES: &str = "\
 pub struct Selection {
     /// Every record with `status = 'stopped'`.
     pub stopped: u64,
-    /// The stopped rows that are candidates at the threshold.
-    pub rows: Vec<StoppedRow>,
+    /// The candidates at the threshold, judged and in order (see [`candidate::select`]).
+    pub candidates: Vec<Candidate>,
 }
 
 impl Store {
@@ -53,11 +53,13 @@ impl Store {
         let stopped: i64 = transaction
             .query_row(SELECT_STOPPED_COUNT, [], |row| row.get(0))
             .map_err(select_error)?;
-        let rows = {
+        let candidates = {
             let mut statement = transaction
                 .prepare(SELECT_CANDIDATES)
                 .map_err(select_error)?;
-            statement
+            let mut failure = None;
+            // Each row is judged as it is read: no list of rows besides the candidates'.
+            let rows = statement
                 .query_map([threshold_ms], |row| {
                     Ok(StoppedRow {
                         game_id: field(row.get_ref(0)?),
@@ -65,13 +67,18 @@ impl Store {
                         last_op_at: field(row.get_ref(2)?),
                     })
                 })
-                .and_then(Iterator::collect)
                 .map_err(select_error)?
+                .map_while(|row| row.map_err(|error| failure = Some(error)).ok());
+            let candidates = candidate::select(rows, threshold_ms);
+            if let Some(source) = failure {
+                return Err(select_error(source));
+            }
+            candidates
         };
         transaction.commit().map_err(select_error)?;
         Ok(Selection {
             stopped: stopped as u64,
-            rows,
+            candidates,
         })
     }
 
@@ -190,9 +197,9 @@ mod tests {
         let selection = store.select(1_000).unwrap();
         assert_eq!(selection.stopped, 8);
         let mut games: Vec<String> = selection
-            .rows
+            .candidates
             .iter()
-            .map(|row| row.game_id.to_text().unwrap())
+            .map(|candidate| candidate.row.game_id.to_text().unwrap())
             .collect();
         games.sort();
         // "12" is stored as the integer 12 by the column's INTEGER affinity: an expired number.
@@ -234,6 +241,6 @@ mod tests {
         );
         let (_dir, path) = to_file(&connection);
         let mut store = Store::open(&path, Access::ReadOnly, std::time::Duration::ZERO).unwrap();
-        assert_eq!(store.select(10).unwrap().rows[0].game_id, game);
+        assert_eq!(store.select(10).unwrap().candidates[0].row.game_id, game);
     }
 }

@@ -22,6 +22,12 @@ pub const SELECT_STOPPED_COUNT: &str =
 /// order (NULL, then numbers, then text, then blobs), so that the cost follows the number of
 /// candidates, not of stopped records. `last_op_at >= ''` holds for every text and blob and for
 /// no number. The order of the rows is decided by `candidate::select`.
+///
+/// Where the column is declared `NOT NULL`, as the contract's schema has it, SQLite knows the
+/// NULL branch is empty and does not run it (its plan still names the index); a NULL stored
+/// there anyway (only an edited schema lets one in) comes with the numbers below the
+/// threshold, since SQLite then does not skip NULLs at the start of that range. The tests pin
+/// both, and that no branch steps over the stopped records that are not candidates.
 pub const SELECT_CANDIDATES: &str = "\
     SELECT game_id, container_id, last_op_at FROM runtime_records \
      WHERE status = 'stopped' AND last_op_at < ?1 \
@@ -158,7 +164,9 @@ pub(super) fn records_of(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{insert, memory, to_file};
+    use rusqlite::Connection;
+
+    use super::super::testing::{insert, memory, to_file, SCHEMA};
     use super::super::{Access, Store};
     use super::*;
     use crate::value::Text;
@@ -209,23 +217,143 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_selection_searches_ranges_of_the_index() {
-        let connection = memory();
-        let plan: Vec<String> = connection
+    /// The contract's schema with `last_op_at` declared without `NOT NULL`: the only way a
+    /// runtime manager could have stored NULLs there.
+    fn nullable() -> Connection {
+        let schema = SCHEMA.replace("last_op_at   INTEGER NOT NULL", "last_op_at   INTEGER");
+        assert_ne!(schema, SCHEMA, "the schema declares last_op_at NOT NULL");
+        let connection = Connection::open_in_memory().unwrap();
+        connection.execute_batch(&schema).unwrap();
+        connection
+    }
+
+    fn plan(connection: &Connection) -> Vec<String> {
+        connection
             .prepare(&format!("EXPLAIN QUERY PLAN {SELECT_CANDIDATES}"))
             .unwrap()
             .query_map([0_i64], |row| row.get::<_, String>(3))
             .unwrap()
             .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_selection_searches_ranges_of_the_index() {
+        // With the contract's NOT NULL, SQLite knows `last_op_at IS NULL` is false and runs the
+        // NULL branch not at all, though its plan still names the index (status=?). Without it,
+        // the branch is a search for the NULL key.
+        for (connection, null_branch) in [
+            (memory(), "(status=?)"),
+            (nullable(), "(status=? AND last_op_at=?)"),
+        ] {
+            let plan = plan(&connection);
+            let searches: Vec<&String> = plan
+                .iter()
+                .filter(|line| line.starts_with("SEARCH"))
+                .collect();
+            assert_eq!(searches.len(), 3, "{plan:?}");
+            assert!(
+                searches[0].ends_with("(status=? AND last_op_at<?)"),
+                "{plan:?}"
+            );
+            assert!(searches[1].ends_with(null_branch), "{plan:?}");
+            assert!(
+                searches[2].ends_with("(status=? AND last_op_at>?)"),
+                "{plan:?}"
+            );
+        }
+    }
+
+    /// Runs the selection's statement at threshold 1,000 and returns the games it gave and how
+    /// many virtual-machine steps it took: proportional to the index entries it stepped over.
+    fn selected_and_steps(connection: &Connection) -> (Vec<String>, i32) {
+        let mut statement = connection.prepare(SELECT_CANDIDATES).unwrap();
+        let mut games: Vec<String> = statement
+            .query_map([1_000_i64], |row| {
+                Ok(field(row.get_ref(0)?).to_text().unwrap())
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
             .unwrap();
-        let searches: Vec<&String> = plan
-            .iter()
-            .filter(|line| line.starts_with("SEARCH"))
-            .collect();
-        assert_eq!(searches.len(), 3, "{plan:?}");
-        assert!(searches[0].contains("last_op_at<?"), "{plan:?}");
-        assert!(searches[2].contains("last_op_at>?"), "{plan:?}");
+        games.sort();
+        let steps = statement.get_status(rusqlite::StatementStatus::VmStep);
+        (games, steps)
+    }
+
+    #[test]
+    fn the_selection_steps_over_the_candidates_only() {
+        for connection in [memory(), nullable()] {
+            let stopped = |game: &str, last_op_at: FieldValue| {
+                insert(
+                    &connection,
+                    &FieldValue::text(game),
+                    &FieldValue::Null,
+                    "stopped",
+                    &last_op_at,
+                );
+            };
+            // Many stopped records within the retention, which the selection must not visit.
+            for n in 0..2_000 {
+                stopped(&format!("fresh-{n:04}"), FieldValue::Integer(5_000 + n));
+            }
+            stopped("int", FieldValue::Integer(5));
+            stopped("real", FieldValue::Real(999.5));
+            stopped("text", FieldValue::text("yesterday"));
+            stopped("blob", FieldValue::Blob(vec![1]));
+            let (games, steps) = selected_and_steps(&connection);
+            assert_eq!(games, ["blob", "int", "real", "text"]);
+            assert!(steps < 500, "{steps} steps for 4 rows among 2,004");
+        }
+    }
+
+    #[test]
+    fn a_null_last_op_at_is_selected_once_with_or_without_not_null() {
+        let smuggled = memory();
+        // A NULL can only be in the contract's NOT NULL column if someone edited the schema
+        // around it; SQLite then finds it in the range below the threshold (it does not skip
+        // NULLs in a column it believes has none) and never in the NULL branch.
+        smuggled
+            .execute_batch(
+                "PRAGMA writable_schema = ON;
+                 UPDATE sqlite_schema SET sql = replace(sql, 'INTEGER NOT NULL   --', 'INTEGER   --')
+                  WHERE name = 'runtime_records';
+                 PRAGMA writable_schema = OFF;",
+            )
+            .unwrap();
+        let (_dir, path) = to_file(&smuggled);
+        let smuggled = Connection::open(&path).unwrap();
+        smuggled
+            .execute_batch(
+                "INSERT INTO runtime_records VALUES ('null', NULL, 'stopped', NULL);
+                 INSERT INTO runtime_records VALUES ('int', NULL, 'stopped', 5);
+                 PRAGMA writable_schema = ON;
+                 UPDATE sqlite_schema SET sql = replace(sql, 'INTEGER   --', 'INTEGER NOT NULL   --')
+                  WHERE name = 'runtime_records';
+                 PRAGMA writable_schema = OFF;",
+            )
+            .unwrap();
+        let smuggled = Connection::open(&path).unwrap();
+        let declared: String = smuggled
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE name = 'runtime_records'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert!(
+            declared.contains("last_op_at   INTEGER NOT NULL"),
+            "{declared}"
+        );
+        let nullable = nullable();
+        nullable
+            .execute_batch(
+                "INSERT INTO runtime_records VALUES ('null', NULL, 'stopped', NULL);
+                 INSERT INTO runtime_records VALUES ('int', NULL, 'stopped', 5);",
+            )
+            .unwrap();
+        for connection in [smuggled, nullable] {
+            assert_eq!(selected_and_steps(&connection).0, ["int", "null"]);
+        }
     }
 
     #[test]

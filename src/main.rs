@@ -64,6 +64,9 @@ fn main() -> ExitCode {
     report.log_early_end();
     let status = report.exit_status();
     rt_cleanup::write_metrics(&config, started.elapsed(), status, Some(&report));
+    // The process ends here: freeing every record's strings one at a time would only delay the
+    // exit (by a twentieth of a dry run over 10,000 records).
+    std::mem::forget(report);
     status.into()
 }
 

@@ -96,57 +96,66 @@ pub enum Lookup<'a> {
 
 /// All containers of the daemon, taken in one list call, resolved the way Docker resolves a
 /// reference: a full id, then a name, then a unique id prefix.
+///
+/// Ids and names are kept in order and found by binary search: a dry run looks up one
+/// reference per expired record, and a reference that is no full id and no name was compared
+/// with every container's id before.
 #[derive(Debug, Default)]
 pub struct ContainerIndex {
     containers: Vec<ContainerInfo>,
-    by_id: HashMap<String, usize>,
-    by_name: HashMap<String, usize>,
-    /// The containers' positions in the order of their ids: the ids a prefix starts are
-    /// together there, so that a dry run of thousands of records is not a scan of every
-    /// container per record.
-    by_id_order: Vec<usize>,
+    /// The containers' positions in the order of their ids: a full id and the ids a prefix
+    /// starts are found there with one search.
+    by_id: Vec<usize>,
+    /// Every name with its container's position, in the order of the names.
+    by_name: Vec<(String, usize)>,
 }
 
 impl ContainerIndex {
     /// Indexes a listing.
     #[must_use]
     pub fn new(containers: Vec<ContainerInfo>) -> Self {
-        let mut by_id = HashMap::with_capacity(containers.len());
-        let mut by_name = HashMap::with_capacity(containers.len());
-        for (position, container) in containers.iter().enumerate() {
-            by_id.insert(container.id.clone(), position);
-            for name in &container.names {
-                by_name.insert(name.clone(), position);
-            }
-        }
-        let mut by_id_order: Vec<usize> = (0..containers.len()).collect();
-        by_id_order.sort_unstable_by(|&a, &b| containers[a].id.cmp(&containers[b].id));
+        let mut by_id: Vec<usize> = (0..containers.len()).collect();
+        by_id.sort_unstable_by(|&a, &b| containers[a].id.cmp(&containers[b].id));
+        let mut by_name: Vec<(String, usize)> = containers
+            .iter()
+            .enumerate()
+            .flat_map(|(position, container)| {
+                container
+                    .names
+                    .iter()
+                    .map(move |name| (name.clone(), position))
+            })
+            .collect();
+        by_name.sort_unstable();
         Self {
             containers,
             by_id,
             by_name,
-            by_id_order,
         }
     }
 
     /// Resolves a reference.
     #[must_use]
     pub fn lookup(&self, reference: &str) -> Lookup<'_> {
-        if let Some(&position) = self
-            .by_id
-            .get(reference)
-            .or_else(|| self.by_name.get(reference))
-        {
-            return Lookup::Found(&self.containers[position]);
-        }
         let first = self
-            .by_id_order
+            .by_id
             .partition_point(|&position| self.containers[position].id.as_str() < reference);
-        let mut matches = self.by_id_order[first..]
+        let mut prefixed = self.by_id[first..]
             .iter()
             .map(|&position| &self.containers[position])
-            .take_while(|c| c.id.starts_with(reference));
-        match (matches.next(), matches.next()) {
+            .take_while(|container| container.id.starts_with(reference))
+            .peekable();
+        match prefixed.peek() {
+            Some(container) if container.id == reference => return Lookup::Found(container),
+            _ => {}
+        }
+        if let Ok(found) = self
+            .by_name
+            .binary_search_by(|(name, _)| name.as_str().cmp(reference))
+        {
+            return Lookup::Found(&self.containers[self.by_name[found].1]);
+        }
+        match (prefixed.next(), prefixed.next()) {
             (Some(container), None) => Lookup::Found(container),
             (Some(_), Some(_)) => Lookup::Ambiguous,
             (None, _) => Lookup::Missing,

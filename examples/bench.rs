@@ -1,19 +1,25 @@
-//! The benchmark of issue 4: rt-cleanup against Docker itself and against the sqlite3 CLI.
+//! The benchmark: rt-cleanup against Docker itself, the sqlite3 CLI and a bare SQLite client.
 //!
 //! Run it with `scripts/bench.sh`, which starts a private test daemon, builds the release binary
-//! and this program, and stops the daemon again. Three parts, each run alternately with its
+//! and this program, and stops the daemon again. Each part runs alternately with its
 //! comparisons over several rounds, reporting medians and ratios:
 //!
 //! 1. **Removal**: N expired records whose containers exist (created, never started), against
 //!    `docker container prune --filter label=…` on an identical set of N containers and against a
 //!    bare client that sends the same N `DELETE /v1.41/containers/{id}` calls 4 at a time over
 //!    keep-alive connections.
-//! 2. **Scan**: a state file of 1,000,000 records with 10,000 expired, `--dry-run --output json`
-//!    against the sqlite3 CLI running the same two queries (taken from `rt_cleanup::store`), with
+//! 2. **Scan**: state files of `--scan-sizes` records in two shapes (90 % and 10 % of the records
+//!    stopped), 10,000 expired with NULL, text, blob and real `last_op_at` values among them;
+//!    `--dry-run --output json` against the sqlite3 CLI running what an operator would type, with
 //!    peak RSS from `/usr/bin/time`.
 //! 3. **Start-up**: a real pass with nothing expired on a small state file, preflight included.
 //! 4. **Engines**: the same nothing-to-do pass on Docker and on Podman's Docker-compatible
 //!    service, alternately, side by side (target: at most 30 ms on both).
+//! 5. **Backlog**: a real pass over N expired records without a container in each journal mode,
+//!    against a bare SQLite client doing the contract's protocol per record 64 to a batch, on
+//!    fresh copies of one prepared file; and a dry run over it, with peak RSS.
+//!
+//! The scan's and the backlog's state files are made once and kept under `--files`.
 //!
 //! Everything it creates carries the label `rtc-bench=1` and is removed at the end.
 
@@ -41,7 +47,7 @@ const WIRE: &str = "/v1.41";
 const DAY_MS: i64 = 86_400_000;
 
 /// The contract's schema (shared with the demo and the tests) without its index, which is made
-/// after the bulk insert (see [`build_big_state`]), and with two columns a runtime manager could
+/// after the bulk insert (see [`build_scan_state`]), and with two columns a runtime manager could
 /// keep.
 const TABLES: &str = concat!(
     include_str!("state-schema.sql"),

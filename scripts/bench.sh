@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# The benchmark of issue 4: rt-cleanup against `docker container prune`, a bare Docker client and
-# the sqlite3 CLI, on a private Docker daemon of its own; and a nothing-to-do pass on Docker and
-# on Podman side by side. See docs/benchmark.md for the figures.
+# The benchmark: rt-cleanup against `docker container prune`, a bare Docker client, the sqlite3
+# CLI and a bare SQLite client, on a private Docker daemon of its own; and a nothing-to-do pass on
+# Docker and on Podman side by side. See docs/benchmark.md for the figures.
 #
-#   scripts/bench.sh                   # everything (about 6-8 minutes after the release build)
+#   scripts/bench.sh                   # everything, growth included (about 15 minutes after the
+#                                      # release build, and a few minutes more the first time, to
+#                                      # make the state files it keeps in /tmp/rtc-bench-files)
 #   scripts/bench.sh --parts scan      # extra arguments go to the first run of examples/bench.rs
+#   scripts/bench.sh --parts backlog --backlog-sizes 300000:3   # one part, other sizes
 #   scripts/bench.sh --parts engines   # only the nothing-to-do pass on Docker and on Podman
 #
 # It starts its own dockerd (scripts/test-daemon.sh with RT_CLEANUP_TEST_ROOT, default
 # /tmp/rtc-bench-docker) so that no other daemon's load or tests disturb the figures and the
 # benchmark disturbs no one, and, when the engines part runs, its own Podman service
 # (scripts/test-podman.sh with RT_CLEANUP_TEST_PODMAN_ROOT, default /tmp/rtc-bench-podman);
-# builds the release binary and the bench program; runs the bench (start-up, engines, scan,
-# removal at N = 300, 100, 1000 with WAL state files), then the removal at N = 300 again with
-# rollback-journal state files; and stops the daemons it started.
+# builds the release binary and the bench program; runs the bench (start-up, engines, the scan
+# of 1,000,000 records in two shapes, removal at N = 300, 100, 1000 with WAL state files, the
+# backlog of 100,000 records in both journal modes), then the removal at N = 300 again with
+# rollback-journal state files, then how the scan and the backlog grow (scan 100,000 and
+# 3,000,000 records, backlog 10,000 and 300,000); and stops the daemons it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,5 +59,8 @@ cargo build --release --locked --bin rt-cleanup --example bench
 target/release/examples/bench --journal wal "$@"
 if [ $# -eq 0 ]; then
   target/release/examples/bench --journal rollback --parts removal --sizes 300:3
+  echo "== growth"
+  target/release/examples/bench --parts scan --scan-sizes 100000,3000000
+  target/release/examples/bench --parts backlog --backlog-sizes 10000:5,300000:3
 fi
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -358,14 +358,10 @@ pub fn predict(
         Target::Container(reference) => reference,
     };
     match lookup {
-        // Most records of a large dry run get this message: made at its size in one go.
+        // Most records of a large dry run get this message; the record beside it names the
+        // container already.
         None | Some(Lookup::Missing) => Outcome::replay_no_op(
-            [
-                "container ",
-                reference.as_str(),
-                " is already gone (Docker lists no such container)",
-            ]
-            .concat(),
+            "the container is already gone (the daemon lists no such container)",
         ),
         Some(Lookup::Ambiguous) => Outcome::failed(
             ErrorCode::DockerError,

@@ -18,6 +18,8 @@
 //! 5. **Backlog**: a real pass over N expired records without a container in each journal mode,
 //!    against a bare SQLite client doing the contract's protocol per record 64 to a batch, on
 //!    fresh copies of one prepared file; and a dry run over it, with peak RSS.
+//! 6. **Orphans**: a pass with and without `--orphans report`, alternately, on 1,000 labelled
+//!    containers of which 900 are claimed by records.
 //!
 //! The scan's and the backlog's state files are made once and kept under `--files`.
 //!
@@ -82,9 +84,12 @@ struct Options {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "startup,engines,scan,removal,backlog"
+        default_value = "startup,engines,scan,removal,backlog,orphans"
     )]
     parts: Vec<String>,
+    /// Runs of the orphans part, per contender.
+    #[arg(long, default_value_t = 7)]
+    orphan_rounds: usize,
     /// Removal sizes and their rounds, `N:ROUNDS`.
     #[arg(long, value_delimiter = ',', default_value = "300:5,100:3,1000:2")]
     sizes: Vec<String>,
@@ -150,6 +155,7 @@ fn main() {
                 "engines" => engines(&options, &docker, work.path(), &mut report).await,
                 "scan" => scan(&options, &docker, &mut report).await,
                 "backlog" => backlog(&options, work.path(), &mut report),
+                "orphans" => orphans(&options, &docker, work.path(), &mut report).await,
                 "removal" => {
                     for size in &options.sizes {
                         let (n, rounds) = size.split_once(':').expect("sizes are N:ROUNDS");
@@ -159,7 +165,10 @@ fn main() {
                     }
                 }
                 other => {
-                    panic!("unknown part {other}: use startup, engines, scan, removal, backlog")
+                    panic!(
+                        "unknown part {other}: use startup, engines, scan, removal, backlog, \
+                         orphans"
+                    )
                 }
             }
         }
@@ -215,6 +224,44 @@ impl Docker {
             .collect()
             .await;
         ids
+    }
+
+    /// Creates `n` containers (created, not started) labelled with `set` and, the n-th, with
+    /// `key=value(n)`; returns their ids in order.
+    async fn create_owned(
+        &self,
+        image: &str,
+        set: &str,
+        key: &str,
+        value: impl Fn(usize) -> String,
+        n: usize,
+    ) -> Vec<String> {
+        let bodies: Vec<String> = (0..n)
+            .map(|i| {
+                serde_json::json!({
+                    "Image": image,
+                    "Labels": { BENCH_LABEL: "1", SET_LABEL: set, key: value(i) },
+                    "HostConfig": { "NetworkMode": "none" },
+                })
+                .to_string()
+            })
+            .collect();
+        stream::iter(bodies)
+            .map(|body| async move {
+                let (status, answer) = self
+                    .call(Method::POST, "/containers/create", Some(body))
+                    .await;
+                assert_eq!(status, StatusCode::CREATED, "create: {answer:?}");
+                let value: serde_json::Value =
+                    serde_json::from_slice(&answer).expect("create answers JSON");
+                value["Id"]
+                    .as_str()
+                    .expect("create answers an Id")
+                    .to_owned()
+            })
+            .buffered(8)
+            .collect()
+            .await
     }
 
     /// Creates one container per name (created, not started) labelled with `set`.
@@ -1382,4 +1429,101 @@ fn bare_results(connection: &mut Connection, holder: &str, claimed: Vec<(&BareRe
         }
     }
     transaction.commit().expect("the results commit");
+}
+
+// ------------------------------------------------------------------------------------------
+// Part 6: orphans.
+
+/// The owner label of the orphans part.
+const ORPHAN_KEY: &str = "rtc-bench.game";
+
+/// A pass with and without `--orphans report`, alternately, on a daemon with 1,000 containers
+/// labelled with a game, 900 of them claimed by records: what looking for orphans adds (one
+/// listing filtered by the daemon, one read of the named records, one inspection for each of
+/// the 100 containers no record claims).
+async fn orphans(options: &Options, docker: &Docker, work: &Path, report: &mut String) {
+    const LABELLED: usize = 1_000;
+    const CLAIMED: usize = 900;
+    println!(
+        "== orphans: {LABELLED} labelled containers, {CLAIMED} claimed, {} rounds",
+        options.orphan_rounds
+    );
+    let ids = docker
+        .create_owned(
+            &options.image,
+            "orphans",
+            ORPHAN_KEY,
+            |i| format!("g-orphan-{i:04}"),
+            LABELLED,
+        )
+        .await;
+    // The claiming records are running, or stopped in the future: none is a candidate.
+    let later = now_ms() + DAY_MS;
+    let records: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .take(CLAIMED)
+        .map(|(i, id)| {
+            let (status, reference) = if i % 2 == 0 {
+                ("running", id.clone())
+            } else {
+                ("stopped", id[..12].to_owned())
+            };
+            (format!("g-orphan-{i:04}"), Some(reference), status, later)
+        })
+        .collect();
+    let state = work.join("orphans.db");
+    small_state(&state, &options.journal, &records);
+    // Older than the one-second retention the passes run with.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let args = |extra: &[&str]| {
+        let mut args = rt_cleanup_args(options, &state, &["--output", "json"]);
+        "1s".clone_into(&mut args[1]);
+        args.extend(["--owner-label".to_owned(), ORPHAN_KEY.to_owned()]);
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        args
+    };
+    let without = args(&[]);
+    let with = args(&["--orphans", "report"]);
+    let (mut without_walls, mut with_walls) = (Vec::new(), Vec::new());
+    for round in 0..=options.orphan_rounds {
+        for contender in 0..2 {
+            let looking = (contender == 0) == (round % 2 == 0);
+            let measured = measure(&options.binary, if looking { &with } else { &without }, &[]);
+            assert_eq!(measured.status, 0, "rt-cleanup exits 0");
+            let summary: serde_json::Value =
+                serde_json::from_slice(&measured.stdout).expect("the JSON summary");
+            if looking {
+                assert_eq!(
+                    summary["orphan_counts"]["found"],
+                    LABELLED - CLAIMED,
+                    "the unclaimed containers are the orphans"
+                );
+            }
+            // The first round warms the caches and is not counted.
+            if round > 0 {
+                if looking {
+                    with_walls.push(measured.wall_ms);
+                } else {
+                    without_walls.push(measured.wall_ms);
+                }
+            }
+        }
+    }
+    let (plain, looking) = (median(&without_walls), median(&with_walls));
+    println!(
+        "  without --orphans (ms):       {}",
+        list_ms(&without_walls)
+    );
+    println!("  with --orphans report (ms):   {}", list_ms(&with_walls));
+    let _ = writeln!(
+        report,
+        "orphans ({LABELLED} labelled containers, {CLAIMED} claimed by records, {} orphans, \
+         {} rounds): a pass without --orphans median {plain:.1} ms, with --orphans report \
+         {looking:.1} ms: {:.1} ms more, {:.2} ms per orphan inspected",
+        LABELLED - CLAIMED,
+        with_walls.len(),
+        looking - plain,
+        (looking - plain) / (LABELLED - CLAIMED) as f64
+    );
 }

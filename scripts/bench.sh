@@ -9,6 +9,7 @@
 #   scripts/bench.sh --parts scan      # extra arguments go to the first run of examples/bench.rs
 #   scripts/bench.sh --parts backlog --backlog-sizes 300000:3   # one part, other sizes
 #   scripts/bench.sh --parts engines   # only the nothing-to-do pass on Docker and on Podman
+#   scripts/bench.sh --parts orphans   # a pass with and without --orphans report
 #
 # It starts its own dockerd (scripts/test-daemon.sh with RT_CLEANUP_TEST_ROOT, default
 # /tmp/rtc-bench-docker) so that no other daemon's load or tests disturb the figures and the

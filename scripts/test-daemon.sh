@@ -54,15 +54,8 @@ build_image() {
   local host=$1
   if DOCKER_HOST="$host" docker image inspect "$IMAGE" >/dev/null 2>&1; then return 0; fi
   log "building $IMAGE with docker import from /bin/busybox"
-  local dir
-  dir=$(mktemp -d)
-  mkdir -p "$dir/bin"
-  cp /bin/busybox "$dir/bin/busybox"
-  ln -s busybox "$dir/bin/sh"
-  ln -s busybox "$dir/bin/sleep"
-  tar -C "$dir" -c . | DOCKER_HOST="$host" docker import \
+  "$(dirname "$0")/test-image-rootfs.sh" | DOCKER_HOST="$host" docker import \
     -c 'CMD ["/bin/busybox", "sleep", "3600"]' - "$IMAGE" >/dev/null
-  rm -rf "$dir"
 }
 
 case "${1:-start}" in

@@ -121,16 +121,9 @@ build_image() {
   local host=$1
   if DOCKER_HOST="$host" docker image inspect "$IMAGE" >/dev/null 2>&1; then return 0; fi
   log "building $IMAGE with podman import from /bin/busybox"
-  local dir
-  dir=$(mktemp -d)
-  mkdir -p "$dir/bin"
-  cp /bin/busybox "$dir/bin/busybox"
-  ln -s busybox "$dir/bin/sh"
-  ln -s busybox "$dir/bin/sleep"
   # Podman stores it as localhost/$IMAGE; the compatibility API resolves the plain name to it.
-  tar -C "$dir" -c . | podman_private import --quiet \
+  "$(dirname "$0")/test-image-rootfs.sh" | podman_private import --quiet \
     -c 'CMD ["/bin/busybox", "sleep", "3600"]' - "$IMAGE" >/dev/null
-  rm -rf "$dir"
   DOCKER_HOST="$host" docker image inspect "$IMAGE" >/dev/null 2>&1 ||
     die "the service at $host does not see $IMAGE after the import"
 }

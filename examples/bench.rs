@@ -198,32 +198,8 @@ impl Docker {
 
     /// Creates `n` containers (created, not started) labelled with `set`; returns their ids.
     async fn create(&self, image: &str, set: &str, n: usize) -> Vec<String> {
-        let body = serde_json::json!({
-            "Image": image,
-            "Labels": { BENCH_LABEL: "1", SET_LABEL: set },
-            "HostConfig": { "NetworkMode": "none" },
-        })
-        .to_string();
-        let ids: Vec<String> = stream::iter(0..n)
-            .map(|_| {
-                let body = body.clone();
-                async move {
-                    let (status, answer) = self
-                        .call(Method::POST, "/containers/create", Some(body))
-                        .await;
-                    assert_eq!(status, StatusCode::CREATED, "create: {answer:?}");
-                    let value: serde_json::Value =
-                        serde_json::from_slice(&answer).expect("create answers JSON");
-                    value["Id"]
-                        .as_str()
-                        .expect("create answers an Id")
-                        .to_owned()
-                }
-            })
-            .buffer_unordered(8)
-            .collect()
-            .await;
-        ids
+        self.create_owned(image, set, SET_LABEL, |_| set.to_owned(), n)
+            .await
     }
 
     /// Creates `n` containers (created, not started) labelled with `set` and, the n-th, with
@@ -527,22 +503,27 @@ fn small_state(path: &Path, journal: &str, records: &[(String, Option<String>, &
 // ------------------------------------------------------------------------------------------
 // Part 3: start-up.
 
+/// 200 records of a running manager, none of them expired at a 7-day retention: the state file
+/// of a pass with nothing to do, made the same for every `seed`.
+fn nothing_expired(seed: u64) -> Vec<(String, Option<String>, &'static str, i64)> {
+    let now = now_ms();
+    let mut rng = Rng(seed);
+    (0..200)
+        .map(|i| {
+            let status = ["running", "stopped", "removed", "removed"][i % 4];
+            let age = rng.below(6 * DAY_MS as u64) as i64;
+            (format!("game-{i:05}"), Some(rng.hex(64)), status, now - age)
+        })
+        .collect()
+}
+
 async fn startup(options: &Options, docker: &Docker, work: &Path, report: &mut String) {
     println!(
         "== start-up: a pass with nothing expired, {} runs",
         options.startup_runs
     );
     let state = work.join("startup.db");
-    let now = now_ms();
-    let mut rng = Rng(7);
-    let records: Vec<_> = (0..200)
-        .map(|i| {
-            let status = ["running", "stopped", "removed", "removed"][i % 4];
-            let age = rng.below(6 * DAY_MS as u64) as i64;
-            (format!("game-{i:05}"), Some(rng.hex(64)), status, now - age)
-        })
-        .collect();
-    small_state(&state, &options.journal, &records);
+    small_state(&state, &options.journal, &nothing_expired(7));
     // One container on the daemon besides, so that the daemon is not empty.
     docker.create(&options.image, "startup", 1).await;
     let args = rt_cleanup_args(options, &state, &["--output", "json"]);
@@ -608,16 +589,7 @@ async fn engines(options: &Options, docker: &Docker, work: &Path, report: &mut S
         options.startup_runs
     );
     let state = work.join("engines.db");
-    let now = now_ms();
-    let mut rng = Rng(11);
-    let records: Vec<_> = (0..200)
-        .map(|i| {
-            let status = ["running", "stopped", "removed", "removed"][i % 4];
-            let age = rng.below(6 * DAY_MS as u64) as i64;
-            (format!("game-{i:05}"), Some(rng.hex(64)), status, now - age)
-        })
-        .collect();
-    small_state(&state, &options.journal, &records);
+    small_state(&state, &options.journal, &nothing_expired(11));
     let hosts = [options.docker_host.clone(), podman_host];
     let daemons = [docker, &podman];
     let mut names = Vec::new();

@@ -225,24 +225,39 @@ fn a_plan_whose_threshold_was_moved_forward_is_refused() {
 }
 
 // ------------------------------------------------------------------------------------------------
-// A closed stderr
+// A closed stderr or stdout
 // ------------------------------------------------------------------------------------------------
 
-#[test]
-fn a_closed_stderr_never_aborts_a_pass_or_changes_its_result() {
-    let containers = Containers::new("closed-stderr");
+/// Runs a real text pass over four expired records with stderr (or stdout) a pipe whose reader
+/// is already gone, as in `rt-cleanup … 2>&1 | head -3`, and checks that nothing of the pass was
+/// lost: every container removed, every record moved and logged, no lease left, the metrics
+/// written with exit status 0. Returns what reached the other stream.
+fn a_pass_with_a_closed(stream: &str) -> String {
+    let containers = Containers::new(&format!("closed-{stream}"));
     let state = StateFile::new(Journal::Rollback);
     let ids: Vec<String> = (0..4).map(|_| containers.create(&[])).collect();
     for (index, id) in ids.iter().enumerate() {
         state.stopped(&format!("g-{index}"), Some(id), 8);
     }
-    // stderr is a pipe whose reader is already gone, as in `rt-cleanup … 2>&1 | head -3`.
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
     let path = state.path().display().to_string();
-    let mut command = command(&["--retention", "7d", "--state", &path]);
+    let metrics = state.dir().join("rt_cleanup.prom");
+    let metrics_arg = metrics.display().to_string();
+    let mut command = command(&[
+        "--retention",
+        "7d",
+        "--state",
+        &path,
+        "--metrics-file",
+        &metrics_arg,
+    ]);
     command.env("DOCKER_HOST", &daemon().host);
-    command.stderr(writer).stdout(Stdio::piped());
+    if stream == "stderr" {
+        command.stderr(writer).stdout(Stdio::piped());
+    } else {
+        command.stdout(writer).stderr(Stdio::piped());
+    }
     let output = command.output().unwrap();
 
     assert_eq!(output.status.code(), Some(0), "no panic, no abort");
@@ -253,8 +268,32 @@ fn a_closed_stderr_never_aborts_a_pass_or_changes_its_result() {
         assert_eq!(state.log(&game).len(), 1, "every row is written");
     }
     assert!(state.leases().is_empty(), "no lease left behind");
-    let summary = String::from_utf8_lossy(&output.stdout);
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        text.contains("\nrt_cleanup_last_run_exit_status 0\n"),
+        "{text}"
+    );
+    let other = if stream == "stderr" {
+        &output.stdout
+    } else {
+        &output.stderr
+    };
+    String::from_utf8_lossy(other).into_owned()
+}
+
+#[test]
+fn a_closed_stderr_never_aborts_a_pass_or_changes_its_result() {
+    let summary = a_pass_with_a_closed("stderr");
     assert!(summary.contains("4 removed"), "{summary}");
+}
+
+#[test]
+fn a_closed_stdout_never_aborts_a_pass_or_changes_its_result() {
+    let logs = a_pass_with_a_closed("stdout");
+    assert!(
+        logs.contains("cannot write the summary to stdout"),
+        "the lost summary is logged: {logs}"
+    );
 }
 
 #[test]

@@ -26,6 +26,7 @@ pub(crate) mod time;
 pub(crate) mod value;
 pub(crate) mod worker;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::Path;
@@ -536,7 +537,9 @@ fn report(
                         .outcome
                         .as_ref()
                         .and_then(|outcome| outcome.error_code),
-                    error_message: handled.outcome.and_then(|outcome| outcome.error_message),
+                    error_message: handled
+                        .outcome
+                        .and_then(|outcome| outcome.error_message.map(Cow::into_owned)),
                 })
                 .collect(),
         )

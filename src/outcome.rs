@@ -1,5 +1,6 @@
 //! The results of docs/contract.md ("Results") and the pure functions that decide them.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -97,8 +98,9 @@ pub struct Outcome {
     pub result: ResultKind,
     /// The code; `None` for a plain removal and for a deferral.
     pub error_code: Option<ErrorCode>,
-    /// A one-line explanation; `None` for a plain removal.
-    pub error_message: Option<String>,
+    /// A one-line explanation; `None` for a plain removal. Most messages are fixed text, which
+    /// is borrowed rather than copied into each of thousands of outcomes.
+    pub error_message: Option<Cow<'static, str>>,
 }
 
 impl Outcome {
@@ -114,25 +116,25 @@ impl Outcome {
 
     /// Nothing was left to remove.
     #[must_use]
-    pub fn replay_no_op(message: impl Into<String>) -> Self {
+    pub fn replay_no_op(message: impl Into<Cow<'static, str>>) -> Self {
         Self::coded(ResultKind::ReplayNoOp, ErrorCode::ReplayNoOp, message)
     }
 
     /// Someone else had the game.
     #[must_use]
-    pub fn conflict(message: impl Into<String>) -> Self {
+    pub fn conflict(message: impl Into<Cow<'static, str>>) -> Self {
         Self::coded(ResultKind::Conflict, ErrorCode::Conflict, message)
     }
 
     /// The record failed with this code.
     #[must_use]
-    pub fn failed(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub fn failed(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
         Self::coded(ResultKind::Failed, code, message)
     }
 
     /// The record was not acted on.
     #[must_use]
-    pub fn deferred(message: impl Into<String>) -> Self {
+    pub fn deferred(message: impl Into<Cow<'static, str>>) -> Self {
         Self {
             result: ResultKind::Deferred,
             error_code: None,
@@ -140,7 +142,7 @@ impl Outcome {
         }
     }
 
-    fn coded(result: ResultKind, code: ErrorCode, message: impl Into<String>) -> Self {
+    fn coded(result: ResultKind, code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
         Self {
             result,
             error_code: Some(code),
@@ -169,10 +171,11 @@ impl Outcome {
 pub const MAX_MESSAGE_BYTES: usize = 1024;
 
 /// Cuts a message to [`MAX_MESSAGE_BYTES`] on a character boundary, marking the cut.
-fn truncated(mut message: String) -> String {
+fn truncated(message: Cow<'static, str>) -> Cow<'static, str> {
     if message.len() <= MAX_MESSAGE_BYTES {
         return message;
     }
+    let mut message = message.into_owned();
     let ellipsis = "…";
     let mut end = MAX_MESSAGE_BYTES - ellipsis.len();
     while !message.is_char_boundary(end) {
@@ -180,22 +183,22 @@ fn truncated(mut message: String) -> String {
     }
     message.truncate(end);
     message.push_str(ellipsis);
-    message
+    Cow::Owned(message)
 }
 
 /// A message for rt-cleanup's own lines (the text summary, the logs): Docker's answer to a
 /// refused removal ends with advice to "force remove", which this tool never does and must not
 /// seem to recommend. `operation_log` and the JSON summary keep Docker's words as they were.
 #[must_use]
-pub fn without_force_advice(message: &str) -> std::borrow::Cow<'_, str> {
+pub fn without_force_advice(message: &str) -> Cow<'_, str> {
     const ADVICE: &str = " or force remove";
     match message.to_ascii_lowercase().find(ADVICE) {
         Some(at) => {
             let mut shown = message[..at].to_owned();
             shown.push_str(&message[at + ADVICE.len()..]);
-            std::borrow::Cow::Owned(shown)
+            Cow::Owned(shown)
         }
-        None => std::borrow::Cow::Borrowed(message),
+        None => Cow::Borrowed(message),
     }
 }
 
@@ -522,6 +525,19 @@ mod tests {
         assert!(!still_there.moves_record());
         let unknown = decide_after_timeout("abc", wait, &Inspection::Failed("timed out".into()));
         assert_eq!(unknown.result, ResultKind::Failed);
+    }
+
+    #[test]
+    fn the_prediction_for_a_gone_container_borrows_its_fixed_message() {
+        // A dry run over a backlog gives most records this outcome: no copy of it per record.
+        let game = FieldValue::text("g");
+        let target = Target::Container(crate::candidate::ContainerRef::parse("abc").unwrap());
+        let outcome = predict(&game, &target, None, Some(Lookup::Missing), None);
+        assert_eq!(outcome.result, ResultKind::ReplayNoOp);
+        assert!(matches!(outcome.error_message, Some(Cow::Borrowed(_))));
+        // A long message is still cut to the limit.
+        let long = Outcome::failed(ErrorCode::DockerError, "x".repeat(MAX_MESSAGE_BYTES + 10));
+        assert!(long.error_message.unwrap().len() <= MAX_MESSAGE_BYTES);
     }
 
     #[test]

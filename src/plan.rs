@@ -283,7 +283,7 @@ impl Plan {
                     container_id: candidate.row.container_id.clone(),
                     last_op_at: candidate.row.last_op_at.clone(),
                     predicted: outcome.result,
-                    predicted_message: outcome.error_message.clone(),
+                    predicted_message: outcome.error_message.as_deref().map(str::to_owned),
                 })
                 .collect(),
             orphan_mode: context.orphan_mode,
@@ -293,7 +293,7 @@ impl Plan {
                     container_id: orphan.info.id.clone(),
                     game_id: orphan.label.clone(),
                     predicted: outcome.result,
-                    predicted_message: outcome.error_message.clone(),
+                    predicted_message: outcome.error_message.as_deref().map(str::to_owned),
                 })
                 .collect(),
         })

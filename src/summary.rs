@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::candidate::Candidate;
 use crate::outcome::{without_force_advice, ErrorCode, Outcome, ResultKind};
-use crate::time::format_epoch_ms;
+use crate::time::Timestamp;
 
 /// One expired candidate and its result.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -18,14 +18,14 @@ pub struct RecordReport {
     pub game_id: String,
     /// The container reference as stored; `null` where it is NULL.
     pub container_id: Option<String>,
-    /// `last_op_at` as RFC 3339; `null` where the row's value is not an integer.
-    pub last_op_at: Option<String>,
+    /// `last_op_at` (RFC 3339 when shown); `null` where the row's value is not an integer.
+    pub last_op_at: Option<Timestamp>,
     /// The result.
     pub result: ResultKind,
     /// The code, or `null`.
     pub error_code: Option<ErrorCode>,
     /// The explanation, or `null`.
-    pub error_message: Option<String>,
+    pub error_message: Option<Cow<'static, str>>,
 }
 
 impl RecordReport {
@@ -36,7 +36,7 @@ impl RecordReport {
         Self {
             game_id: candidate.row.game_id.into_text().unwrap_or_default(),
             container_id: candidate.row.container_id.into_text(),
-            last_op_at: candidate.last_op_at.and_then(format_epoch_ms),
+            last_op_at: candidate.last_op_at.and_then(Timestamp::from_epoch_ms),
             result: outcome.result,
             error_code: outcome.error_code,
             error_message: outcome.error_message,
@@ -249,7 +249,11 @@ pub fn write_json(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
         out.write_all(b",\"container_id\":")?;
         json_option(out, record.container_id.as_deref())?;
         out.write_all(b",\"last_op_at\":")?;
-        json_option(out, record.last_op_at.as_deref())?;
+        match record.last_op_at {
+            // An RFC 3339 time needs no escaping.
+            Some(time) => write!(out, "\"{time}\"")?,
+            None => out.write_all(b"null")?,
+        }
         out.write_all(b",\"result\":")?;
         json_string(out, record.result.as_str())?;
         out.write_all(b",\"error_code\":")?;
@@ -299,15 +303,18 @@ pub fn write_text(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
     for record in &summary.records {
         write!(
             out,
-            "{:<12} game_id={} container_id={} last_op_at={}",
+            "{:<12} game_id={} container_id={} last_op_at=",
             record.result.as_str(),
             quote(&record.game_id),
             record
                 .container_id
                 .as_deref()
                 .map_or(Cow::Borrowed("-"), quote),
-            record.last_op_at.as_deref().unwrap_or("-"),
         )?;
+        match record.last_op_at {
+            Some(time) => write!(out, "{time}")?,
+            None => out.write_all(b"-")?,
+        }
         if let Some(code) = record.error_code {
             write!(out, " error_code={}", code.as_str())?;
         }
@@ -387,7 +394,7 @@ mod tests {
         RecordReport {
             game_id: game.into(),
             container_id: Some("4f1c".into()),
-            last_op_at: Some("2026-11-12T08:00:00.000Z".into()),
+            last_op_at: Timestamp::from_epoch_ms(1_794_470_400_000),
             result,
             error_code: code,
             error_message: code.map(|_| "why it happened".into()),

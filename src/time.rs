@@ -1,18 +1,47 @@
 //! Time as the state file and the summaries hold it: Unix epoch milliseconds in SQLite, RFC 3339
 //! UTC with milliseconds in every report.
 
+use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Serialize, Serializer};
 
 /// The largest epoch millisecond that RFC 3339 can show (9999-12-31T23:59:59.999Z).
 pub const MAX_EPOCH_MS: i64 = 253_402_300_799_999;
 
+/// Epoch milliseconds that RFC 3339 can show, which display and serialize as RFC 3339 UTC with
+/// milliseconds. A summary keeps one per record and formats it only as it is written: no
+/// string per record is ever held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(u64);
+
+impl Timestamp {
+    /// The time of `ms` epoch milliseconds, where it lies between 1970 and 9999.
+    #[must_use]
+    pub fn from_epoch_ms(ms: i64) -> Option<Self> {
+        u64::try_from(ms)
+            .ok()
+            .filter(|&ms| ms <= MAX_EPOCH_MS as u64)
+            .map(Self)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(self.0)).fmt(f)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// Formats epoch milliseconds as RFC 3339 UTC with milliseconds, where the value is in range.
 #[must_use]
 pub fn format_epoch_ms(ms: i64) -> Option<String> {
-    let ms = u64::try_from(ms)
-        .ok()
-        .filter(|&ms| ms <= MAX_EPOCH_MS as u64)?;
-    Some(format_time(UNIX_EPOCH + Duration::from_millis(ms)))
+    Timestamp::from_epoch_ms(ms).map(|time| time.to_string())
 }
 
 /// Formats a time as RFC 3339 UTC with milliseconds.
@@ -47,6 +76,19 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timestamp_shows_and_serializes_as_its_formatted_time() {
+        let time = Timestamp::from_epoch_ms(1_794_643_200_250).unwrap();
+        assert_eq!(time.to_string(), "2026-11-14T08:00:00.250Z");
+        assert_eq!(
+            serde_json::to_string(&time).unwrap(),
+            "\"2026-11-14T08:00:00.250Z\""
+        );
+        assert_eq!(Timestamp::from_epoch_ms(-1), None);
+        assert_eq!(Timestamp::from_epoch_ms(MAX_EPOCH_MS + 1), None);
+        assert!(Timestamp::from_epoch_ms(MAX_EPOCH_MS).is_some());
+    }
 
     #[test]
     fn formats_epoch_milliseconds_as_rfc3339_utc() {

@@ -231,7 +231,9 @@ impl Work {
                     }
                     Err(outcome) => work.decided.push(Some(outcome)),
                 },
-                Found::NoLonger(_, reason) => work.decided.push(Some(Outcome::conflict(reason))),
+                Found::NoLonger(_, reason) => {
+                    work.decided.push(Some(Outcome::conflict(reason.clone())));
+                }
             }
         }
         work.containers = ContainerIndex::new(listed);

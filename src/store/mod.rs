@@ -153,6 +153,8 @@ impl StoreError {
 pub struct Store {
     connection: Connection,
     path: PathBuf,
+    /// How the connection was opened, so that a second one can be opened the same way.
+    opened: open::Opened,
     /// For a dry run's immutable read: the file as it was when opened.
     immutable: Option<open::Fingerprint>,
 }

@@ -58,6 +58,27 @@ enum WalRead {
     Immutable,
 }
 
+/// How a connection to the state file was opened: what another connection needs to read the
+/// same file the same way (the checks made on the first are not repeated).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Opened {
+    access: Access,
+    wal_read: WalRead,
+    lock_wait: Duration,
+}
+
+impl Opened {
+    /// Opens a connection to `path` in this way.
+    pub(super) fn open(self, path: &Path) -> rusqlite::Result<Connection> {
+        let connection = match self.wal_read {
+            WalRead::Shared => open_plain(path, self.access),
+            WalRead::Immutable => open_immutable(path),
+        }?;
+        connection.busy_timeout(self.lock_wait)?;
+        Ok(connection)
+    }
+}
+
 /// A file's identity and last change, to tell whether someone wrote it while it was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Fingerprint {
@@ -118,24 +139,19 @@ impl Store {
             Access::ReadOnly => wal_read(path)?,
             Access::ReadWrite => WalRead::Shared,
         };
-        let connection = match wal_read {
-            WalRead::Shared => open_plain(path, access),
-            WalRead::Immutable => open_immutable(path),
-        }
-        .map_err(|source| StoreError::Open {
+        let opened = Opened {
+            access,
+            wal_read,
+            lock_wait: lock_wait.min(MAX_LOCK_WAIT),
+        };
+        let connection = opened.open(path).map_err(|source| StoreError::Open {
             path: path.to_owned(),
             source,
         })?;
-        let lock_wait = lock_wait.min(MAX_LOCK_WAIT);
-        connection
-            .busy_timeout(lock_wait)
-            .map_err(|source| StoreError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
         let store = Self {
             connection,
             path: path.to_owned(),
+            opened,
             immutable: (wal_read == WalRead::Immutable)
                 .then(|| Fingerprint::of(path))
                 .flatten(),

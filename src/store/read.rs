@@ -48,55 +48,48 @@ pub struct Selection {
 }
 
 impl Store {
-    /// Reads, in one read transaction, the count of stopped records and the stopped rows that
-    /// are candidates at `threshold_ms`.
+    /// Reads the count of stopped records and the stopped rows that are candidates at
+    /// `threshold_ms`.
+    ///
+    /// The two reads run side by side, the count on a second connection and thread, each in a
+    /// read transaction of its own, started together: the count walks every stopped entry of
+    /// the index and the selection reads each candidate's row, and one after the other they
+    /// took most of a scan's time (docs/benchmark.md). Under a concurrent writer the count may
+    /// include or miss what was committed between the two starts; it is a report, and every
+    /// candidate is read again under its lease before anything is done with it. A dry run's
+    /// immutable read checks afterwards that nobody wrote the file, for both reads.
     pub fn select(&mut self, threshold_ms: i64) -> Result<Selection, StoreError> {
+        let (path, opened, connection) = (&self.path, self.opened, &mut self.connection);
+        let (stopped, candidates) = std::thread::scope(|scope| {
+            let counting = scope.spawn(move || {
+                let counter = opened.open(path)?;
+                // The count reads each index page once: a small page cache spares the thread
+                // the allocations of a large one.
+                counter.pragma_update(None, "cache_size", COUNTER_CACHE_PAGES)?;
+                count_stopped(&counter)
+            });
+            let candidates = select_candidates(connection, threshold_ms);
+            let stopped = counting
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (stopped, candidates)
+        });
         let select_error = |source| StoreError::Select {
             path: self.path.clone(),
             source,
         };
-        let transaction = self.connection.transaction().map_err(select_error)?;
-        let stopped: i64 = transaction
-            .query_row(SELECT_STOPPED_COUNT, [], |row| row.get(0))
-            .map_err(select_error)?;
-        let candidates = {
-            let mut statement = transaction
-                .prepare(SELECT_CANDIDATES)
-                .map_err(select_error)?;
-            let mut failure = None;
-            // Each row is judged as it is read: no list of rows besides the candidates'.
-            let rows = statement
-                .query_map([threshold_ms], |row| {
-                    Ok(StoppedRow {
-                        game_id: field(row.get_ref(0)?),
-                        container_id: field(row.get_ref(1)?),
-                        last_op_at: field(row.get_ref(2)?),
-                    })
-                })
-                .map_err(select_error)?
-                .map_while(|row| row.map_err(|error| failure = Some(error)).ok());
-            let candidates = candidate::select(rows, threshold_ms);
-            if let Some(source) = failure {
-                return Err(select_error(source));
-            }
-            candidates
-        };
-        transaction.commit().map_err(select_error)?;
         Ok(Selection {
-            stopped: stopped as u64,
-            candidates,
+            stopped: stopped.map_err(select_error)?,
+            candidates: candidates.map_err(select_error)?,
         })
     }
 
     /// Counts the stopped records (for a pass over a plan, which selects nothing itself).
     pub fn count_stopped(&self) -> Result<u64, StoreError> {
-        self.connection
-            .query_row(SELECT_STOPPED_COUNT, [], |row| row.get::<_, i64>(0))
-            .map(|count| count as u64)
-            .map_err(|source| StoreError::Select {
-                path: self.path.clone(),
-                source,
-            })
+        count_stopped(&self.connection).map_err(|source| StoreError::Select {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     /// The leases in force at `now_ms`, by game exactly as stored, for a dry run's prediction
@@ -121,6 +114,46 @@ impl Store {
             .and_then(Iterator::collect)
             .map_err(select_error)
     }
+}
+
+/// The page cache of the connection that counts the stopped records, in pages.
+const COUNTER_CACHE_PAGES: i64 = 32;
+
+/// The count of stopped records.
+fn count_stopped(connection: &Connection) -> rusqlite::Result<u64> {
+    connection
+        .query_row(SELECT_STOPPED_COUNT, [], |row| row.get::<_, i64>(0))
+        // A count is never negative.
+        .map(i64::unsigned_abs)
+}
+
+/// The candidates at `threshold_ms`, judged and in order, read in one read transaction. Each row
+/// is judged as it is read: no list of rows besides the candidates'.
+fn select_candidates(
+    connection: &mut Connection,
+    threshold_ms: i64,
+) -> rusqlite::Result<Vec<Candidate>> {
+    let transaction = connection.transaction()?;
+    let candidates = {
+        let mut statement = transaction.prepare(SELECT_CANDIDATES)?;
+        let mut failure = None;
+        let rows = statement
+            .query_map([threshold_ms], |row| {
+                Ok(StoppedRow {
+                    game_id: field(row.get_ref(0)?),
+                    container_id: field(row.get_ref(1)?),
+                    last_op_at: field(row.get_ref(2)?),
+                })
+            })?
+            .map_while(|row| row.map_err(|error| failure = Some(error)).ok());
+        let candidates = candidate::select(rows, threshold_ms);
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        candidates
+    };
+    transaction.commit()?;
+    Ok(candidates)
 }
 
 impl Store {
@@ -185,6 +218,72 @@ mod tests {
         let (dir, path) = to_file(&connection);
         let store = Store::open(&path, Access::ReadOnly, std::time::Duration::ZERO).unwrap();
         (dir, store)
+    }
+
+    /// The file of `store_with`, in write-ahead-log mode and with every change checkpointed, as
+    /// a dry run meets it when the runtime manager is not running: read as immutable.
+    fn wal_store_with(rows: &[(&str, FieldValue, &str, FieldValue)]) -> (tempfile::TempDir, Store) {
+        let (dir, store) = store_with(rows);
+        let path = store.path.clone();
+        drop(store);
+        let writer = Connection::open(&path).unwrap();
+        writer
+            .pragma_update_and_check(None, "journal_mode", "wal", |_| Ok(()))
+            .unwrap();
+        drop(writer);
+        let store = Store::open(&path, Access::ReadOnly, std::time::Duration::ZERO).unwrap();
+        assert!(store.immutable.is_some(), "read as immutable");
+        (dir, store)
+    }
+
+    #[test]
+    fn the_count_read_beside_the_selection_sees_the_same_file() {
+        let rows: Vec<(String, FieldValue, &str, FieldValue)> = (0..300)
+            .map(|n| {
+                let status = if n % 3 == 0 { "running" } else { "stopped" };
+                (
+                    format!("g{n}"),
+                    FieldValue::Null,
+                    status,
+                    FieldValue::Integer(n),
+                )
+            })
+            .collect();
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|(game, container, status, at)| {
+                (game.as_str(), container.clone(), *status, at.clone())
+            })
+            .collect();
+        for (dir, mut store) in [store_with(&rows), wal_store_with(&rows)] {
+            let selection = store.select(150).unwrap();
+            assert_eq!(selection.stopped, 200);
+            assert_eq!(selection.candidates.len(), 100, "stopped and below 150");
+            assert!(store.read_was_consistent());
+            // The second connection of an immutable read creates nothing next to the file.
+            let mut names: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name())
+                .collect();
+            names.sort();
+            assert_eq!(names, ["state.db"]);
+        }
+    }
+
+    #[test]
+    fn a_lock_taken_after_the_open_makes_the_selection_busy() {
+        let (_dir, mut store) =
+            store_with(&[("g", FieldValue::Null, "stopped", FieldValue::Integer(1))]);
+        let writer = Connection::open(&store.path).unwrap();
+        writer.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let error = store.select(10).unwrap_err();
+        assert!(error.is_busy(), "{error}");
+        writer.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(
+            store.select(10).unwrap().stopped,
+            1,
+            "and reads once it is released"
+        );
     }
 
     #[test]

@@ -61,17 +61,23 @@ impl Store {
     pub fn select(&mut self, threshold_ms: i64) -> Result<Selection, StoreError> {
         let (path, opened, connection) = (&self.path, self.opened, &mut self.connection);
         let (stopped, candidates) = std::thread::scope(|scope| {
-            let counting = scope.spawn(move || {
-                let counter = opened.open(path)?;
-                // The count reads each index page once: a small page cache spares the thread
-                // the allocations of a large one.
-                counter.pragma_update(None, "cache_size", COUNTER_CACHE_PAGES)?;
-                count_stopped(&counter)
-            });
+            let counting = std::thread::Builder::new()
+                .name("count-stopped".to_owned())
+                .spawn_scoped(scope, move || {
+                    let counter = opened.open(path)?;
+                    // The count reads each index page once: a small page cache spares the
+                    // thread the allocations of a large one.
+                    counter.pragma_update(None, "cache_size", COUNTER_CACHE_PAGES)?;
+                    count_stopped(&counter)
+                });
             let candidates = select_candidates(connection, threshold_ms);
-            let stopped = counting
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            let stopped = match counting {
+                Ok(counting) => counting
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                // No thread could be made (a limit on tasks): count here, after the selection.
+                Err(_) => count_stopped(connection),
+            };
             (stopped, candidates)
         });
         let select_error = |source| StoreError::Select {

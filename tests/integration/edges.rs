@@ -4,6 +4,7 @@
 //! (run them against another build with `RT_CLEANUP_TEST_BINARY`).
 
 use std::ffi::OsStr;
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -294,6 +295,42 @@ fn a_closed_stdout_never_aborts_a_pass_or_changes_its_result() {
         logs.contains("cannot write the summary to stdout"),
         "the lost summary is logged: {logs}"
     );
+}
+
+#[test]
+fn a_summary_written_to_a_pipe_gets_a_pipe_of_a_mebibyte() {
+    // A summary of 10,000 records is 3.6 MB: through Linux's default 64 KiB pipe the pass and
+    // its reader took turns 55 times (docs/benchmark.md).
+    let state = StateFile::new(Journal::Rollback);
+    for index in 0..3 {
+        state.stopped(&format!("g-{index}"), None, 8);
+    }
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    let path = state.path().display().to_string();
+    let mut command = command(&[
+        "--retention",
+        "7d",
+        "--state",
+        &path,
+        "--dry-run",
+        "--output",
+        "json",
+    ]);
+    command
+        .env("DOCKER_HOST", &daemon().host)
+        .stdout(writer)
+        .stderr(Stdio::null());
+    let status = command.status().unwrap();
+    // The command holds the pipe's other end until it is dropped.
+    drop(command);
+
+    let size = nix::fcntl::fcntl(&reader, nix::fcntl::FcntlArg::F_GETPIPE_SZ).unwrap();
+    assert_eq!(size, 1 << 20, "the pipe was widened to 1 MiB");
+    let mut summary = String::new();
+    reader.read_to_string(&mut summary).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["counts"]["expired"], 3, "{summary}");
+    assert_eq!(status.code(), Some(0));
 }
 
 #[test]

@@ -129,22 +129,22 @@ pub(super) fn explain(error: &rustls::Error, files: &TlsFiles) -> String {
             | Alert::UnknownCA
             | Alert::CertificateUnknown
             | Alert::AccessDenied,
-        ) if !files.cert.exists() => format!(
-            "the daemon requires a client certificate and none was presented: {} does not \
-             exist; put the client certificate and its key (key.pem) there",
-            files.cert.display()
-        ),
-        Error::AlertReceived(
-            Alert::BadCertificate
-            | Alert::CertificateRequired
-            | Alert::UnknownCA
-            | Alert::CertificateUnknown
-            | Alert::AccessDenied,
-        ) => format!(
-            "the daemon refused the client certificate {}: it is not signed by a CA the daemon \
-             trusts (its --tlscacert), or not for client use; use a certificate of that CA",
-            files.cert.display()
-        ),
+        ) => {
+            if files.cert.exists() {
+                format!(
+                    "the daemon refused the client certificate {}: it is not signed by a CA the \
+                     daemon trusts (its --tlscacert), or not for client use; use a certificate \
+                     of that CA",
+                    files.cert.display()
+                )
+            } else {
+                format!(
+                    "the daemon requires a client certificate and none was presented: {} does \
+                     not exist; put the client certificate and its key (key.pem) there",
+                    files.cert.display()
+                )
+            }
+        }
         Error::InvalidMessage(_) => "the daemon does not speak TLS on this port (plain HTTP?); \
                                      use the daemon's TLS port, or drop --tlsverify"
             .to_owned(),

@@ -370,8 +370,15 @@ fn a_pass_over_tls_removes_the_container() {
     }
 }
 
-/// Asserts a refused TLS pass: exit 69, one error line with every needle, nothing changed.
-fn assert_refused(run: &Run, state: &StateFile, container: &str, needles: &[&str]) {
+/// Runs a pass over TLS with `env` against one expired record whose container exists, and
+/// asserts that it was refused: exit 69, one error line with every needle, nothing changed.
+fn assert_tls_pass_refused(case: &str, env: &[(&str, &str)], needles: &[&str]) {
+    let containers = tls_containers(case);
+    let state = StateFile::new(Journal::Rollback);
+    let id = containers.create(&[]);
+    state.stopped("g", Some(&id), 8);
+
+    let run = tls_pass(&state, env, &[]);
     run.assert_code(69);
     let line = run
         .stderr
@@ -387,21 +394,14 @@ fn assert_refused(run: &Run, state: &StateFile, container: &str, needles: &[&str
     assert!(run.stdout.is_empty(), "no pass ran: {}", run.stdout);
     assert_eq!(state.status("g"), "stopped");
     assert!(state.all_log().is_empty());
-    assert!(exists_on(&tls_daemon().unix_host, container));
+    assert!(exists_on(&tls_daemon().unix_host, &id));
 }
 
 #[test]
 fn plain_http_to_the_tls_port_exits_69_and_says_to_use_tls() {
-    let containers = tls_containers("tls-plain");
-    let state = StateFile::new(Journal::Rollback);
-    let id = containers.create(&[]);
-    state.stopped("g", Some(&id), 8);
-
-    let run = tls_pass(&state, &[], &[]);
-    assert_refused(
-        &run,
-        &state,
-        &id,
+    assert_tls_pass_refused(
+        "tls-plain",
+        &[],
         &[&tls_daemon().host, "speaks only TLS", "DOCKER_TLS_VERIFY=1"],
     );
 }
@@ -409,22 +409,11 @@ fn plain_http_to_the_tls_port_exits_69_and_says_to_use_tls() {
 #[test]
 fn a_missing_client_certificate_exits_69_and_names_the_file() {
     let daemon = tls_daemon();
-    let containers = tls_containers("tls-no-cert");
-    let state = StateFile::new(Journal::Rollback);
-    let id = containers.create(&[]);
-    state.stopped("g", Some(&id), 8);
     let certs = daemon.certs_no_client_cert.display().to_string();
     let cert = daemon.certs_no_client_cert.join("cert.pem");
-
-    let run = tls_pass(
-        &state,
+    assert_tls_pass_refused(
+        "tls-no-cert",
         &[("DOCKER_TLS_VERIFY", "1"), ("DOCKER_CERT_PATH", &certs)],
-        &[],
-    );
-    assert_refused(
-        &run,
-        &state,
-        &id,
         &[
             &daemon.host,
             "requires a client certificate and none was presented",
@@ -436,21 +425,10 @@ fn a_missing_client_certificate_exits_69_and_names_the_file() {
 #[test]
 fn a_client_certificate_of_another_ca_exits_69_and_says_the_daemon_refused_it() {
     let daemon = tls_daemon();
-    let containers = tls_containers("tls-other-ca");
-    let state = StateFile::new(Journal::Rollback);
-    let id = containers.create(&[]);
-    state.stopped("g", Some(&id), 8);
     let certs = daemon.certs_other_ca.display().to_string();
-
-    let run = tls_pass(
-        &state,
+    assert_tls_pass_refused(
+        "tls-other-ca",
         &[("DOCKER_TLS_VERIFY", "1"), ("DOCKER_CERT_PATH", &certs)],
-        &[],
-    );
-    assert_refused(
-        &run,
-        &state,
-        &id,
         &[&daemon.host, "refused the client certificate", &certs],
     );
 }
@@ -458,22 +436,11 @@ fn a_client_certificate_of_another_ca_exits_69_and_says_the_daemon_refused_it() 
 #[test]
 fn a_daemon_certificate_of_another_ca_exits_69_and_names_the_ca_file() {
     let daemon = tls_daemon();
-    let containers = tls_containers("tls-wrong-ca");
-    let state = StateFile::new(Journal::Rollback);
-    let id = containers.create(&[]);
-    state.stopped("g", Some(&id), 8);
     let certs = daemon.certs_wrong_ca.display().to_string();
     let ca = daemon.certs_wrong_ca.join("ca.pem").display().to_string();
-
-    let run = tls_pass(
-        &state,
+    assert_tls_pass_refused(
+        "tls-wrong-ca",
         &[("DOCKER_TLS_VERIFY", "1"), ("DOCKER_CERT_PATH", &certs)],
-        &[],
-    );
-    assert_refused(
-        &run,
-        &state,
-        &id,
         &[&daemon.host, "not signed by the CA of", &ca],
     );
 }

@@ -532,73 +532,11 @@ mod tests {
         Option<(&'static str, &'static str, &'static str)>,
     );
 
-    /// The headers of `GET /_ping` as each engine release sends them (Docker 20.10 and Podman
-    /// 4.3 captured from Debian 12's packages, the others from those releases' answers as their
-    /// sources write them), and what the preflight reads there. A new release is a new row.
-    const PINGS: &[PingCase] = &[
-        (
-            "Docker 20.10 (Debian 12)",
-            &[
-                ("Api-Version", "1.41"),
-                ("Docker-Experimental", "false"),
-                ("Ostype", "linux"),
-                ("Server", "Docker/20.10.24+dfsg1 (linux)"),
-            ],
-            Some(("Docker", "20.10.24+dfsg1", "1.41")),
-        ),
-        (
-            "Docker 27.5",
-            &[
-                ("Api-Version", "1.47"),
-                ("Builder-Version", "2"),
-                ("Docker-Experimental", "false"),
-                ("Ostype", "linux"),
-                ("Server", "Docker/27.5.1 (linux)"),
-                ("Swarm", "inactive"),
-            ],
-            Some(("Docker", "27.5.1", "1.47")),
-        ),
-        (
-            "Docker 28.5",
-            &[
-                ("Api-Version", "1.51"),
-                ("Builder-Version", "2"),
-                ("Server", "Docker/28.5.2 (linux)"),
-                ("Swarm", "inactive"),
-            ],
-            Some(("Docker", "28.5.2", "1.51")),
-        ),
-        (
-            "Podman 4.3 (Debian 12)",
-            &[
-                ("Api-Version", "1.41"),
-                ("Docker-Experimental", "true"),
-                ("Libpod-Api-Version", "4.3.1"),
-                ("Libpod-Buildah-Version", "1.28.2"),
-                ("Server", "Libpod/4.3.1 (linux)"),
-            ],
-            Some(("Podman", "4.3.1", "1.41")),
-        ),
-        (
-            "Podman 5.4",
-            &[
-                ("Api-Version", "1.41"),
-                ("Libpod-Api-Version", "5.4.2"),
-                ("Ostype", "linux"),
-                ("Server", "Libpod/5.4.2 (linux)"),
-            ],
-            Some(("Podman", "5.4.2", "1.41")),
-        ),
-        (
-            "Podman 5.8",
-            &[
-                ("Api-Version", "1.44"),
-                ("Libpod-Api-Version", "5.8.0"),
-                ("Ostype", "linux"),
-                ("Server", "Libpod/5.8.0 (linux)"),
-            ],
-            Some(("Podman", "5.8.0", "1.44")),
-        ),
+    include!("../../tests/fixtures/engine_pings.rs");
+
+    /// Answers no release sends as it is, and what the preflight reads there: `None` sends it
+    /// to `GET /version`. The releases' own answers are in `CAPTURED_PINGS`.
+    const ODD_PINGS: &[PingCase] = &[
         (
             "Podman behind a proxy that replaces Server",
             &[
@@ -632,7 +570,18 @@ mod tests {
 
     #[test]
     fn the_ping_names_each_engine_and_its_api_or_sends_the_preflight_to_version() {
-        for (case, headers, expected) in PINGS {
+        let captured = CAPTURED_PINGS.iter().map(|release| {
+            let (name, version) = release
+                .engine
+                .split_once(' ')
+                .expect("a captured engine is its name and its version");
+            (
+                release.name,
+                release.headers,
+                Some((name, version, release.api)),
+            )
+        });
+        for (case, headers, expected) in captured.chain(ODD_PINGS.iter().copied()) {
             let found = engine_from_ping(&PingHeaders::from_pairs(headers));
             let found = found.as_ref().map(|pinged| {
                 (

@@ -27,124 +27,29 @@ struct Release {
     wire: &'static str,
 }
 
-/// The releases, captured from the releases themselves (Docker 20.10 and Podman 4.3 of Debian 12,
-/// and the others' published answers). A new release is a new row here; only a new way of naming
-/// the engine needs a row in `ENGINES` of src/docker/mod.rs too.
-const RELEASES: &[Release] = &[
-    Release {
-        name: "Docker 20.10 (Debian 12)",
-        ping: &[
-            ("Api-Version", "1.41"),
-            ("Cache-Control", "no-cache, no-store, must-revalidate"),
-            ("Docker-Experimental", "false"),
-            ("Ostype", "linux"),
-            ("Pragma", "no-cache"),
-            ("Server", "Docker/20.10.24+dfsg1 (linux)"),
-        ],
-        engine: "Docker 20.10.24+dfsg1",
-        wire: "1.41",
-    },
-    Release {
-        name: "Docker 27.1",
-        ping: &[
-            ("Api-Version", "1.46"),
-            ("Builder-Version", "2"),
-            ("Docker-Experimental", "false"),
-            ("Ostype", "linux"),
-            ("Server", "Docker/27.1.2 (linux)"),
-            ("Swarm", "inactive"),
-        ],
-        engine: "Docker 27.1.2",
-        wire: "1.46",
-    },
-    Release {
-        name: "Docker 27.5",
-        ping: &[
-            ("Api-Version", "1.47"),
-            ("Builder-Version", "2"),
-            ("Docker-Experimental", "false"),
-            ("Ostype", "linux"),
-            ("Server", "Docker/27.5.1 (linux)"),
-            ("Swarm", "inactive"),
-        ],
-        engine: "Docker 27.5.1",
-        wire: "1.47",
-    },
-    Release {
-        name: "Docker 28.0",
-        ping: &[
-            ("Api-Version", "1.48"),
-            ("Builder-Version", "2"),
-            ("Docker-Experimental", "false"),
-            ("Ostype", "linux"),
-            ("Server", "Docker/28.0.4 (linux)"),
-            ("Swarm", "inactive"),
-        ],
-        engine: "Docker 28.0.4",
-        wire: "1.48",
-    },
-    Release {
-        name: "Docker 28.5",
-        ping: &[
-            ("Api-Version", "1.51"),
-            ("Builder-Version", "2"),
-            ("Docker-Experimental", "false"),
-            ("Ostype", "linux"),
-            ("Server", "Docker/28.5.2 (linux)"),
-            ("Swarm", "inactive"),
-        ],
-        engine: "Docker 28.5.2",
-        wire: "1.51",
-    },
-    Release {
-        name: "a Docker newer than this build knows",
-        ping: &[("Api-Version", "1.60"), ("Server", "Docker/31.0.0 (linux)")],
-        engine: "Docker 31.0.0",
-        wire: NEWEST_API,
-    },
-    Release {
-        name: "Podman 4.3 (Debian 12)",
-        ping: &[
-            ("Api-Version", "1.41"),
-            ("Builder-Version", ""),
-            ("Buildkit-Version", ""),
-            ("Cache-Control", "no-cache"),
-            ("Docker-Experimental", "true"),
-            ("Libpod-Api-Version", "4.3.1"),
-            ("Libpod-Buildah-Version", "1.28.2"),
-            ("Pragma", "no-cache"),
-            ("Server", "Libpod/4.3.1 (linux)"),
-        ],
-        engine: "Podman 4.3.1",
-        wire: "1.41",
-    },
-    Release {
-        name: "Podman 5.4",
-        ping: &[
-            ("Api-Version", "1.41"),
-            ("Cache-Control", "no-cache"),
-            ("Docker-Experimental", "true"),
-            ("Libpod-Api-Version", "5.4.2"),
-            ("Libpod-Buildah-Version", "1.39.4"),
-            ("Ostype", "linux"),
-            ("Server", "Libpod/5.4.2 (linux)"),
-        ],
-        engine: "Podman 5.4.2",
-        wire: "1.41",
-    },
-    Release {
-        name: "Podman 5.8",
-        ping: &[
-            ("Api-Version", "1.44"),
-            ("Docker-Experimental", "true"),
-            ("Libpod-Api-Version", "5.8.0"),
-            ("Ostype", "linux"),
-            ("Server", "Libpod/5.8.0 (linux)"),
-        ],
-        engine: "Podman 5.8.0",
-        wire: "1.44",
-    },
-];
+include!("../fixtures/engine_pings.rs");
+
+/// A Docker whose API is newer than this build knows: it is spoken to at `NEWEST_API`.
+const NEWER_DOCKER: Release = Release {
+    name: "a Docker newer than this build knows",
+    ping: &[("Api-Version", "1.60"), ("Server", "Docker/31.0.0 (linux)")],
+    engine: "Docker 31.0.0",
+    wire: NEWEST_API,
+};
+
+/// The captured releases, each spoken to at the API version it names, and a newer Docker.
+fn releases() -> Vec<Release> {
+    CAPTURED_PINGS
+        .iter()
+        .map(|captured| Release {
+            name: captured.name,
+            ping: captured.headers,
+            engine: captured.engine,
+            wire: captured.api,
+        })
+        .chain([NEWER_DOCKER])
+        .collect()
+}
 
 /// A real pass against `host` over a state file with one expired record whose container is
 /// `c-1`.
@@ -161,7 +66,7 @@ fn pass_against(host: &str, extra: &[&str]) -> (StateFile, Run) {
 #[test]
 fn the_api_version_comes_from_each_releases_ping_and_is_on_the_wire() {
     let agent = format!("rt-cleanup/{}", env!("CARGO_PKG_VERSION"));
-    for release in RELEASES {
+    for release in releases() {
         let daemon = FakeDaemon::start(release.ping, None);
         let (_state, run) = pass_against(&daemon.host, &[]);
         let name = release.name;
@@ -216,7 +121,7 @@ fn the_api_version_comes_from_each_releases_ping_and_is_on_the_wire() {
 
 #[test]
 fn a_nothing_to_do_pass_asks_nothing_but_the_ping() {
-    for release in RELEASES {
+    for release in releases() {
         let daemon = FakeDaemon::start(release.ping, None);
         let state = StateFile::new(Journal::Rollback);
         for extra in [&[][..], &["--dry-run"][..]] {

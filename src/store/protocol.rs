@@ -345,6 +345,18 @@ mod tests {
         }
     }
 
+    /// Settles game `g`'s removal of container `c1` (its record at `last_op_at` 100), by us, at
+    /// `now`.
+    fn settle_removal(connection: &Connection, now: i64) -> Outcome {
+        apply_settlement(
+            connection,
+            "auto_ttl",
+            &settlement("g", record_guard("c1", 100), Outcome::removed(), Some(US)),
+            now,
+        )
+        .unwrap()
+    }
+
     fn settlement(name: &str, guard: Guard, outcome: Outcome, holder: Option<&str>) -> Settlement {
         Settlement {
             game: game(name),
@@ -487,13 +499,7 @@ mod tests {
     fn a_removal_moves_the_record_logs_success_and_releases() {
         let connection = memory();
         claimed(&connection, "g");
-        let outcome = apply_settlement(
-            &connection,
-            "auto_ttl",
-            &settlement("g", record_guard("c1", 100), Outcome::removed(), Some(US)),
-            NOW + 7,
-        )
-        .unwrap();
+        let outcome = settle_removal(&connection, NOW + 7);
         assert_eq!(outcome, Outcome::removed());
         let (status, container, last_op_at) = record(&connection, &game("g")).unwrap();
         assert_eq!(status, FieldValue::text("removed"));
@@ -554,13 +560,7 @@ mod tests {
                 [],
             )
             .unwrap();
-        let outcome = apply_settlement(
-            &connection,
-            "auto_ttl",
-            &settlement("g", record_guard("c1", 100), Outcome::removed(), Some(US)),
-            NOW,
-        )
-        .unwrap();
+        let outcome = settle_removal(&connection, NOW);
         assert_eq!(outcome.result, crate::outcome::ResultKind::Conflict);
         assert!(outcome.error_message.unwrap().contains("record changed"));
         assert_eq!(
@@ -581,13 +581,7 @@ mod tests {
                 [NOW + 9],
             )
             .unwrap();
-        let outcome = apply_settlement(
-            &connection,
-            "auto_ttl",
-            &settlement("g", record_guard("c1", 100), Outcome::removed(), Some(US)),
-            NOW,
-        )
-        .unwrap();
+        let outcome = settle_removal(&connection, NOW);
         assert_eq!(outcome.result, crate::outcome::ResultKind::Conflict);
         assert!(outcome.error_message.unwrap().contains("lease"), "says why");
         assert_eq!(
@@ -605,13 +599,7 @@ mod tests {
     fn an_expired_lease_of_ours_does_not_move_the_record_either() {
         let connection = memory();
         claimed(&connection, "g");
-        let outcome = apply_settlement(
-            &connection,
-            "auto_ttl",
-            &settlement("g", record_guard("c1", 100), Outcome::removed(), Some(US)),
-            NOW + 300_000,
-        )
-        .unwrap();
+        let outcome = settle_removal(&connection, NOW + 300_000);
         assert_eq!(outcome.result, crate::outcome::ResultKind::Conflict);
         assert_eq!(
             record(&connection, &game("g")).unwrap().0,
@@ -846,13 +834,7 @@ mod tests {
             .execute_batch("ALTER TABLE runtime_records ADD COLUMN note TEXT DEFAULT 'mine'")
             .unwrap();
         claimed(&connection, "g");
-        apply_settlement(
-            &connection,
-            "auto_ttl",
-            &settlement("g", record_guard("c1", 100), Outcome::removed(), Some(US)),
-            NOW,
-        )
-        .unwrap();
+        settle_removal(&connection, NOW);
         let note: String = connection
             .query_row("SELECT note FROM runtime_records", [], |row| row.get(0))
             .unwrap();

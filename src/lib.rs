@@ -361,13 +361,9 @@ impl Pass<'_> {
             .await;
         let predicted =
             found.map(|found| orphan_pass.predict(found, &read.leases, self.config.max_removals));
-        if !read.store.read_was_consistent() {
-            return Err(StoreError::Unreadable {
-                path: self.config.state.clone(),
-                reason: "it was written while it was read without locks; try again".to_owned(),
-            }
-            .into());
-        }
+        // The orphans' records were read later than the candidates: the file must still be the
+        // one read then.
+        read.store.check_read_consistent(1)?;
         Ok((outcomes, Some(predicted)))
     }
 
@@ -429,7 +425,8 @@ fn read_state(
     } else {
         Access::ReadWrite
     };
-    for _ in 0..CONSISTENT_READ_ATTEMPTS {
+    let mut attempt = 1;
+    loop {
         let mut store = Store::open(&config.state, access, config.lock_wait)?;
         let (stopped, candidates) = match plan {
             None => {
@@ -443,27 +440,23 @@ fn read_state(
         } else {
             HashMap::new()
         };
-        if store.read_was_consistent() {
-            return Ok(StateRead {
-                store,
-                stopped,
-                candidates,
-                leases,
-            });
+        match store.check_read_consistent(attempt) {
+            Ok(()) => {
+                return Ok(StateRead {
+                    store,
+                    stopped,
+                    candidates,
+                    leases,
+                })
+            }
+            Err(error) if attempt == CONSISTENT_READ_ATTEMPTS => return Err(error.into()),
+            Err(_) => tracing::info!(
+                path = %config.state.display(),
+                "the state file was written while it was read; reading it again"
+            ),
         }
-        tracing::info!(
-            path = %config.state.display(),
-            "the state file was written while it was read; reading it again"
-        );
+        attempt += 1;
     }
-    Err(StoreError::Unreadable {
-        path: config.state.clone(),
-        reason: format!(
-            "it was written during each of {CONSISTENT_READ_ATTEMPTS} attempts to read it \
-             without locks; try again"
-        ),
-    }
-    .into())
 }
 
 fn write_plan(

@@ -108,6 +108,18 @@ pub enum StoreError {
         /// Why, and what to do.
         reason: String,
     },
+    /// A dry run's read without locks met a writer each time it tried.
+    #[error(
+        "state file {} was written during each of {attempts} attempts to read it (a dry run \
+         takes no locks on a file no writer has open); nothing was changed; try again",
+        path.display()
+    )]
+    ChangedWhileRead {
+        /// The state file.
+        path: PathBuf,
+        /// How many reads were made.
+        attempts: usize,
+    },
     /// Reading the candidates failed.
     #[error("cannot read the stopped records of state file {}: {source}", path.display())]
     Select {
@@ -130,10 +142,13 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether the error is a lock held by someone else past the wait (exit 75).
+    /// Whether the error is a lock held by someone else past the wait, or a file written during
+    /// every read (exit 75).
     #[must_use]
     pub fn is_busy(&self) -> bool {
         let source = match self {
+            // Written by someone else each time it was read: as busy as a held lock.
+            StoreError::ChangedWhileRead { .. } => return true,
             StoreError::Open { source, .. }
             | StoreError::Inspect { source, .. }
             | StoreError::NotWritable { source, .. }

@@ -50,10 +50,11 @@ pub enum Access {
 /// What a dry run must do to read a write-ahead-log state file without changing its directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum WalRead {
-    /// The file is not in WAL mode, or a writer has it open: read it as usual.
+    /// The file is not in WAL mode, or a writer has it open (its `-wal` and `-shm` exist): read
+    /// it as usual.
     Shared,
-    /// Every committed change is in the main file (no `-wal`, or an empty one): read it as
-    /// immutable, which creates no `-wal` or `-shm`, and check afterwards that nobody wrote it
+    /// Every committed change is in the main file and no writer has it open (no `-wal`, or an
+    /// empty one without a `-shm`): read it as immutable, which creates no `-wal` or `-shm`, and check afterwards that nobody wrote it
     /// meanwhile.
     Immutable,
 }
@@ -84,7 +85,8 @@ impl Opened {
 pub(super) struct Fingerprint {
     modified: Option<SystemTime>,
     length: u64,
-    wal_exists: bool,
+    /// The length of the `-wal` (0 where there is none): a writer appends there first.
+    wal_length: u64,
 }
 
 impl Fingerprint {
@@ -93,7 +95,7 @@ impl Fingerprint {
         Some(Self {
             modified: metadata.modified().ok(),
             length: metadata.len(),
-            wal_exists: sidecar(path, "-wal").exists(),
+            wal_length: fs::metadata(sidecar(path, "-wal")).map_or(0, |wal| wal.len()),
         })
     }
 }
@@ -259,15 +261,21 @@ impl Store {
         Ok(())
     }
 
-    /// For a dry run that read an immutable snapshot: whether the file is still the one that
-    /// was read (nobody wrote or checkpointed it meanwhile). Always true for a shared read.
-    #[must_use]
-    pub fn read_was_consistent(&self) -> bool {
+    /// For a dry run that read an immutable snapshot: fails where the file is no longer the one
+    /// that was read (somebody wrote or checkpointed it meanwhile). Always passes for a shared
+    /// read, which SQLite's locks keep consistent.
+    pub fn check_read_consistent(&self, attempts: usize) -> Result<(), StoreError> {
         match &self.immutable {
-            None => true,
-            Some(before) => {
-                Fingerprint::of(&self.path).as_ref() == Some(before) && !before.wal_exists
+            Some(before)
+                if Fingerprint::of(&self.path).as_ref() != Some(before)
+                    || before.wal_length != 0 =>
+            {
+                Err(StoreError::ChangedWhileRead {
+                    path: self.path.clone(),
+                    attempts,
+                })
             }
+            _ => Ok(()),
         }
     }
 }
@@ -292,12 +300,14 @@ fn wal_read(path: &Path) -> Result<WalRead, StoreError> {
     }
     let wal = sidecar(path, "-wal");
     let shm = sidecar(path, "-shm");
-    let wal_len = fs::metadata(&wal).map_or(0, |metadata| metadata.len());
-    if wal_len == 0 {
-        return Ok(WalRead::Immutable);
-    }
-    if shm.exists() {
+    // Where a writer has the file open, both exist (the `-wal` may be empty, after a truncating
+    // checkpoint): a read-only connection reads them with SQLite's locks and creates nothing.
+    let wal_length = fs::metadata(&wal).ok().map(|metadata| metadata.len());
+    if wal_length.is_some() && shm.exists() {
         return Ok(WalRead::Shared);
+    }
+    if wal_length.unwrap_or(0) == 0 {
+        return Ok(WalRead::Immutable);
     }
     Err(StoreError::Unreadable {
         path: path.to_owned(),

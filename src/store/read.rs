@@ -265,7 +265,7 @@ mod tests {
             let selection = store.select(150).unwrap();
             assert_eq!(selection.stopped, 200);
             assert_eq!(selection.candidates.len(), 100, "stopped and below 150");
-            assert!(store.read_was_consistent());
+            store.check_read_consistent(1).unwrap();
             // The second connection of an immutable read creates nothing next to the file.
             let mut names: Vec<_> = std::fs::read_dir(dir.path())
                 .unwrap()
@@ -274,6 +274,53 @@ mod tests {
             names.sort();
             assert_eq!(names, ["state.db"]);
         }
+    }
+
+    #[test]
+    fn a_dry_run_reads_a_wal_file_whose_writer_emptied_its_wal() {
+        // The runtime manager has the file open and has just checkpointed with TRUNCATE: its
+        // `-wal` exists and is empty, its `-shm` exists.
+        let (dir, store) =
+            wal_store_with(&[("g", FieldValue::Null, "stopped", FieldValue::Integer(1))]);
+        let path = store.path.clone();
+        drop(store);
+        let writer = Connection::open(&path).unwrap();
+        writer
+            .execute("UPDATE runtime_records SET last_op_at = 2", [])
+            .unwrap();
+        writer
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        let wal = dir.path().join("state.db-wal");
+        assert_eq!(
+            std::fs::metadata(&wal).unwrap().len(),
+            0,
+            "the -wal is empty"
+        );
+
+        let mut store = Store::open(&path, Access::ReadOnly, std::time::Duration::ZERO).unwrap();
+        assert!(store.immutable.is_none(), "read with the writer's locks");
+        let selection = store.select(10).unwrap();
+        assert_eq!(selection.stopped, 1);
+        store.check_read_consistent(1).unwrap();
+        drop(writer);
+    }
+
+    #[test]
+    fn an_immutable_read_of_a_file_written_meanwhile_is_busy() {
+        let (_dir, mut store) =
+            wal_store_with(&[("g", FieldValue::Null, "stopped", FieldValue::Integer(1))]);
+        assert_eq!(store.select(10).unwrap().stopped, 1);
+        let writer = Connection::open(&store.path).unwrap();
+        writer
+            .execute("UPDATE runtime_records SET status = 'removed'", [])
+            .unwrap();
+        let error = store.check_read_consistent(3).unwrap_err();
+        assert!(matches!(
+            error,
+            StoreError::ChangedWhileRead { attempts: 3, .. }
+        ));
+        assert!(error.is_busy(), "exit 75: {error}");
     }
 
     #[test]

@@ -161,10 +161,15 @@ impl Store {
         match store.check_schema() {
             Err(StoreError::Inspect { source, .. })
                 if access == Access::ReadWrite
-                    && store.connection.is_readonly("main").unwrap_or(false) =>
+                    && (store.connection.is_readonly("main").unwrap_or(false)
+                        || matches!(
+                            source.sqlite_error_code(),
+                            Some(SqliteCode::ReadOnly | SqliteCode::CannotOpen)
+                        )) =>
             {
-                // SQLite fell back to read-only and then could not read a WAL-mode file: the
-                // cause is the missing write access, so say that.
+                // A WAL-mode file is read only after its `-wal` and `-shm` are created: SQLite
+                // fell back to read-only (the file is not writable), or could not create them
+                // (the directory is not). The cause is the missing write access, so say that.
                 return Err(store.not_writable(source));
             }
             checked => checked?,

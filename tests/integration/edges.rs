@@ -466,36 +466,46 @@ fn as_nobody(bridge: &TcpBridge, args: &[String]) -> Run {
 #[test]
 fn a_writable_state_file_in_a_directory_that_is_not_refuses_a_real_run_at_the_start() {
     let containers = Containers::new("ro-dir");
-    let state = StateFile::new(Journal::Rollback);
-    let container = containers.create(&[]);
-    state.stopped("g", Some(&container), 8);
-    // As /var/lib/rtmanager is often: the directory 0755 of its owner, the file writable by
-    // the cleanup user's group. Here nobody may write the file, not the directory.
-    std::fs::set_permissions(state.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o666)).unwrap();
-    let before = state.bytes();
     let bridge = TcpBridge::to_test_daemon();
+    for journal in [Journal::Rollback, Journal::Wal] {
+        let state = StateFile::new(journal);
+        let container = containers.create(&[]);
+        state.stopped("g", Some(&container), 8);
+        // As /var/lib/rtmanager is often: the directory 0755 of its owner, the file writable by
+        // the cleanup user's group. Here nobody may write the file, not the directory.
+        std::fs::set_permissions(state.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o666)).unwrap();
+        let before = state.bytes();
 
-    let real = as_nobody(&bridge, &pass_args(&state, &[]));
-    real.assert_code(2);
-    let directory = state.dir().display().to_string();
-    assert!(
-        real.stderr.contains(&directory),
-        "the message names the directory {directory}: {}",
-        real.stderr
-    );
-    assert!(real.stdout.is_empty(), "no pass ran: {}", real.stdout);
-    assert!(exists(&container), "nothing was touched");
-    assert_eq!(state.bytes(), before);
+        let real = as_nobody(&bridge, &pass_args(&state, &[]));
+        real.assert_code(2);
+        let directory = state.dir().display().to_string();
+        // The state file's own path names the directory too: the message must say that it is
+        // the directory that cannot be written.
+        assert!(
+            real.stderr.contains(&format!(
+                "write access to the file and to its directory {directory}"
+            )),
+            "{journal:?}: the message names the directory {directory}: {}",
+            real.stderr
+        );
+        assert!(real.stdout.is_empty(), "no pass ran: {}", real.stdout);
+        assert!(exists(&container), "nothing was touched");
+        assert_eq!(state.bytes(), before);
 
-    let dry = as_nobody(&bridge, &pass_args(&state, &["--dry-run"]));
-    dry.assert_code(0);
-    assert_eq!(dry.result_of("g"), "removed", "a dry run still predicts");
-    assert_eq!(
-        std::fs::read_dir(state.dir()).unwrap().count(),
-        1,
-        "the directory holds only the state file"
-    );
+        let dry = as_nobody(&bridge, &pass_args(&state, &["--dry-run"]));
+        dry.assert_code(0);
+        assert_eq!(
+            dry.result_of("g"),
+            "removed",
+            "{journal:?}: a dry run still predicts"
+        );
+        assert_eq!(
+            std::fs::read_dir(state.dir()).unwrap().count(),
+            1,
+            "{journal:?}: the directory holds only the state file"
+        );
+    }
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -148,7 +148,8 @@ pub(super) fn apply_claim(
     }
 }
 
-fn read_record(
+/// The record of a game as it is now, if it has one.
+pub(super) fn read_record(
     connection: &Connection,
     game: &FieldValue,
 ) -> rusqlite::Result<Option<CurrentRecord>> {

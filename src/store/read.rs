@@ -3,9 +3,10 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 
-use super::{epoch_or_never, field, shown_text, Exact, Store, StoreError};
+use super::protocol::read_record;
+use super::{epoch_or_never, field, shown_text, Store, StoreError};
 use crate::candidate::{self, Candidate, StoppedRow};
 use crate::job::CurrentRecord;
 use crate::outcome::LiveLease;
@@ -180,21 +181,9 @@ pub(super) fn records_of(
     connection: &Connection,
     games: &[FieldValue],
 ) -> rusqlite::Result<HashMap<FieldValue, CurrentRecord>> {
-    let mut statement = connection.prepare_cached(
-        "SELECT status, container_id, last_op_at FROM runtime_records WHERE game_id = ?1",
-    )?;
     let mut records = HashMap::with_capacity(games.len());
     for game in games {
-        let record = statement
-            .query_row([Exact(game)], |row| {
-                Ok(CurrentRecord {
-                    status: field(row.get_ref(0)?),
-                    container_id: field(row.get_ref(1)?),
-                    last_op_at: field(row.get_ref(2)?),
-                })
-            })
-            .optional()?;
-        if let Some(record) = record {
+        if let Some(record) = read_record(connection, game)? {
             records.insert(game.clone(), record);
         }
     }

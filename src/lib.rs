@@ -380,14 +380,12 @@ impl Pass<'_> {
             stop,
         )
         .await;
-        let orphans = match self.orphans {
+        let orphans = match (self.orphans, stop.reason()) {
+            (None, _) => None,
             // A signal or a failed state file stops the pass from starting anything more,
             // the orphans' listing and inspections included.
-            Some(_) if stop.reason().is_some() => Some(Err(format!(
-                "the orphans were not looked for: {}",
-                stop.reason().unwrap_or_default()
-            ))),
-            Some(orphan_pass) => Some(
+            (Some(_), Some(reason)) => Some(Err(reason)),
+            (Some(orphan_pass), None) => Some(
                 match orphan_pass
                     .find(self.docker, StateSide::Writer(&writer), &self.settings)
                     .await
@@ -405,7 +403,6 @@ impl Pass<'_> {
                     Err(error) => Err(error),
                 },
             ),
-            None => None,
         };
         writer.close();
         (outcomes, orphans)

@@ -95,7 +95,8 @@ impl Stop {
         let _ = receiver.wait_for(|abandoned| *abandoned).await;
     }
 
-    /// Whether the waits for in-flight calls were abandoned.
+    /// Whether the waits for in-flight calls were abandoned (the tests' view of it).
+    #[cfg(test)]
     #[must_use]
     pub fn is_abandoned(&self) -> bool {
         *self.abandon.borrow()

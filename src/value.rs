@@ -37,7 +37,8 @@ impl Text {
     }
 
     /// The value for people: itself where it is UTF-8, with every invalid byte shown as `\xNN`
-    /// otherwise, so that two different values never look the same.
+    /// otherwise, so that an invalid byte is seen rather than replaced. A valid value that holds
+    /// the four characters `\xNN` looks the same; plans and the state file keep the exact bytes.
     #[must_use]
     pub fn display(&self) -> Cow<'_, str> {
         escape_invalid_utf8(&self.0)

@@ -112,6 +112,16 @@ pub enum ConfigError {
         /// An accepted value.
         example: &'static str,
     },
+    /// A duration option got another option, not a value.
+    #[error("{option} needs a value, e.g. {example}; it was given the option {value}")]
+    MissingValue {
+        /// The option.
+        option: &'static str,
+        /// The option given in its place.
+        value: String,
+        /// An accepted value.
+        example: &'static str,
+    },
     /// A duration option was negative.
     #[error("invalid {option} {value:?}: it must not be negative, e.g. {example}")]
     Negative {
@@ -307,6 +317,15 @@ fn parse_duration(
     example: &'static str,
 ) -> Result<Duration, ConfigError> {
     let trimmed = value.trim();
+    // Values may start with '-' so that `-1d` is refused as negative rather than as an unknown
+    // option; another option in the value's place means the value was left out.
+    if trimmed.starts_with("--") {
+        return Err(ConfigError::MissingValue {
+            option,
+            value: trimmed.to_owned(),
+            example,
+        });
+    }
     if trimmed.starts_with('-') {
         return Err(ConfigError::Negative {
             option,
@@ -678,6 +697,12 @@ mod tests {
                 .to_string()
                 .starts_with(&format!("invalid {option} \"-1d\"")));
         }
+        assert_eq!(
+            config(&["--retention", "--dry-run"])
+                .unwrap_err()
+                .to_string(),
+            "--retention needs a value, e.g. 7d; it was given the option --dry-run"
+        );
     }
 
     #[test]

@@ -50,7 +50,8 @@ impl ExitStatus {
         }
     }
 
-    /// What the status means, in a few words for `--help` and the metrics help.
+    /// What the status means, in a few words, for `--help` (the metrics help uses
+    /// [`ExitStatus::short_name`]).
     #[must_use]
     pub fn meaning(self) -> &'static str {
         match self {

@@ -31,7 +31,8 @@ pub(super) fn ping_failure(host: &DockerHost, error: &BollardError) -> DockerErr
             reason: format!("it answered {status_code}: {}", message.trim()),
         };
     }
-    if let (Some(tls_error), DockerHost::Tls { files, .. }) = (find_tls(error), host) {
+    if let (Some(tls_error), DockerHost::Tls { files, .. }) = (tls::find_rustls_error(error), host)
+    {
         return DockerError::Tls {
             host: host_text,
             reason: tls::explain(tls_error, files),
@@ -141,17 +142,6 @@ fn io_error_kind(error: &(dyn StdError + 'static)) -> Option<ErrorKind> {
         return inner.or(Some(io.kind()));
     }
     error.source().and_then(io_error_kind)
-}
-
-fn find_tls(error: &BollardError) -> Option<&rustls::Error> {
-    let mut current: Option<&(dyn StdError + 'static)> = Some(error);
-    while let Some(error) = current {
-        if let Some(found) = tls::find_rustls_error(error) {
-            return Some(found);
-        }
-        current = error.source();
-    }
-    None
 }
 
 /// This process's user, for messages: its name and uid.

@@ -148,9 +148,9 @@ pub fn orphan_at(info: ContainerInfo, key: &str, threshold_ms: i64) -> Option<Or
     Some(Orphan { info, label, game })
 }
 
-/// Inspects the unclaimed containers, `concurrency` at a time, and keeps the orphans, oldest
-/// first. A container gone meanwhile is no orphan; one whose inspection fails is kept and
-/// logged.
+/// Inspects the unclaimed containers, `concurrency` at a time, and returns the orphans, oldest
+/// first. A container gone meanwhile is no orphan; one whose inspection fails is logged and left
+/// alone: neither reported nor removed by this run.
 pub async fn inspect_unclaimed<E: ContainerEngine>(
     engine: &E,
     unclaimed: &[&ContainerInfo],
@@ -166,7 +166,7 @@ pub async fn inspect_unclaimed<E: ContainerEngine>(
                 Inspection::Failed(reason) => {
                     tracing::warn!(
                         container_id = %info.id,
-                        "cannot inspect a possible orphan; it is kept: {reason}"
+                        "cannot inspect a possible orphan; it is left alone: {reason}"
                     );
                     None
                 }

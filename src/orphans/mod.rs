@@ -110,16 +110,20 @@ pub fn games_named(listed: &[ContainerInfo], key: &str) -> Vec<FieldValue> {
 }
 
 /// The listed containers that may be orphans and need an inspection for their age: labelled,
-/// not running, and not claimed by the record of the game they name.
+/// not running, created before `threshold_ms`, and not claimed by the record of the game they
+/// name. A container created at or after the threshold cannot have stopped before it (the
+/// listing's creation time is whole seconds, rounded down): no inspection is asked for it.
 #[must_use]
 pub fn unclaimed<'a>(
     listed: &'a [ContainerInfo],
     key: &str,
     records: &HashMap<FieldValue, CurrentRecord>,
+    threshold_ms: i64,
 ) -> Vec<&'a ContainerInfo> {
     listed
         .iter()
         .filter(|info| !info.is_running())
+        .filter(|info| info.created_ms.is_none_or(|created| created < threshold_ms))
         .filter(|info| {
             let Some(value) = info.labels.get(key) else {
                 return false;
@@ -251,8 +255,23 @@ mod tests {
             ),
         ]);
         assert_eq!(
-            ids(&unclaimed(&listed, KEY, &records)),
+            ids(&unclaimed(&listed, KEY, &records, THRESHOLD)),
             ["aaa111", "bbb222", "ccc333", "ddd444"]
+        );
+    }
+
+    #[test]
+    fn a_container_created_after_the_threshold_is_not_inspected() {
+        let mut young = container("aaa111", "young", "exited", Some("g-young"));
+        young.created_ms = Some(THRESHOLD);
+        let mut unknown = container("bbb222", "unknown", "exited", Some("g-unknown"));
+        unknown.created_ms = None;
+        let old = container("ccc333", "old", "exited", Some("g-old"));
+        let listed = [young, unknown, old];
+        assert_eq!(
+            ids(&unclaimed(&listed, KEY, &HashMap::new(), THRESHOLD)),
+            ["bbb222", "ccc333"],
+            "a creation time the listing does not give is inspected"
         );
     }
 
@@ -274,7 +293,7 @@ mod tests {
                 record("creating", Some("by-name")),
             ),
         ]);
-        assert!(unclaimed(&listed, KEY, &records).is_empty());
+        assert!(unclaimed(&listed, KEY, &records, THRESHOLD).is_empty());
         assert_eq!(
             games_named(&listed, KEY),
             [

@@ -84,7 +84,7 @@ impl OrphanPass<'_> {
             .records_of(games)
             .await
             .map_err(|error| error.to_string())?;
-        let unclaimed = unclaimed(&listed, self.key, &records);
+        let unclaimed = unclaimed(&listed, self.key, &records, self.threshold_ms);
         let found = inspect_unclaimed(
             docker,
             &unclaimed,

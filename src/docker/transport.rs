@@ -30,39 +30,29 @@ use crate::config::DockerHost;
 /// Sent with every request, so that a daemon's request log names the client.
 const AGENT: &str = concat!("rt-cleanup/", env!("CARGO_PKG_VERSION"));
 
-/// The headers of the daemon's answer to `GET /_ping`, names in lower case.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct PingHeaders(Vec<(String, String)>);
+/// The headers of the daemon's answer to `GET /_ping`.
+#[derive(Debug, Clone, Default)]
+pub(super) struct PingHeaders(hyper::HeaderMap);
 
 impl PingHeaders {
-    fn read(headers: &hyper::HeaderMap) -> Self {
-        Self(
-            headers
-                .iter()
-                .filter_map(|(name, value)| {
-                    Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
-                })
-                .collect(),
-        )
-    }
-
     /// Headers given as `(name, value)` pairs, as a test or a table states them.
     #[cfg(test)]
     pub(super) fn from_pairs(pairs: &[(&str, &str)]) -> Self {
-        Self(
-            pairs
-                .iter()
-                .map(|(name, value)| (name.to_ascii_lowercase(), (*value).to_owned()))
-                .collect(),
-        )
+        let mut headers = hyper::HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                hyper::header::HeaderName::from_bytes(name.as_bytes())
+                    .expect("a test's header name is valid"),
+                hyper::header::HeaderValue::from_str(value)
+                    .expect("a test's header value is valid"),
+            );
+        }
+        Self(headers)
     }
 
-    /// The value of a header, by its name in any case.
+    /// The value of a header, by its name in any case, where it is text.
     pub(super) fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        self.0.get(name)?.to_str().ok()
     }
 }
 
@@ -203,7 +193,7 @@ fn keep_ping_headers<E: Into<BollardError>>(
     let response = response.map_err(Into::into)?;
     if let Some(slot) = ping {
         // Only the first ping's answer is kept; there is one per run.
-        let _ = slot.set(PingHeaders::read(response.headers()));
+        let _ = slot.set(PingHeaders(response.headers().clone()));
     }
     Ok(response)
 }

@@ -283,7 +283,7 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
         }
         outcomes
     } else {
-        pass.act(read.store, &stop).await
+        pass.act(read.store, &stop).await?
     };
     Ok(report(
         config,
@@ -368,8 +368,12 @@ impl Pass<'_> {
     }
 
     /// The real run: the records' jobs, then the orphans', through one worker and one writer.
-    async fn act(&self, store: Store, stop: &Stop) -> (Vec<Outcome>, OrphanResults) {
-        let writer = store.into_writer(self.config.op_source.clone());
+    async fn act(
+        &self,
+        store: Store,
+        stop: &Stop,
+    ) -> Result<(Vec<Outcome>, OrphanResults), RunError> {
+        let writer = store.into_writer(self.config.op_source.clone())?;
         let outcomes = worker::run_jobs(
             pass::record_jobs(self.candidates, self.threshold_ms),
             self.config.max_removals,
@@ -405,7 +409,7 @@ impl Pass<'_> {
             ),
         };
         writer.close();
-        (outcomes, orphans)
+        Ok((outcomes, orphans))
     }
 }
 

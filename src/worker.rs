@@ -496,7 +496,7 @@ mod tests {
         stop: &Stop,
     ) -> (Vec<Outcome>, usize) {
         let store = Store::open(&pass.path, Access::ReadWrite, Duration::from_secs(5)).unwrap();
-        let writer = store.into_writer("auto_ttl".into());
+        let writer = store.into_writer("auto_ttl".into()).unwrap();
         let listing = ContainerIndex::new(engine.list_all().await.unwrap());
         let containers = settings.owner_label.is_some().then_some(&listing);
         let outcomes = run_jobs(
@@ -608,7 +608,7 @@ mod tests {
         let engine = FakeEngine::default();
         engine.add("cc0000", "cc", "exited", &[]);
         let store = Store::open(&pass.path, Access::ReadWrite, Duration::from_millis(50)).unwrap();
-        let writer = store.into_writer("auto_ttl".into());
+        let writer = store.into_writer("auto_ttl".into()).unwrap();
         // Another program holds the file's write lock for longer than the wait.
         let holder = connect(&pass.path);
         holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
@@ -776,7 +776,7 @@ mod tests {
         let engine = FakeEngine::default();
         let stop = Stop::new();
         let store = Store::open(&pass.path, Access::ReadWrite, Duration::from_secs(5)).unwrap();
-        let writer = store.into_writer("auto_ttl".into());
+        let writer = store.into_writer("auto_ttl".into()).unwrap();
         // The listing was taken before the container appeared.
         let listing = ContainerIndex::new(Vec::new());
         engine.add("late0000", "late", "exited", &[(OWNER, "a")]);

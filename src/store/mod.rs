@@ -136,6 +136,17 @@ pub enum StoreError {
         /// SQLite's error, shared by every request of a failed transaction.
         source: Arc<rusqlite::Error>,
     },
+    /// The writer thread could not be started (the system is out of threads or memory).
+    #[error(
+        "cannot start the writer of state file {}: {source}; nothing was changed; try again \
+         when the system has threads to spare", path.display()
+    )]
+    WriterStart {
+        /// The state file.
+        path: PathBuf,
+        /// The system's error.
+        source: std::io::Error,
+    },
     /// The writer thread is gone (it panicked); nothing more can be written.
     #[error("the state-file writer stopped unexpectedly")]
     WriterGone,
@@ -147,8 +158,9 @@ impl StoreError {
     #[must_use]
     pub fn is_busy(&self) -> bool {
         let source = match self {
-            // Written by someone else each time it was read: as busy as a held lock.
-            StoreError::ChangedWhileRead { .. } => return true,
+            // Written by someone else each time it was read, or no thread to spare: as busy as
+            // a held lock, and as worth trying again later.
+            StoreError::ChangedWhileRead { .. } | StoreError::WriterStart { .. } => return true,
             StoreError::Open { source, .. }
             | StoreError::Inspect { source, .. }
             | StoreError::NotWritable { source, .. }

@@ -104,27 +104,26 @@ pub struct StateWriter {
 }
 
 impl Store {
-    /// Hands the connection to a writer thread for the real run.
-    #[must_use]
-    pub fn into_writer(self, op_source: String) -> StateWriter {
-        StateWriter::spawn(self.connection, op_source)
+    /// Hands the connection to a writer thread for the real run. Fails, with nothing changed,
+    /// where the system cannot start one more thread.
+    pub fn into_writer(self, op_source: String) -> Result<StateWriter, StoreError> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let connection = self.connection;
+        let thread = std::thread::Builder::new()
+            .name("state-writer".into())
+            .spawn(move || write_loop(connection, &op_source, receiver))
+            .map_err(|source| StoreError::WriterStart {
+                path: self.path,
+                source,
+            })?;
+        Ok(StateWriter {
+            jobs: Some(sender),
+            thread: Some(thread),
+        })
     }
 }
 
 impl StateWriter {
-    fn spawn(connection: Connection, op_source: String) -> Self {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let thread = std::thread::Builder::new()
-            .name("state-writer".into())
-            .spawn(move || write_loop(connection, &op_source, receiver))
-            // Spawning fails only when the process is out of threads or memory.
-            .expect("the state-writer thread starts");
-        Self {
-            jobs: Some(sender),
-            thread: Some(thread),
-        }
-    }
-
     /// Takes the game's lease where it is free, and re-reads the record under it.
     pub async fn claim(&self, claim: Claim) -> Result<ClaimResult, StoreError> {
         let (reply, answer) = oneshot::channel();

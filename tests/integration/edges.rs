@@ -451,7 +451,21 @@ fn a_game_id_that_is_not_utf8_is_handled_under_its_exact_key_once() {
 
 /// Runs the binary as `nobody`, whose only way to Docker is `bridge`.
 fn as_nobody(bridge: &TcpBridge, args: &[String]) -> Run {
-    let output = Command::new("setpriv")
+    as_nobody_with_threads(bridge, args, None)
+}
+
+/// Runs the binary as `nobody`, allowed at most `tasks` processes and threads where given
+/// (`prlimit --nproc`: nobody runs nothing else here).
+fn as_nobody_with_threads(bridge: &TcpBridge, args: &[String], tasks: Option<u32>) -> Run {
+    let mut command = match tasks {
+        Some(tasks) => {
+            let mut command = Command::new("prlimit");
+            command.arg(format!("--nproc={tasks}")).arg("setpriv");
+            command
+        }
+        None => Command::new("setpriv"),
+    };
+    let output = command
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(binary())
         .args(args)
@@ -461,6 +475,39 @@ fn as_nobody(bridge: &TcpBridge, args: &[String]) -> Run {
         .output()
         .expect("setpriv (util-linux) runs the binary as nobody");
     finish(&output)
+}
+
+#[test]
+fn a_process_that_can_start_no_thread_counts_on_its_own_and_changes_nothing() {
+    // One task for nobody: the pass's own. The count beside the selection falls back to the
+    // main connection; the state writer cannot start, so the real run stops before any lease,
+    // with exit 75 (try again), and a dry run still predicts.
+    let bridge = TcpBridge::to_test_daemon();
+    let state = StateFile::new(Journal::Rollback);
+    state.stopped("g", None, 8);
+    std::fs::set_permissions(state.dir(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let before = state.bytes();
+
+    let dry = as_nobody_with_threads(&bridge, &pass_args(&state, &["--dry-run"]), Some(1));
+    dry.assert_code(0);
+    assert_eq!(
+        dry.json()["counts"]["stopped"],
+        1,
+        "counted without a thread"
+    );
+    assert_eq!(dry.result_of("g"), "replay_no_op");
+
+    let real = as_nobody_with_threads(&bridge, &pass_args(&state, &[]), Some(1));
+    real.assert_code(75);
+    assert!(
+        real.stderr
+            .contains("cannot start the writer of state file"),
+        "{}",
+        real.stderr
+    );
+    assert!(real.stdout.is_empty(), "no pass ran: {}", real.stdout);
+    assert_eq!(state.bytes(), before, "nothing was changed");
 }
 
 #[test]

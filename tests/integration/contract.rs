@@ -877,7 +877,17 @@ fn a_removal_already_in_progress_is_waited_for_and_a_replay_no_op_on_podman() {
             command.env("DOCKER_HOST", &daemon().host);
             crate::harness::Spawned::start(command)
         };
-        let (dry, real) = (spawn(&["--dry-run"]), spawn(&[]));
+        // The real run starts once the dry run has read the leases: started together, the real
+        // run's lease could be read by the dry run, which then rightly predicts a conflict.
+        let dry = spawn(&["--dry-run"]);
+        assert!(
+            dry.wait_for_stderr(
+                "selected the expired stopped records",
+                std::time::Duration::from_secs(30)
+            ),
+            "the dry run read the state file"
+        );
+        let real = spawn(&[]);
         let timeout = std::time::Duration::from_secs(60);
         let (dry, real) = (dry.wait(timeout), real.wait(timeout));
         let waited = started.elapsed();

@@ -60,9 +60,11 @@ fn removes_an_expired_container_and_records_it(journal: Journal) {
     state.stopped("g-old", Some(&id), 8);
     let before = now_ms();
     let journal_and_version = state.journal_and_version();
+    let schema = state.schema();
 
     let run = pass(&state, &[]);
     run.assert_code(0);
+    let after = now_ms();
 
     assert!(!exists(&id), "the container is gone from Docker");
     let record = state.record("g-old").unwrap();
@@ -97,7 +99,14 @@ fn removes_an_expired_container_and_records_it(journal: Journal) {
     assert_eq!(log[0].outcome, "success");
     assert_eq!(log[0].error_code, None);
     assert_eq!(log[0].container_id.as_deref(), Some(id.as_str()));
-    assert!(log[0].started_at <= log[0].finished_at);
+    assert!(
+        before <= log[0].started_at
+            && log[0].started_at <= log[0].finished_at
+            && log[0].finished_at <= after,
+        "started_at and finished_at are epoch milliseconds of this run: {:?}",
+        log[0]
+    );
+    assert_eq!(state.schema(), schema, "the schema is left as it was");
     assert!(state.leases().is_empty(), "the lease is released");
     assert_eq!(run.result_of("g-old"), "removed");
     let json = run.json();

@@ -186,12 +186,7 @@ fn a_daemon_older_than_api_1_41_is_refused_with_exit_69_and_nothing_changed() {
     );
     let (state, run) = pass_against(&daemon.host, &[]);
 
-    run.assert_code(69);
-    let line = run
-        .stderr
-        .lines()
-        .find(|line| line.contains("ERROR"))
-        .unwrap_or_else(|| panic!("no error line: {}", run.stderr));
+    let line = error_line(&run);
     for needle in ["1.40", "1.41", "Podman 3.4.4", &daemon.host] {
         assert!(line.contains(needle), "the message names {needle}: {line}");
     }
@@ -284,12 +279,7 @@ fn assert_tls_pass_refused(case: &str, env: &[(&str, &str)], needles: &[&str]) {
     state.stopped("g", Some(&id), 8);
 
     let run = tls_pass(&state, env, &[]);
-    run.assert_code(69);
-    let line = run
-        .stderr
-        .lines()
-        .find(|line| line.contains("ERROR"))
-        .unwrap_or_else(|| panic!("no error line: {}", run.stderr));
+    let line = error_line(&run);
     for needle in needles {
         assert!(
             line.contains(needle),

@@ -114,6 +114,9 @@ fn an_unreachable_docker_daemon_exits_69_and_changes_nothing() {
     for host in ["unix:///nonexistent/docker.sock", "tcp://127.0.0.1:9"] {
         let state = StateFile::new(Journal::Rollback);
         state.stopped("g", Some(&id), 8);
+        // Records that need no Docker call are settled without one: not before the preflight.
+        state.stopped("g-none", None, 8);
+        state.stopped("g-bad", Some("../x"), 8);
         let before = state.bytes();
         let args = pass_args(&state, &["--docker-timeout", "2s"]);
         let mut command =

@@ -98,6 +98,20 @@ impl StateFile {
         (mode, version)
     }
 
+    /// Every schema object (tables, indexes, triggers, views) as `type name sql`, in order:
+    /// the contract forbids rt-cleanup to change any.
+    pub fn schema(&self) -> Vec<String> {
+        let connection = self.connect();
+        let mut statement = connection
+            .prepare("SELECT type || ' ' || name || ' ' || ifnull(sql, '') FROM sqlite_schema ORDER BY name")
+            .expect("the schema query prepares");
+        statement
+            .query_map([], |row| row.get(0))
+            .expect("the schema query runs")
+            .collect::<Result<_, _>>()
+            .expect("the schema reads")
+    }
+
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path

@@ -185,10 +185,7 @@ impl Job {
     /// The game id for people.
     #[must_use]
     pub fn game_text(&self) -> String {
-        match &self.game {
-            FieldValue::Text(text) => text.display().into_owned(),
-            other => other.to_text().unwrap_or_default(),
-        }
+        self.game.to_text().unwrap_or_default()
     }
 }
 

@@ -303,9 +303,12 @@ impl Plan {
     ///
     /// # Panics
     ///
-    /// Never: a plan holds only strings, numbers and options, which always serialise.
+    /// Never: a plan holds strings, numbers, options and column values (which serialise as
+    /// null, numbers, strings, `{"text_hex": …}` or arrays of bytes), and a JSON map key is
+    /// never anything but a string. `serde_json` writes a real that is not finite as `null`, so the
+    /// entry of a record whose `last_op_at` is infinite applies as a `conflict`.
     pub fn save(&self, path: &Path) -> Result<(), PlanError> {
-        // Serialising plain strings, numbers and options cannot fail.
+        // None of these types has a serialisation that can fail.
         let mut json = serde_json::to_vec_pretty(self).expect("a plan serialises");
         json.push(b'\n');
         write_atomically(path, &json).map_err(|source| PlanError::Write {

@@ -5,7 +5,7 @@
 //! its creation), and no record claims it: G has no record, or G's record is `removed`, or G's
 //! record names another container. Finding them takes one listing filtered by the daemon on the
 //! label, one read of the named games' records, and one inspection per container that no record
-//! claims. Removing one is a job like a record's, whose guard re-checks under G's lease that no
+//! claims and that was created before the threshold. Removing one is a job like a record's, whose guard re-checks under G's lease that no
 //! record claims it; the worker and the state writer are the same.
 
 mod pass;

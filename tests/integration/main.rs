@@ -1,22 +1,23 @@
 //! The integration tests: the built binary against real SQLite files and a real Docker daemon.
 //!
-//! Run them with `scripts/test.sh`, which brings the daemons up (Docker, Podman, and a dockerd
-//! behind TLS). Each module pins one part of the contract or one family of faults; `harness`
-//! holds the shared helpers.
+//! Run them with `scripts/test.sh`, which brings the daemons up (Docker and Podman of Debian 12
+//! and 13, and a dockerd behind TLS). Each module pins one part of the contract or one family of
+//! faults; `harness` holds the shared helpers.
 //!
-//! `contract.rs` runs on every engine (the macros below): Debian 12's Docker 20.10 and Podman 4.3
-//! (`contract::<test>::docker`, `…::podman`), Debian 13's Docker 26 and Podman 5.4 (`…::docker26`,
-//! `…::podman5`), and Debian unstable's Docker and Podman (`…::docker_unstable`,
-//! `…::podman_unstable`, ignored unless `scripts/test-unstable.sh` runs them); so does `orphans.rs`
-//! (`orphans::<test>` on Debian 12's Docker, `orphans::on_podman::<test>` and so on); `engines.rs`
-//! covers API versions, TLS and unreachable daemons. The other modules test the command line, the state
-//! file, plans and faults, which do not depend on the engine, against Docker; `faults.rs` also
-//! freezes and kills private dockerds, which only Docker can be here.
+//! `contract.rs` runs on every engine (the macros below): Debian 12's Docker 20.10 and Podman
+//! 4.3 (`contract::<test>::docker`, `…::podman`), Debian 13's Docker 26 and Podman 5.4
+//! (`…::docker26`, `…::podman5`), and Debian unstable's Docker and Podman
+//! (`…::docker_unstable`, `…::podman_unstable`, ignored unless `scripts/test.sh --unstable`
+//! runs them); so does `orphans.rs` (`orphans::<test>` on Debian 12's Docker,
+//! `orphans::on_podman::<test>` and so on); `engines.rs` covers API versions, TLS and unreachable
+//! daemons. The other modules test the command line, the state file, plans and faults, which do
+//! not depend on the engine, against Docker; `faults.rs` also freezes and kills private dockerds,
+//! which only Docker can be here.
 
 /// Why the tests on Debian unstable's engines are ignored in a plain `cargo test`.
 macro_rules! unstable_reason {
     () => {
-        "on Debian unstable's engines: scripts/test-unstable.sh starts them and runs these tests"
+        "on Debian unstable's engines: scripts/test.sh --unstable starts them and runs these tests"
     };
 }
 

@@ -1,7 +1,6 @@
 //! The test engines that `scripts/test.sh` started (Docker, and Podman's Docker-compatible
-//! service, of Debian 12 and 13; of Debian unstable from `scripts/test-unstable.sh`), the engine a
-//! test runs on, the docker CLI against it, and the containers of one
-//! test case.
+//! service, of Debian 12 and 13; of Debian unstable from `scripts/test.sh --unstable`), the
+//! engine a test runs on, the docker CLI against it, and the containers of one test case.
 
 use std::cell::Cell;
 use std::path::PathBuf;
@@ -14,7 +13,7 @@ use super::{CASE_LABEL, RUN_LABEL};
 
 /// A container engine the integration tests run against, each through its own daemon: Debian 12's
 /// Docker and Podman, Debian 13's, and Debian unstable's. The Debian 12 and 13 engines run in CI
-/// (`scripts/test.sh` starts them); unstable's only from `scripts/test-unstable.sh`, which is why
+/// (`scripts/test.sh` starts them); unstable's only from `scripts/test.sh --unstable`, which is why
 /// their tests are ignored otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -128,7 +127,7 @@ impl Engine {
                  (scripts/fetch-engine.sh) and starts a private rootful `podman system service`"
             }
             Engine::DockerUnstable | Engine::PodmanUnstable => {
-                "scripts/test-unstable.sh, which fetches Debian unstable's docker.io and podman \
+                "scripts/test.sh --unstable, which fetches Debian unstable's docker.io and podman \
                  (scripts/fetch-engine.sh), starts them and runs these tests"
             }
         }

@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # The benchmark: rt-cleanup against `docker container prune`, a bare Docker client, the sqlite3
 # CLI and a bare SQLite client, on a private Docker daemon of its own; and a nothing-to-do pass on
-# Docker and on Podman side by side. See docs/benchmark.md for the figures.
+# each engine side by side. See docs/benchmark.md for the figures.
 #
 #   scripts/bench.sh                   # everything, growth included (about 15 minutes after the
 #                                      # release build, and a few minutes more the first time, to
 #                                      # make the state files it keeps in /tmp/rtc-bench-files)
 #   scripts/bench.sh --parts scan      # extra arguments go to the first run of examples/bench.rs
 #   scripts/bench.sh --parts backlog --backlog-sizes 300000:3   # one part, other sizes
-#   scripts/bench.sh --parts engines   # only the nothing-to-do pass on Docker and on Podman
+#   scripts/bench.sh --parts engines   # only the nothing-to-do pass on each engine: Debian 12's
+#                                      # Docker 20.10 and Podman 4.3, Debian 13's Docker 26 and
+#                                      # Podman 5.4, and, with RT_CLEANUP_BENCH_UNSTABLE=1,
+#                                      # Debian unstable's Docker and Podman
 #   scripts/bench.sh --parts orphans   # a pass with and without --orphans report
 #
 # It starts its own dockerd (scripts/test-daemon.sh with RT_CLEANUP_TEST_ROOT, default
 # /tmp/rtc-bench-docker) so that no other daemon's load or tests disturb the figures and the
-# benchmark disturbs no one, and, when the engines part runs, its own Podman service
-# (scripts/test-podman.sh with RT_CLEANUP_TEST_PODMAN_ROOT, default /tmp/rtc-bench-podman);
+# benchmark disturbs no one, and, when the engines part runs, the other engines of its own: a
+# Podman service (scripts/test-podman.sh with RT_CLEANUP_TEST_PODMAN_ROOT, default
+# /tmp/rtc-bench-podman), Debian 13's Docker and Podman (/tmp/rtc-bench-docker26,
+# /tmp/rtc-bench-podman5) and, when asked for, Debian unstable's (/tmp/rtc-bench-docker-unstable,
+# /tmp/rtc-bench-podman-unstable), fetched by scripts/fetch-engine.sh;
 # builds the release binary and the bench program; runs the bench (start-up, engines, the scan
 # of 1,000,000 records in two shapes, removal at N = 300, 100, 1000 with WAL state files, the
 # backlog of 100,000 records in both journal modes), then the removal at N = 300 again with
@@ -25,21 +31,52 @@ cd "$(dirname "$0")/.."
 
 export RT_CLEANUP_TEST_ROOT=${RT_CLEANUP_BENCH_ROOT:-/tmp/rtc-bench-docker}
 export RT_CLEANUP_TEST_PODMAN_ROOT=${RT_CLEANUP_BENCH_PODMAN_ROOT:-/tmp/rtc-bench-podman}
+export RT_CLEANUP_TEST_DOCKER26_ROOT=/tmp/rtc-bench-docker26
+export RT_CLEANUP_TEST_PODMAN5_ROOT=/tmp/rtc-bench-podman5
+export RT_CLEANUP_TEST_DOCKER_UNSTABLE_ROOT=/tmp/rtc-bench-docker-unstable
+export RT_CLEANUP_TEST_PODMAN_UNSTABLE_ROOT=/tmp/rtc-bench-podman-unstable
 # Always the private daemons: a daemon given for the tests may be busy with them.
-unset RT_CLEANUP_TEST_DOCKER_HOST RT_CLEANUP_TEST_PODMAN_HOST RT_CLEANUP_TEST_PODMAN_STARTED
+unset RT_CLEANUP_TEST_DOCKER_HOST RT_CLEANUP_TEST_PODMAN_HOST RT_CLEANUP_TEST_PODMAN_STARTED \
+  RT_CLEANUP_TEST_DOCKER26_HOST RT_CLEANUP_TEST_PODMAN5_HOST RT_CLEANUP_TEST_DOCKER_UNSTABLE_HOST \
+  RT_CLEANUP_TEST_PODMAN_UNSTABLE_HOST RT_CLEANUP_TEST_DOCKER26_STARTED \
+  RT_CLEANUP_TEST_PODMAN5_STARTED RT_CLEANUP_TEST_DOCKER_UNSTABLE_STARTED \
+  RT_CLEANUP_TEST_PODMAN_UNSTABLE_STARTED RT_CLEANUP_BENCH_ENGINE_HOSTS
 
 scripts/ensure-packages.sh /usr/bin/time=time sqlite3=sqlite3
 
+# The engines of the engines part besides Debian 12's Docker: the script and release of each.
+engines=("test-podman.sh debian12" "test-daemon.sh debian13" "test-podman.sh debian13")
+if [ -n "${RT_CLEANUP_BENCH_UNSTABLE:-}" ]; then
+  engines+=("test-daemon.sh unstable" "test-podman.sh unstable")
+fi
+
 # shellcheck disable=SC2317 # called by the EXIT trap
 stop_daemons() {
+  [ "${RT_CLEANUP_TEST_PODMAN_UNSTABLE_STARTED:-}" != yes ] ||
+    scripts/test-podman.sh stop unstable || true
+  [ "${RT_CLEANUP_TEST_DOCKER_UNSTABLE_STARTED:-}" != yes ] ||
+    scripts/test-daemon.sh stop unstable || true
+  [ "${RT_CLEANUP_TEST_PODMAN5_STARTED:-}" != yes ] || scripts/test-podman.sh stop debian13 || true
+  [ "${RT_CLEANUP_TEST_DOCKER26_STARTED:-}" != yes ] || scripts/test-daemon.sh stop debian13 || true
   [ "${RT_CLEANUP_TEST_PODMAN_STARTED:-}" != yes ] || scripts/test-podman.sh stop || true
   scripts/test-daemon.sh stop
 }
 trap stop_daemons EXIT
 eval "$(scripts/test-daemon.sh start)"
-# Podman only for the engines part, which runs by default and when asked for.
+# The other engines only for the engines part, which runs by default and when asked for.
 if [ $# -eq 0 ] || [[ " $* " == *engines* ]]; then
-  eval "$(scripts/test-podman.sh start)"
+  for engine in "${engines[@]}"; do
+    read -r script release <<<"$engine"
+    eval "$("scripts/$script" start "$release")"
+  done
+  hosts=()
+  for variable in RT_CLEANUP_TEST_PODMAN_HOST RT_CLEANUP_TEST_DOCKER26_HOST \
+    RT_CLEANUP_TEST_PODMAN5_HOST RT_CLEANUP_TEST_DOCKER_UNSTABLE_HOST \
+    RT_CLEANUP_TEST_PODMAN_UNSTABLE_HOST; do
+    [ -z "${!variable:-}" ] || hosts+=("${!variable}")
+  done
+  RT_CLEANUP_BENCH_ENGINE_HOSTS=$(IFS=,; echo "${hosts[*]}")
+  export RT_CLEANUP_BENCH_ENGINE_HOSTS
 fi
 
 echo "== machine"
@@ -50,9 +87,11 @@ echo "docker: $(DOCKER_HOST="$RT_CLEANUP_TEST_DOCKER_HOST" docker version --form
   "storage driver $(DOCKER_HOST="$RT_CLEANUP_TEST_DOCKER_HOST" docker info --format '{{.Driver}}')"
 echo "disk: $(df -hT "${TMPDIR:-/tmp}" | awk 'NR==2 {print $1, $2, $3}') for ${TMPDIR:-/tmp} (state files) and $RT_CLEANUP_TEST_ROOT"
 echo "sqlite3: $(sqlite3 --version | cut -d' ' -f1)"
-if [ -n "${RT_CLEANUP_TEST_PODMAN_HOST:-}" ]; then
-  echo "podman: $(DOCKER_HOST="$RT_CLEANUP_TEST_PODMAN_HOST" docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})'), storage driver vfs"
-fi
+engine_hosts=${RT_CLEANUP_BENCH_ENGINE_HOSTS:-}
+for host in ${engine_hosts//,/ }; do
+  echo "engine at $host: $(DOCKER_HOST="$host" docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')," \
+    "storage driver $(DOCKER_HOST="$host" docker info --format '{{.Driver}}')"
+done
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 cargo build --release --locked --bin rt-cleanup --example bench

@@ -1,33 +1,63 @@
 #!/usr/bin/env bash
-# Brings up the Podman service that rt-cleanup's contract tests run against besides Docker
+# Brings up a Podman service that rt-cleanup's contract tests run against besides Docker
 # (docs/contract.md, "Engines": Podman's Docker-compatible API is a supported engine).
 #
-#   scripts/test-podman.sh start   # prints shell assignments: eval "$(scripts/test-podman.sh start)"
-#   scripts/test-podman.sh stop    # removes its containers and stops the service it started
+#   scripts/test-podman.sh start [RELEASE]   # prints shell assignments:
+#                                            # eval "$(scripts/test-podman.sh start)"
+#   scripts/test-podman.sh stop [RELEASE]    # removes its containers and stops the service it
+#                                            # started
 #
-# `start` says in RT_CLEANUP_TEST_PODMAN_STARTED whether it started the private service (yes) or
-# reused one already running (no).
+# RELEASE is whose Podman it is:
+#   debian12  (default) Debian 12's podman 4.3 with Debian 12's runc, installed when missing;
+#   debian13  Debian 13's podman 5.4 with its conmon, netavark and runc 1.1.15;
+#   unstable  Debian unstable's podman 5.8 with its conmon, netavark and runc 1.3.
+# The Podman of debian13 and unstable is never installed: scripts/fetch-engine.sh downloads and
+# unpacks it into a cache (patched to run on Debian 12's kernel and libraries), and this script
+# runs it from there. Their crun fails on this kind of host ("cgroups in hybrid mode not
+# supported"), so runc runs the containers of every release.
 #
-# With RT_CLEANUP_TEST_PODMAN_HOST set to a reachable service, that service is used as it is.
+# The variables printed, per release (PREFIX below):
+#   debian12  RT_CLEANUP_TEST_PODMAN_HOST, …_LOG, …_PIDFILE, …_STARTED, …_IMAGE;
+#   debian13  RT_CLEANUP_TEST_PODMAN5_HOST, …_LOG, …_PIDFILE, …_STARTED, …_IMAGE;
+#   unstable  RT_CLEANUP_TEST_PODMAN_UNSTABLE_HOST, …_LOG, …_PIDFILE, …_STARTED, …_IMAGE.
+# `…_STARTED` says whether this call started the private service (yes) or reused one already
+# running (no).
+#
+# With the release's host variable set to a reachable service, that service is used as it is.
 # Otherwise a private rootful `podman system service` is started on its own socket, with its own
-# storage, run root, runc root, temp, static, volume and network directories and its own
-# containers.conf and storage.conf, all under $RT_CLEANUP_TEST_PODMAN_ROOT (default
-# /tmp/rt-cleanup-test-podman), so it touches no other Podman store, container or network of the
-# machine. Debian's podman, runc, docker.io (for the docker CLI the tests drive containers with)
-# and busybox-static are installed first when missing. The test image has the same name as the
-# Docker test image and is built the same way, with `podman import` (no registry is reachable).
+# storage, run root, runc root, temp, static, volume and network directories, its own lock files
+# and its own containers.conf and storage.conf, all under the release's root ($PREFIX_ROOT,
+# default /tmp/rt-cleanup-test-podman, /tmp/rt-cleanup-test-podman5 or
+# /tmp/rt-cleanup-test-podman-unstable), so it touches no other Podman store, container or network
+# of the machine. Debian's podman and runc (debian12), docker.io (for the docker CLI the tests
+# drive containers with) and busybox-static are installed first when missing. The test image has
+# the same name as the Docker test image and is built the same way, with `podman import` (no
+# registry is reachable).
 #
-# The docker CLI talks to the service as it is: Podman 4.3 answers /_ping with Api-Version 1.41
-# and the CLI negotiates down to it, so no DOCKER_API_VERSION is needed.
+# The docker CLI talks to the service as it is: Podman 4.3 and 5.4 answer /_ping with Api-Version
+# 1.41, Podman 5.8 with 1.44, and the CLI negotiates down to it, so no DOCKER_API_VERSION is
+# needed.
 set -euo pipefail
 
-ROOT=${RT_CLEANUP_TEST_PODMAN_ROOT:-/tmp/rt-cleanup-test-podman}
+command=${1:-start}
+release=${2:-debian12}
+case "$release" in
+  debian12) PREFIX=RT_CLEANUP_TEST_PODMAN default_root=/tmp/rt-cleanup-test-podman ;;
+  debian13) PREFIX=RT_CLEANUP_TEST_PODMAN5 default_root=/tmp/rt-cleanup-test-podman5 ;;
+  unstable)
+    PREFIX=RT_CLEANUP_TEST_PODMAN_UNSTABLE default_root=/tmp/rt-cleanup-test-podman-unstable ;;
+  *) printf 'test-podman: unknown release %s: debian12, debian13 or unstable\n' "$release" >&2
+    exit 1 ;;
+esac
+root_var=${PREFIX}_ROOT
+ROOT=${!root_var:-$default_root}
+HOST_VAR=${PREFIX}_HOST
 SOCK="$ROOT/podman.sock"
 PIDFILE="$ROOT/podman.pid"
 LOG="$ROOT/podman.log"
 IMAGE=${RT_CLEANUP_TEST_IMAGE:-rt-cleanup-test/busybox:1}
 
-log() { printf 'test-podman: %s\n' "$*" >&2; }
+log() { printf 'test-podman (%s): %s\n' "$release" "$*" >&2; }
 die() { log "$*"; exit 1; }
 
 reachable() { DOCKER_HOST="$1" timeout 10 docker version --format '{{.Server.APIVersion}}' >/dev/null 2>&1; }
@@ -43,11 +73,22 @@ alive() {
 # kill whatever process has that pid now).
 ours() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF "system service --time=0 unix://$SOCK"; }
 
+# The release's programs: Debian 12's from PATH, the others' from scripts/fetch-engine.sh's cache
+# (which downloads them only the first time).
+if [ "$release" = debian12 ]; then
+  PODMAN_PROGRAM=podman
+else
+  ENGINE=$("$(dirname "$0")/fetch-engine.sh" "$release")
+  PODMAN_PROGRAM=$ENGINE/bin/podman
+fi
+
 # Podman as the private service and every command on its store see it: the same roots and
 # configuration, given both as flags and in the files (the flags win over any system-wide
-# /etc/containers configuration; the files cover what has no flag).
+# /etc/containers configuration; the files cover what has no flag). Podman 5 warns on every
+# command that cgroups v1 is deprecated, as it is on this kind of host: the warning is known.
 PODMAN=(env CONTAINERS_CONF="$ROOT/containers.conf" CONTAINERS_STORAGE_CONF="$ROOT/storage.conf"
-  podman --root "$ROOT/storage" --runroot "$ROOT/runroot" --storage-driver vfs
+  PODMAN_IGNORE_CGROUPSV1_WARNING=1
+  "$PODMAN_PROGRAM" --root "$ROOT/storage" --runroot "$ROOT/runroot" --storage-driver vfs
   --cgroup-manager cgroupfs --events-backend file --runtime runc --runtime-flag "root=$ROOT/runc")
 podman_private() { "${PODMAN[@]}" "$@"; }
 
@@ -77,6 +118,24 @@ tmp_dir = "$ROOT/tmp"
 static_dir = "$ROOT/static"
 volume_path = "$ROOT/volumes"
 EOF
+  # A newer release's Podman runs every program of its own release: conmon, runc (its crun
+  # fails here: "cgroups in hybrid mode not supported"), netavark (looked for among the helper
+  # binaries even with no network), and its seccomp profile. Its locks are files under its own
+  # temp directory: the default, one shared memory segment (/dev/shm/libpod_lock) for every
+  # rootful Podman of the machine, would be shared with the Debian 12 service, and a Podman that
+  # starts afresh frees every lock of that segment, other stores' included.
+  if [ "$release" != debian12 ]; then
+    cat >>"$ROOT/containers.conf" <<EOF
+lock_type = "file"
+conmon_path = ["$ENGINE/bin/conmon"]
+helper_binaries_dir = ["$ENGINE/bin"]
+
+[engine.runtimes]
+runc = ["$ENGINE/bin/runc"]
+EOF
+    sed -i "s|^netns = \"none\"\$|&\nseccomp_profile = \"$ENGINE/root/usr/share/containers/seccomp.json\"|" \
+      "$ROOT/containers.conf"
+  fi
   # vfs: no overlay or fuse-overlayfs needed, which a nested or sandboxed machine may not allow.
   cat >"$ROOT/storage.conf" <<EOF
 [storage]
@@ -87,7 +146,7 @@ EOF
 }
 
 start_private() {
-  [ "$(id -u)" = 0 ] || die "a private podman service needs root; or set RT_CLEANUP_TEST_PODMAN_HOST"
+  [ "$(id -u)" = 0 ] || die "a private podman service needs root; or set $HOST_VAR"
   mkdir -p "$ROOT"
   if [ -S "$SOCK" ] && reachable "unix://$SOCK"; then
     log "reusing the private podman service at unix://$SOCK"
@@ -97,7 +156,7 @@ start_private() {
   STARTED=yes
   write_config
   rm -f "$SOCK"
-  log "starting a private podman service on unix://$SOCK (log: $LOG)"
+  log "starting a private podman service ($("${PODMAN[@]}" --version)) on unix://$SOCK (log: $LOG)"
   # --log-level=info makes Podman log every request line ("GET /v1.41/… HTTP/1.1" …): the tests
   # read it to check which API version rt-cleanup really puts on the wire. Not debug: at debug
   # level Podman gives each container's exit command --syslog, which fails where no /dev/log
@@ -128,28 +187,30 @@ build_image() {
     die "the service at $host does not see $IMAGE after the import"
 }
 
-case "${1:-start}" in
+case "$command" in
   start)
-    "$(dirname "$0")/ensure-packages.sh" podman=podman /usr/sbin/runc=runc docker=docker.io \
-      /bin/busybox=busybox-static
-    if [ -n "${RT_CLEANUP_TEST_PODMAN_HOST:-}" ]; then
-      reachable "$RT_CLEANUP_TEST_PODMAN_HOST" ||
-        die "RT_CLEANUP_TEST_PODMAN_HOST=$RT_CLEANUP_TEST_PODMAN_HOST does not answer"
+    if [ "$release" = debian12 ]; then
+      "$(dirname "$0")/ensure-packages.sh" podman=podman /usr/sbin/runc=runc
+    fi
+    "$(dirname "$0")/ensure-packages.sh" docker=docker.io /bin/busybox=busybox-static
+    given=${!HOST_VAR:-}
+    if [ -n "$given" ]; then
+      reachable "$given" || die "$HOST_VAR=$given does not answer"
       # Someone else's service: its image is theirs to provide (podman import has no remote form
       # through the docker CLI here), so only check it.
-      DOCKER_HOST="$RT_CLEANUP_TEST_PODMAN_HOST" docker image inspect "$IMAGE" >/dev/null 2>&1 ||
-        die "$RT_CLEANUP_TEST_PODMAN_HOST has no image $IMAGE"
-      echo "export RT_CLEANUP_TEST_PODMAN_HOST='$RT_CLEANUP_TEST_PODMAN_HOST'"
+      DOCKER_HOST="$given" docker image inspect "$IMAGE" >/dev/null 2>&1 ||
+        die "$given has no image $IMAGE"
+      echo "export $HOST_VAR='$given'"
     else
       start_private
       build_image "unix://$SOCK"
-      echo "export RT_CLEANUP_TEST_PODMAN_HOST='unix://$SOCK'"
-      echo "export RT_CLEANUP_TEST_PODMAN_LOG='$LOG'"
-      echo "export RT_CLEANUP_TEST_PODMAN_PIDFILE='$PIDFILE'"
+      echo "export $HOST_VAR='unix://$SOCK'"
+      echo "export ${PREFIX}_LOG='$LOG'"
+      echo "export ${PREFIX}_PIDFILE='$PIDFILE'"
       # Whether this call started it (yes) or found it running (no).
-      echo "export RT_CLEANUP_TEST_PODMAN_STARTED='$STARTED'"
+      echo "export ${PREFIX}_STARTED='$STARTED'"
     fi
-    echo "export RT_CLEANUP_TEST_PODMAN_IMAGE='$IMAGE'"
+    echo "export ${PREFIX}_IMAGE='$IMAGE'"
     ;;
   stop)
     if [ -f "$PIDFILE" ]; then
@@ -174,5 +235,5 @@ case "${1:-start}" in
       fi
     fi
     ;;
-  *) die "usage: $0 start|stop" ;;
+  *) die "usage: $0 start|stop [debian12|debian13|unstable]" ;;
 esac

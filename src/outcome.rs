@@ -243,8 +243,12 @@ enum Refusal {
 const REFUSALS: &[(u16, &str, Refusal)] = &[
     // Docker: "removal of container <id> is already in progress".
     (409, "already in progress", Refusal::InProgress),
-    // Docker: "You cannot remove a running container <id>. Stop the container before attempting
-    // removal or force remove", "… a paused container …", "… a restarting container …".
+    // Docker 20.10: "You cannot remove a running container <id>. Stop the container before
+    // attempting removal or force remove", "… a paused container …", "… a restarting
+    // container …".
+    // Docker 26 and 28: "cannot remove container \"/<name>\": container is running: stop the
+    // container before removing or force remove", "… container is paused and must be unpaused
+    // first", "… container is restarting: …".
     (409, "running", Refusal::Running),
     (409, "paused", Refusal::Running),
     (409, "restarting", Refusal::Running),
@@ -450,6 +454,33 @@ mod tests {
             ),
             (
                 refused(409, "cannot remove container \"/x\": container is paused"),
+                ResultKind::Failed,
+                Some(ErrorCode::ContainerRunning),
+            ),
+            (
+                refused(
+                    409,
+                    "cannot remove container \"/x\": container is running: stop the container \
+                     before removing or force remove",
+                ),
+                ResultKind::Failed,
+                Some(ErrorCode::ContainerRunning),
+            ),
+            (
+                refused(
+                    409,
+                    "cannot remove container \"/x\": container is paused and must be unpaused \
+                     first",
+                ),
+                ResultKind::Failed,
+                Some(ErrorCode::ContainerRunning),
+            ),
+            (
+                refused(
+                    409,
+                    "cannot remove container \"x\": container is restarting: stop the container \
+                     before removing or force remove",
+                ),
                 ResultKind::Failed,
                 Some(ErrorCode::ContainerRunning),
             ),

@@ -8,51 +8,6 @@ use crate::harness::{
     run, unique_name, Containers, Engine, Immutable, Journal, StateFile, OWNER_LABEL,
 };
 
-/// Runs a test body on each engine (Docker, and Podman's Docker-compatible service), in
-/// rollback-journal mode and in WAL mode: `<body>::<engine>::<journal>`, e.g.
-/// `removes_an_expired_container_and_records_it::podman::wal`.
-macro_rules! on_each_engine_in_both_journal_modes {
-    ($body:ident) => {
-        mod $body {
-            in_both_journal_modes_on!(docker, Docker, $body);
-            in_both_journal_modes_on!(podman, Podman, $body);
-        }
-    };
-}
-
-macro_rules! in_both_journal_modes_on {
-    ($module:ident, $engine:ident, $body:ident) => {
-        mod $module {
-            use crate::harness::{on_engine, Engine, Journal};
-            #[test]
-            fn rollback_journal() {
-                on_engine(Engine::$engine, || super::super::$body(Journal::Rollback));
-            }
-            #[test]
-            fn wal() {
-                on_engine(Engine::$engine, || super::super::$body(Journal::Wal));
-            }
-        }
-    };
-}
-
-/// Runs a test body on each engine: `<body>::docker` and `<body>::podman`.
-macro_rules! on_each_engine {
-    ($body:ident) => {
-        mod $body {
-            use crate::harness::{on_engine, Engine};
-            #[test]
-            fn docker() {
-                on_engine(Engine::Docker, super::$body);
-            }
-            #[test]
-            fn podman() {
-                on_engine(Engine::Podman, super::$body);
-            }
-        }
-    };
-}
-
 fn removes_an_expired_container_and_records_it(journal: Journal) {
     let containers = Containers::new("removes");
     let state = StateFile::new(journal);
@@ -585,7 +540,7 @@ fn the_negotiated_api_version_is_used_on_the_wire_and_logged() {
         "never force: {}",
         deletes[0]
     );
-    if engine() == Engine::Podman {
+    if engine().is_podman() {
         // Podman's request log shows the client; dockerd's debug log does not.
         assert!(
             deletes[0].contains(&format!("\"rt-cleanup/{}\"", env!("CARGO_PKG_VERSION"))),
@@ -808,126 +763,174 @@ fn removal_by_the_cli(id: &str) -> std::process::Child {
 
 /// Docker: a removal already in progress is refused 409 "removal of container … is already in
 /// progress" while the container shows as `removing`: a `conflict`, left for a later run, and
-/// predicted so by a dry run from that state.
+/// predicted so by a dry run from that state. The same on Docker 20.10, 26 and 28.
+fn a_removal_already_in_progress_is_a_conflict() {
+    let containers = Containers::new("in-progress");
+    let state = StateFile::new(Journal::Rollback);
+    let id = slow_to_remove(&containers, 60_000);
+    state.stopped("g-busy", Some(&id), 8);
+    let mut removal = removal_by_the_cli(&id);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while container_state(&id).as_deref() != Some("removing") {
+        assert!(
+            exists(&id),
+            "Docker removed the container before the test could see it removing"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container never showed as removing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+
+    let dry = pass(&state, &["--dry-run"]);
+    let real = pass(&state, &[]);
+    let still_removing = container_state(&id).as_deref() == Some("removing");
+    removal.wait().unwrap();
+
+    assert!(
+        still_removing,
+        "the window closed before rt-cleanup asked; the test proves nothing"
+    );
+    dry.assert_code(0);
+    assert_eq!(dry.result_of("g-busy"), "conflict");
+    real.assert_code(0);
+    assert_eq!(real.result_of("g-busy"), "conflict", "{}", real.stdout);
+    assert_eq!(state.status("g-busy"), "stopped", "left for a later run");
+    let log = state.log("g-busy");
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (log[0].outcome.as_str(), log[0].error_code.as_deref()),
+        ("success", Some("conflict"))
+    );
+    assert!(
+        log[0]
+            .error_message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("in progress"),
+        "{log:?}"
+    );
+}
+
 #[test]
 fn a_removal_already_in_progress_is_a_conflict_on_docker() {
-    on_engine(Engine::Docker, || {
-        let containers = Containers::new("in-progress");
-        let state = StateFile::new(Journal::Rollback);
-        let id = slow_to_remove(&containers, 60_000);
-        state.stopped("g-busy", Some(&id), 8);
-        let mut removal = removal_by_the_cli(&id);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while container_state(&id).as_deref() != Some("removing") {
-            assert!(
-                exists(&id),
-                "Docker removed the container before the test could see it removing"
-            );
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the container never showed as removing"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-
-        let dry = pass(&state, &["--dry-run"]);
-        let real = pass(&state, &[]);
-        let still_removing = container_state(&id).as_deref() == Some("removing");
-        removal.wait().unwrap();
-
-        assert!(
-            still_removing,
-            "the window closed before rt-cleanup asked; the test proves nothing"
-        );
-        dry.assert_code(0);
-        assert_eq!(dry.result_of("g-busy"), "conflict");
-        real.assert_code(0);
-        assert_eq!(real.result_of("g-busy"), "conflict", "{}", real.stdout);
-        assert_eq!(state.status("g-busy"), "stopped", "left for a later run");
-        let log = state.log("g-busy");
-        assert_eq!(log.len(), 1);
-        assert_eq!(
-            (log[0].outcome.as_str(), log[0].error_code.as_deref()),
-            ("success", Some("conflict"))
-        );
-        assert!(
-            log[0]
-                .error_message
-                .as_deref()
-                .unwrap_or_default()
-                .contains("in progress"),
-            "{log:?}"
-        );
-    });
+    on_engine(Engine::Docker, a_removal_already_in_progress_is_a_conflict);
 }
+
+engine_test!(
+    a_removal_already_in_progress_is_a_conflict_on_docker26,
+    Docker26,
+    a_removal_already_in_progress_is_a_conflict()
+);
+
+engine_test!(@unstable
+    a_removal_already_in_progress_is_a_conflict_on_docker_unstable,
+    DockerUnstable,
+    a_removal_already_in_progress_is_a_conflict()
+);
 
 /// Podman differs here, as section 3 of docs/contract.md allows: it holds the container's lock
-/// for the whole removal, so a second removal waits for the first and then finds no such
-/// container, 404. That is a `replay_no_op` (the container is verifiably gone), not Docker's
-/// `conflict`. A dry run's listing waits for the lock as well, then lists no such container, and
-/// predicts the same.
+/// for the whole removal, so a second removal waits for the first. Podman 4.3 then finds no such
+/// container and answers 404: a `replay_no_op` (the container is verifiably gone), not Docker's
+/// `conflict`. Podman 5 (5.4 and 5.8 alike) answers 204 to the second as to the first: `removed`.
+/// Either way the record is moved to `removed` once, with one row. A dry run's listing waits for
+/// the lock as well, then lists no such container, and predicts a `replay_no_op`: on Podman 5 the
+/// real run says `removed` instead, the same end for the record under another name.
+fn a_removal_already_in_progress_is_waited_for_on_podman() {
+    let containers = Containers::new("in-progress");
+    let state = StateFile::new(Journal::Rollback);
+    let id = slow_to_remove(&containers, 200_000);
+    state.stopped("g-busy", Some(&id), 8);
+    let mut removal = removal_by_the_cli(&id);
+    // Podman shows no `removing` state (its listing and inspection wait for the container's
+    // lock), so the CLI's request is given time to reach the service and take the lock.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let cli_still_running = removal.try_wait().unwrap().is_none();
+    let started = std::time::Instant::now();
+    let spawn = |extra: &[&str]| {
+        let args = crate::harness::pass_args(&state, extra);
+        let mut command =
+            crate::harness::command(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        command.env("DOCKER_HOST", &daemon().host);
+        crate::harness::Spawned::start(command)
+    };
+    // The real run starts once the dry run has read the leases: started together, the real
+    // run's lease could be read by the dry run, which then rightly predicts a conflict.
+    let dry = spawn(&["--dry-run"]);
+    assert!(
+        dry.wait_for_stderr(
+            "selected the expired stopped records",
+            std::time::Duration::from_secs(30)
+        ),
+        "the dry run read the state file"
+    );
+    let real = spawn(&[]);
+    let timeout = std::time::Duration::from_secs(60);
+    let (dry, real) = (dry.wait(timeout), real.wait(timeout));
+    let waited = started.elapsed();
+    let cli = removal.wait().unwrap();
+
+    assert!(
+        cli_still_running && cli.success(),
+        "the CLI's removal ended before rt-cleanup asked ({cli}); the test proves nothing"
+    );
+    assert!(
+        waited >= std::time::Duration::from_millis(300),
+        "rt-cleanup did not wait for the other removal ({waited:?}); the test proves nothing"
+    );
+    assert!(!exists(&id));
+    dry.assert_code(0);
+    real.assert_code(0);
+    let (answer, result, error_code) = if podman_answers_every_removal_204() {
+        ("204", "removed", None)
+    } else {
+        ("404", "replay_no_op", Some("replay_no_op"))
+    };
+    assert_eq!(dry.result_of("g-busy"), "replay_no_op", "{}", dry.stdout);
+    assert_eq!(real.result_of("g-busy"), result, "{}", real.stdout);
+    assert_eq!(state.status("g-busy"), "removed");
+    let log = state.log("g-busy");
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (log[0].outcome.as_str(), log[0].error_code.as_deref()),
+        ("success", error_code)
+    );
+    let api = crate::harness::docker(&["version", "--format", "{{.Server.APIVersion}}"]);
+    let answers: Vec<_> = daemon_log_lines(&format!("DELETE /v{api}/containers/{id}"));
+    assert!(
+        answers
+            .iter()
+            .any(|line| line.contains(&format!("\" {answer} ")) && line.contains("rt-cleanup/")),
+        "Podman answered rt-cleanup's removal {answer}: {answers:#?}"
+    );
+}
+
+/// Whether the running test's Podman answers 204 to each of several removals of one container at
+/// once, as Podman 5 does (5.4 and 5.8 alike), rather than 404 to all but the first, as Podman 4.3
+/// does.
+fn podman_answers_every_removal_204() -> bool {
+    let version = crate::harness::docker(&["version", "--format", "{{.Server.Version}}"]);
+    let major = version.split('.').next().unwrap_or_default();
+    major.parse::<u32>().is_ok_and(|major| major >= 5)
+}
+
 #[test]
 fn a_removal_already_in_progress_is_waited_for_and_a_replay_no_op_on_podman() {
-    on_engine(Engine::Podman, || {
-        let containers = Containers::new("in-progress");
-        let state = StateFile::new(Journal::Rollback);
-        let id = slow_to_remove(&containers, 200_000);
-        state.stopped("g-busy", Some(&id), 8);
-        let mut removal = removal_by_the_cli(&id);
-        // Podman shows no `removing` state (its listing and inspection wait for the container's
-        // lock), so the CLI's request is given time to reach the service and take the lock.
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        let cli_still_running = removal.try_wait().unwrap().is_none();
-        let started = std::time::Instant::now();
-        let spawn = |extra: &[&str]| {
-            let args = crate::harness::pass_args(&state, extra);
-            let mut command =
-                crate::harness::command(&args.iter().map(String::as_str).collect::<Vec<_>>());
-            command.env("DOCKER_HOST", &daemon().host);
-            crate::harness::Spawned::start(command)
-        };
-        // The real run starts once the dry run has read the leases: started together, the real
-        // run's lease could be read by the dry run, which then rightly predicts a conflict.
-        let dry = spawn(&["--dry-run"]);
-        assert!(
-            dry.wait_for_stderr(
-                "selected the expired stopped records",
-                std::time::Duration::from_secs(30)
-            ),
-            "the dry run read the state file"
-        );
-        let real = spawn(&[]);
-        let timeout = std::time::Duration::from_secs(60);
-        let (dry, real) = (dry.wait(timeout), real.wait(timeout));
-        let waited = started.elapsed();
-        let cli = removal.wait().unwrap();
-
-        assert!(
-            cli_still_running && cli.success(),
-            "the CLI's removal ended before rt-cleanup asked ({cli}); the test proves nothing"
-        );
-        assert!(
-            waited >= std::time::Duration::from_millis(300),
-            "rt-cleanup did not wait for the other removal ({waited:?}); the test proves nothing"
-        );
-        assert!(!exists(&id));
-        dry.assert_code(0);
-        real.assert_code(0);
-        assert_eq!(dry.result_of("g-busy"), "replay_no_op", "{}", dry.stdout);
-        assert_eq!(real.result_of("g-busy"), "replay_no_op", "{}", real.stdout);
-        assert_eq!(state.status("g-busy"), "removed");
-        let log = state.log("g-busy");
-        assert_eq!(log.len(), 1);
-        assert_eq!(
-            (log[0].outcome.as_str(), log[0].error_code.as_deref()),
-            ("success", Some("replay_no_op"))
-        );
-        let answers: Vec<_> = daemon_log_lines(&format!("DELETE /v1.41/containers/{id}"));
-        assert!(
-            answers
-                .iter()
-                .any(|line| line.contains("\" 404 ") && line.contains("rt-cleanup/")),
-            "Podman answered rt-cleanup's removal 404: {answers:#?}"
-        );
-    });
+    on_engine(
+        Engine::Podman,
+        a_removal_already_in_progress_is_waited_for_on_podman,
+    );
 }
+
+engine_test!(
+    a_removal_already_in_progress_is_waited_for_on_podman5,
+    Podman5,
+    a_removal_already_in_progress_is_waited_for_on_podman()
+);
+
+engine_test!(@unstable
+    a_removal_already_in_progress_is_waited_for_on_podman_unstable,
+    PodmanUnstable,
+    a_removal_already_in_progress_is_waited_for_on_podman()
+);

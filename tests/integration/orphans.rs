@@ -587,102 +587,21 @@ fn looking_for_orphans_costs_one_listing_and_one_inspection_per_unclaimed_contai
     let _ = daemon();
 }
 
-/// Every test above once more on Podman's Docker-compatible service (docs/contract.md,
-/// "Engines"): its listing filtered by label, its `State.FinishedAt` and its refusals must give
-/// the same orphans and results as Docker's. A test added above belongs here too.
-mod on_podman {
-    use crate::harness::{on_engine, Engine};
-
-    #[test]
-    fn each_way_a_container_becomes_an_orphan_is_found_predicted_and_removed() {
-        on_engine(
-            Engine::Podman,
-            super::each_way_a_container_becomes_an_orphan_is_found_predicted_and_removed,
-        );
-    }
-
-    #[test]
-    fn each_way_a_container_is_not_an_orphan_leaves_it_alone() {
-        on_engine(
-            Engine::Podman,
-            super::each_way_a_container_is_not_an_orphan_leaves_it_alone,
-        );
-    }
-
-    #[test]
-    fn a_container_younger_than_the_retention_is_not_an_orphan_yet() {
-        on_engine(
-            Engine::Podman,
-            super::a_container_younger_than_the_retention_is_not_an_orphan_yet,
-        );
-    }
-
-    #[test]
-    fn a_container_that_ran_counts_its_age_from_when_it_stopped() {
-        on_engine(
-            Engine::Podman,
-            super::a_container_that_ran_counts_its_age_from_when_it_stopped,
-        );
-    }
-
-    #[test]
-    fn a_record_that_claims_the_container_after_the_listing_makes_it_a_conflict() {
-        on_engine(
-            Engine::Podman,
-            super::a_record_that_claims_the_container_after_the_listing_makes_it_a_conflict,
-        );
-    }
-
-    #[test]
-    fn a_lease_held_by_the_manager_keeps_the_orphan_as_a_conflict() {
-        on_engine(
-            Engine::Podman,
-            super::a_lease_held_by_the_manager_keeps_the_orphan_as_a_conflict,
-        );
-    }
-
-    #[test]
-    fn hostile_labels_are_reported_but_never_used_unchecked_as_a_key() {
-        on_engine(
-            Engine::Podman,
-            super::hostile_labels_are_reported_but_never_used_unchecked_as_a_key,
-        );
-    }
-
-    #[test]
-    fn orphans_have_a_max_removals_budget_of_their_own_after_the_records() {
-        on_engine(
-            Engine::Podman,
-            super::orphans_have_a_max_removals_budget_of_their_own_after_the_records,
-        );
-    }
-
-    #[test]
-    fn a_plan_removes_exactly_its_orphans_each_rechecked() {
-        on_engine(
-            Engine::Podman,
-            super::a_plan_removes_exactly_its_orphans_each_rechecked,
-        );
-    }
-
-    #[test]
-    fn orphans_need_an_owner_label() {
-        on_engine(Engine::Podman, super::orphans_need_an_owner_label);
-    }
-
-    #[test]
-    fn the_metrics_count_orphans_and_the_age_of_the_oldest() {
-        on_engine(
-            Engine::Podman,
-            super::the_metrics_count_orphans_and_the_age_of_the_oldest,
-        );
-    }
-
-    #[test]
-    fn looking_for_orphans_costs_one_listing_and_one_inspection_per_unclaimed_container() {
-        on_engine(
-            Engine::Podman,
-            super::looking_for_orphans_costs_one_listing_and_one_inspection_per_unclaimed_container,
-        );
-    }
-}
+// Every test above once more on the other engines, Podman's Docker-compatible service and the
+// newer Dockers (docs/contract.md, "Engines"): their listings filtered by label, their
+// `State.FinishedAt` and their refusals must give the same orphans and results as Debian 12's
+// Docker. A test added above belongs here too.
+also_on_the_other_engines!(
+    each_way_a_container_becomes_an_orphan_is_found_predicted_and_removed,
+    each_way_a_container_is_not_an_orphan_leaves_it_alone,
+    a_container_younger_than_the_retention_is_not_an_orphan_yet,
+    a_container_that_ran_counts_its_age_from_when_it_stopped,
+    a_record_that_claims_the_container_after_the_listing_makes_it_a_conflict,
+    a_lease_held_by_the_manager_keeps_the_orphan_as_a_conflict,
+    hostile_labels_are_reported_but_never_used_unchecked_as_a_key,
+    orphans_have_a_max_removals_budget_of_their_own_after_the_records,
+    a_plan_removes_exactly_its_orphans_each_rechecked,
+    orphans_need_an_owner_label,
+    the_metrics_count_orphans_and_the_age_of_the_oldest,
+    looking_for_orphans_costs_one_listing_and_one_inspection_per_unclaimed_container,
+);

@@ -144,26 +144,41 @@ pub fn pass(state: &StateFile, extra: &[&str]) -> Run {
 
 /// The request log lines of the running test's daemon that mention `needle` (dockerd's
 /// `--debug` log, `Calling DELETE /v1.41/containers/…`, or Podman's request log,
-/// `"DELETE /v1.41/containers/… HTTP/1.1" 204`).
+/// `"DELETE /v1.41/containers/… HTTP/1.1" 204`). Every line that logs a request names it as
+/// `METHOD /path?query`, whatever the engine's version (see [`with_the_request_named`]).
 pub fn daemon_log_lines(needle: &str) -> Vec<String> {
     let daemon = daemon();
     let path = daemon.log.as_ref().unwrap_or_else(|| {
         panic!(
             "this test reads the private {} test daemon's request log: run it through \
              scripts/test.sh without {} so that the private daemon is used",
-            daemon.engine.name(),
-            match daemon.engine {
-                super::Engine::Docker => "RT_CLEANUP_TEST_DOCKER_HOST",
-                super::Engine::Podman => "RT_CLEANUP_TEST_PODMAN_HOST",
-            }
+            daemon.engine.describe(),
+            daemon.engine.host_variable()
         )
     });
     std::fs::read_to_string(path)
         .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
         .lines()
+        .map(with_the_request_named)
         .filter(|line| line.contains(needle))
-        .map(str::to_owned)
         .collect()
+}
+
+/// A daemon's log line, led by `Calling METHOD /path?query` where dockerd 28 logs a request as
+/// `msg="handling METHOD request" … request-url="/path?query"` (dockerd 20.10 and 26 write
+/// `msg="Calling METHOD /path?query"`, and Podman `"METHOD /path?query HTTP/1.1"`, which are
+/// kept as they are).
+fn with_the_request_named(line: &str) -> String {
+    let request = || {
+        let method = line.split("msg=\"handling ").nth(1)?.split(' ').next()?;
+        let url = line.split(" request-url=").nth(1)?;
+        let url = match url.strip_prefix('"') {
+            Some(quoted) => quoted.split('"').next()?,
+            None => url.split(' ').next()?,
+        };
+        Some(format!("Calling {method} {url} | {line}"))
+    };
+    request().unwrap_or_else(|| line.to_owned())
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 //! The test engines that `scripts/test.sh` started (Docker, and Podman's Docker-compatible
-//! service), the engine a test runs on, the docker CLI against it, and the containers of one
-//! test case.
+//! service, of Debian 12 and 13; of Debian unstable from `scripts/test.sh --unstable`), the
+//! engine a test runs on, the docker CLI against it, and the containers of one test case.
 
 use std::cell::Cell;
 use std::path::PathBuf;
@@ -11,40 +11,100 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{CASE_LABEL, RUN_LABEL};
 
-/// A container engine the integration tests run against, each through its own daemon.
+/// A container engine the integration tests run against, each through its own daemon: Debian 12's
+/// Docker and Podman, Debian 13's, and Debian unstable's. The Debian 12 and 13 engines run in CI
+/// (`scripts/test.sh` starts them); unstable's only from `scripts/test.sh --unstable`, which is why
+/// their tests are ignored otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
-    /// Docker Engine (Debian's docker.io), from `scripts/test-daemon.sh`.
+    /// Docker Engine 20.10 (Debian 12's docker.io), from `scripts/test-daemon.sh`.
     Docker,
-    /// Podman's Docker-compatible service (Debian's podman), from `scripts/test-podman.sh`.
+    /// Podman 4.3's Docker-compatible service (Debian 12's podman), from `scripts/test-podman.sh`.
     Podman,
+    /// Docker Engine 26.1 (Debian 13's docker.io, containerd 1.7, runc 1.1), from
+    /// `scripts/test-daemon.sh start debian13`.
+    Docker26,
+    /// Podman 5.4 (Debian 13's podman, runc 1.1), from `scripts/test-podman.sh start debian13`.
+    Podman5,
+    /// Debian unstable's Docker Engine (28.5 when this was written, containerd 2.1, runc 1.3),
+    /// from `scripts/test-daemon.sh start unstable`.
+    DockerUnstable,
+    /// Debian unstable's Podman (5.8 when this was written, runc 1.3), from
+    /// `scripts/test-podman.sh start unstable`.
+    PodmanUnstable,
 }
 
 impl Engine {
     /// Every engine, in the order the tests run on them.
-    pub const ALL: [Engine; 2] = [Engine::Docker, Engine::Podman];
+    pub const ALL: [Engine; 6] = [
+        Engine::Docker,
+        Engine::Podman,
+        Engine::Docker26,
+        Engine::Podman5,
+        Engine::DockerUnstable,
+        Engine::PodmanUnstable,
+    ];
 
-    /// The engine's name.
+    /// The engine's product name, as rt-cleanup logs it (`engine=Docker …`, `engine=Podman …`).
     pub fn name(self) -> &'static str {
-        match self {
-            Engine::Docker => "Docker",
-            Engine::Podman => "Podman",
+        if self.is_podman() {
+            "Podman"
+        } else {
+            "Docker"
         }
     }
 
-    /// The variables the start script prints: the daemon, its request log, its image.
-    fn variables(self) -> [&'static str; 3] {
+    /// Whether it is Podman's Docker-compatible service (and not Docker Engine).
+    pub fn is_podman(self) -> bool {
+        matches!(
+            self,
+            Engine::Podman | Engine::Podman5 | Engine::PodmanUnstable
+        )
+    }
+
+    /// The engine with the Debian release it comes from, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Engine::Docker => "Docker (Debian 12)",
+            Engine::Podman => "Podman (Debian 12)",
+            Engine::Docker26 => "Docker 26 (Debian 13)",
+            Engine::Podman5 => "Podman 5 (Debian 13)",
+            Engine::DockerUnstable => "Docker (Debian unstable)",
+            Engine::PodmanUnstable => "Podman (Debian unstable)",
+        }
+    }
+
+    /// The start script's prefix of the engine's variables, `<prefix>_HOST` and so on (Debian
+    /// 12's Docker has names of its own, kept from before the other engines).
+    fn prefix(self) -> &'static str {
+        match self {
+            Engine::Docker => "RT_CLEANUP_TEST_DOCKER",
+            Engine::Podman => "RT_CLEANUP_TEST_PODMAN",
+            Engine::Docker26 => "RT_CLEANUP_TEST_DOCKER26",
+            Engine::Podman5 => "RT_CLEANUP_TEST_PODMAN5",
+            Engine::DockerUnstable => "RT_CLEANUP_TEST_DOCKER_UNSTABLE",
+            Engine::PodmanUnstable => "RT_CLEANUP_TEST_PODMAN_UNSTABLE",
+        }
+    }
+
+    /// The variable that names the engine's daemon, e.g. `RT_CLEANUP_TEST_PODMAN5_HOST`.
+    pub fn host_variable(self) -> String {
+        format!("{}_HOST", self.prefix())
+    }
+
+    /// The variables the start script prints: the daemon, its request log, its image, its pid
+    /// file.
+    fn variables(self) -> [String; 4] {
         match self {
             Engine::Docker => [
-                "RT_CLEANUP_TEST_DOCKER_HOST",
-                "RT_CLEANUP_TEST_DAEMON_LOG",
-                "RT_CLEANUP_TEST_IMAGE",
+                "RT_CLEANUP_TEST_DOCKER_HOST".to_owned(),
+                "RT_CLEANUP_TEST_DAEMON_LOG".to_owned(),
+                "RT_CLEANUP_TEST_IMAGE".to_owned(),
+                "RT_CLEANUP_TEST_DAEMON_PIDFILE".to_owned(),
             ],
-            Engine::Podman => [
-                "RT_CLEANUP_TEST_PODMAN_HOST",
-                "RT_CLEANUP_TEST_PODMAN_LOG",
-                "RT_CLEANUP_TEST_PODMAN_IMAGE",
-            ],
+            _ => {
+                ["HOST", "LOG", "IMAGE", "PIDFILE"].map(|what| format!("{}_{what}", self.prefix()))
+            }
         }
     }
 
@@ -52,12 +112,23 @@ impl Engine {
     fn script(self) -> &'static str {
         match self {
             Engine::Docker => {
-                "scripts/test-daemon.sh, which installs docker.io and starts a \
-                               private dockerd"
+                "scripts/test-daemon.sh, which installs docker.io and starts a private dockerd"
             }
             Engine::Podman => {
-                "scripts/test-podman.sh, which installs podman and starts a \
-                               private rootful `podman system service`"
+                "scripts/test-podman.sh, which installs podman and starts a private rootful \
+                 `podman system service`"
+            }
+            Engine::Docker26 => {
+                "scripts/test-daemon.sh start debian13, which fetches Debian 13's docker.io \
+                 (scripts/fetch-engine.sh) and starts a private dockerd and containerd"
+            }
+            Engine::Podman5 => {
+                "scripts/test-podman.sh start debian13, which fetches Debian 13's podman \
+                 (scripts/fetch-engine.sh) and starts a private rootful `podman system service`"
+            }
+            Engine::DockerUnstable | Engine::PodmanUnstable => {
+                "scripts/test.sh --unstable, which fetches Debian unstable's docker.io and podman \
+                 (scripts/fetch-engine.sh), starts them and runs these tests"
             }
         }
     }
@@ -128,30 +199,28 @@ fn run_id() -> &'static str {
 
 /// The daemon of an engine; panics with what to do when there is none.
 pub fn daemon_of(engine: Engine) -> &'static Daemon {
-    static DAEMONS: [OnceLock<Daemon>; 2] = [OnceLock::new(), OnceLock::new()];
+    static DAEMONS: [OnceLock<Daemon>; Engine::ALL.len()] =
+        [const { OnceLock::new() }; Engine::ALL.len()];
     DAEMONS[engine as usize].get_or_init(|| {
-        let [host_variable, log_variable, image_variable] = engine.variables();
-        let host = std::env::var(host_variable).unwrap_or_else(|_| {
+        let [host_variable, log_variable, image_variable, pidfile_variable] = engine.variables();
+        let host = std::env::var(&host_variable).unwrap_or_else(|_| {
             panic!(
                 "no {} daemon for the integration tests: {host_variable} is not set. Run the \
-                 tests with scripts/test.sh, which starts every test engine, or start this one \
-                 with {}, or set {host_variable} (and {image_variable}) to a daemon of your own.",
-                engine.name(),
+                 tests with scripts/test.sh, which starts every test engine of CI, or start this \
+                 one with {}, or set {host_variable} (and {image_variable}) to a daemon of your \
+                 own.",
+                engine.describe(),
                 engine.script(),
             )
         });
-        let image = std::env::var(image_variable)
+        let image = std::env::var(&image_variable)
             .unwrap_or_else(|_| "rt-cleanup-test/busybox:1".to_owned());
-        let pidfile_variable = match engine {
-            Engine::Docker => "RT_CLEANUP_TEST_DAEMON_PIDFILE",
-            Engine::Podman => "RT_CLEANUP_TEST_PODMAN_PIDFILE",
-        };
         let daemon = Daemon {
             engine,
             host,
             image,
-            log: std::env::var_os(log_variable).map(PathBuf::from),
-            pidfile: std::env::var_os(pidfile_variable).map(PathBuf::from),
+            log: std::env::var_os(&log_variable).map(PathBuf::from),
+            pidfile: std::env::var_os(&pidfile_variable).map(PathBuf::from),
             run_id: run_id().to_owned(),
         };
         let version = docker_cli(
@@ -162,7 +231,7 @@ pub fn daemon_of(engine: Engine) -> &'static Daemon {
             version.status.success(),
             "the test {} daemon at {} does not answer: {}. Start it with {}, or run \
              scripts/test.sh.",
-            engine.name(),
+            engine.describe(),
             daemon.host,
             String::from_utf8_lossy(&version.stderr).trim(),
             engine.script(),

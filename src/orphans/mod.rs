@@ -5,10 +5,10 @@
 //! is known to use counts as not running, as for the records, and the daemon remains the guard
 //! of a removal), it stopped longer ago than the retention (Docker's `FinishedAt`, else its
 //! creation), and no record claims it: G has no record, or G's record is `removed`, or G's record
-//! names another container. Finding them takes one listing of the labelled containers (filtered by
-//! the daemon on the label in a real run; a dry run reuses its one listing of every container),
-//! one read of the named games' records, and one inspection per container that no record claims
-//! and that was created before the threshold. Removing one is a job like a record's, whose guard
+//! names another container. Finding them takes one listing of the labelled containers, filtered by
+//! the daemon on the label (a dry run whose records need the listing of every container uses that
+//! one instead), one read of the named games' records, and one inspection per container that no
+//! record claims and that was created before the threshold (under a plan, per planned one). Removing one is a job like a record's, whose guard
 //! re-checks under G's lease that no record claims it; the worker and the state writer are the
 //! same.
 

@@ -14,8 +14,10 @@ pub struct ContainerInfo {
     pub id: String,
     /// The container's names, without Docker's leading `/`.
     pub names: Vec<String>,
-    /// The engine's state: Docker's `created`, `running`, `paused`, `restarting`, `removing`,
-    /// `exited`, `dead`; Podman's compatible service adds `stopping`.
+    /// The engine's state, as the daemon named it: Docker's `created`, `running`, `paused`,
+    /// `restarting`, `removing`, `exited`, `dead`; Podman's compatible service adds `stopping`
+    /// and `stopped`; empty where the daemon gave none. [`ContainerState::of`] says what it
+    /// means.
     pub state: String,
     /// The container's labels; they never change after the container is created.
     pub labels: HashMap<String, String>,
@@ -27,14 +29,62 @@ pub struct ContainerInfo {
 }
 
 impl ContainerInfo {
-    /// Whether the engine would refuse to remove it without `force`: Docker a running, paused
-    /// or restarting container, Podman also one that is stopping.
+    /// What its state means to a pass.
+    #[must_use]
+    pub fn state(&self) -> ContainerState {
+        ContainerState::of(&self.state)
+    }
+
+    /// Whether the engine is known to refuse its removal without `force`: Docker a running,
+    /// paused or restarting container, Podman also one that is stopping.
     #[must_use]
     pub fn is_running(&self) -> bool {
-        matches!(
-            self.state.as_str(),
-            "running" | "paused" | "restarting" | "stopping"
-        )
+        self.state() == ContainerState::Running
+    }
+}
+
+/// What the state an engine names means to a pass: the one place where the engines' state names
+/// are decided, for the dry run's predictions and the orphan search alike (docs/contract.md,
+/// "Container states"). A real run never decides from a state: it sends the removal without
+/// `force`, and the daemon refuses what it must not remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerState {
+    /// `created`, `exited`, and Podman's `stopped` (a container that exited and whose exit
+    /// clean-up has not run yet, or never will): a removal without `force` removes it.
+    NotRunning,
+    /// `running`, `paused`, `restarting`, and Podman's `stopping`: a removal without `force` is
+    /// refused.
+    Running,
+    /// `removing`: a removal is in progress; but Docker 20.10 to 26 also list so a container
+    /// whose removal failed, and only its inspection (`dead`) tells the two apart.
+    Removing,
+    /// `dead`: Docker marked it dead when a removal failed; every later removal fails the same
+    /// way until the cause is mended (and Docker removes it itself when it restarts).
+    Dead,
+    /// Any other state, or none: not known to be running. A real run sends the removal without
+    /// `force` and the daemon decides; a dry run predicts that and says the state was unknown.
+    Unknown,
+}
+
+impl ContainerState {
+    /// What a state name means; names are compared without regard to ASCII case.
+    #[must_use]
+    pub fn of(state: &str) -> Self {
+        const NAMES: [(&str, ContainerState); 9] = [
+            ("created", ContainerState::NotRunning),
+            ("exited", ContainerState::NotRunning),
+            ("stopped", ContainerState::NotRunning),
+            ("running", ContainerState::Running),
+            ("paused", ContainerState::Running),
+            ("restarting", ContainerState::Running),
+            ("stopping", ContainerState::Running),
+            ("removing", ContainerState::Removing),
+            ("dead", ContainerState::Dead),
+        ];
+        NAMES
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(state))
+            .map_or(ContainerState::Unknown, |(_, meaning)| *meaning)
     }
 }
 
@@ -134,6 +184,12 @@ impl ContainerIndex {
         }
     }
 
+    /// The containers listed, in the listing's order.
+    #[must_use]
+    pub fn containers(&self) -> &[ContainerInfo] {
+        &self.containers
+    }
+
     /// Resolves a reference.
     #[must_use]
     pub fn lookup(&self, reference: &str) -> Lookup<'_> {
@@ -189,6 +245,36 @@ mod tests {
     }
 
     #[test]
+    fn every_state_an_engine_names_has_one_meaning() {
+        for (state, meaning) in [
+            ("created", ContainerState::NotRunning),
+            ("exited", ContainerState::NotRunning),
+            ("stopped", ContainerState::NotRunning),
+            ("Exited", ContainerState::NotRunning),
+            ("running", ContainerState::Running),
+            ("paused", ContainerState::Running),
+            ("restarting", ContainerState::Running),
+            ("stopping", ContainerState::Running),
+            ("removing", ContainerState::Removing),
+            ("dead", ContainerState::Dead),
+            ("hibernating", ContainerState::Unknown),
+            ("", ContainerState::Unknown),
+        ] {
+            assert_eq!(ContainerState::of(state), meaning, "{state:?}");
+        }
+        let mut info = container("abc", "x");
+        info.state = "paused".into();
+        assert!(info.is_running());
+        info.state = "stopped".into();
+        assert!(!info.is_running());
+        info.state = "hibernating".into();
+        assert!(
+            !info.is_running(),
+            "an unknown state is not known to be running"
+        );
+    }
+
+    #[test]
     fn an_exact_name_wins_over_an_id_prefix() {
         let index = ContainerIndex::new(vec![container("abc123", "x"), container("def", "abc")]);
         assert!(matches!(index.lookup("abc"), Lookup::Found(c) if c.id == "def"));
@@ -236,7 +322,9 @@ pub(crate) mod fake {
 
     use tokio::sync::watch;
 
-    use super::{ContainerEngine, ContainerIndex, ContainerInfo, Inspection, Lookup, Removal};
+    use super::{
+        ContainerEngine, ContainerIndex, ContainerInfo, ContainerState, Inspection, Lookup, Removal,
+    };
 
     /// One call the worker made.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,6 +344,7 @@ pub(crate) mod fake {
     pub struct FakeEngine {
         containers: Mutex<Vec<ContainerInfo>>,
         scripted: Mutex<HashMap<String, VecDeque<Removal>>>,
+        scripted_inspections: Mutex<HashMap<String, VecDeque<Inspection>>>,
         delays: Mutex<HashMap<String, Duration>>,
         calls: Mutex<Vec<Call>>,
         /// While `true`, removals wait (they are logged as called first).
@@ -267,6 +356,7 @@ pub(crate) mod fake {
             Self {
                 containers: Mutex::default(),
                 scripted: Mutex::default(),
+                scripted_inspections: Mutex::default(),
                 delays: Mutex::default(),
                 calls: Mutex::default(),
                 held: watch::Sender::new(false),
@@ -302,6 +392,16 @@ pub(crate) mod fake {
                 .entry(reference.to_owned())
                 .or_default()
                 .push_back(removal);
+        }
+
+        /// The next inspection of `reference` answers `inspection` instead of what the
+        /// listing holds: Docker lists a container whose removal failed as `removing` and
+        /// inspects it as `dead`.
+        pub fn script_inspection(&self, reference: &str, inspection: Inspection) {
+            locked(&self.scripted_inspections)
+                .entry(reference.to_owned())
+                .or_default()
+                .push_back(inspection);
         }
 
         /// Removals of `reference` take this long to answer.
@@ -370,15 +470,31 @@ pub(crate) mod fake {
             let Some(info) = self.find(reference) else {
                 return Removal::NotFound;
             };
-            if info.is_running() {
-                return Removal::Refused {
-                    status: 409,
-                    message: format!(
-                        "You cannot remove a {} container {}. Stop the container before \
-                         attempting removal or force remove",
-                        info.state, info.id
-                    ),
-                };
+            match info.state() {
+                ContainerState::Running => {
+                    return Removal::Refused {
+                        status: 409,
+                        message: format!(
+                            "You cannot remove a {} container {}. Stop the container before \
+                             attempting removal or force remove",
+                            info.state, info.id
+                        ),
+                    };
+                }
+                // As Docker: the removal that made it dead fails again, the same way.
+                ContainerState::Dead => {
+                    return Removal::Refused {
+                        status: 500,
+                        message: format!(
+                            "container {}: driver \"overlay2\" failed to remove root \
+                             filesystem: unlinkat /var/lib/docker/overlay2/x/diff/pin: \
+                             operation not permitted",
+                            info.id
+                        ),
+                    };
+                }
+                ContainerState::NotRunning | ContainerState::Removing | ContainerState::Unknown => {
+                }
             }
             locked(&self.containers).retain(|container| container.id != info.id);
             Removal::Removed
@@ -386,6 +502,12 @@ pub(crate) mod fake {
 
         async fn inspect(&self, reference: &str) -> Inspection {
             locked(&self.calls).push(Call::Inspect(reference.to_owned()));
+            let scripted = locked(&self.scripted_inspections)
+                .get_mut(reference)
+                .and_then(VecDeque::pop_front);
+            if let Some(inspection) = scripted {
+                return inspection;
+            }
             match self.find(reference) {
                 Some(info) => Inspection::Found(info),
                 None => Inspection::NotFound,

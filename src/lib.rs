@@ -40,12 +40,13 @@ use crate::cli::OrphanMode;
 use crate::cli::OutputFormat;
 use crate::config::Config;
 use crate::docker::{DockerClient, DockerError};
-use crate::engine::ContainerIndex;
+use crate::engine::{ContainerEngine, ContainerIndex, ContainerInfo};
 use crate::exit::ExitStatus;
 use crate::job::JobKind;
 use crate::metrics::RunMetrics;
-use crate::orphans::{HandledOrphan, Orphan, OrphanPass, StateSide};
+use crate::orphans::{HandledOrphan, Orphan, OrphanPass};
 use crate::outcome::{LiveLease, Outcome, ResultKind};
+use crate::pass::SecondLooks;
 use crate::plan::{ApplyContext, Plan, PlanContext, PlanError};
 use crate::stop::{Signal, Stop};
 use crate::store::{Access, Store, StoreError};
@@ -86,8 +87,6 @@ pub struct Report {
     summary: Summary,
     interrupted: Option<Signal>,
     state_failure: Option<StoreError>,
-    /// Why the orphan pass could not look for orphans, if it could not.
-    orphan_failure: Option<String>,
     oldest_waiting_ms: Option<i64>,
     oldest_orphan_since_ms: Option<i64>,
 }
@@ -100,10 +99,7 @@ impl Report {
             signal.exit_status()
         } else if self.state_failure.as_ref().is_some_and(StoreError::is_busy) {
             ExitStatus::StateBusy
-        } else if self.summary.has_failures()
-            || self.state_failure.is_some()
-            || self.orphan_failure.is_some()
-        {
+        } else if self.summary.has_failures() || self.state_failure.is_some() {
             ExitStatus::FailedRecords
         } else {
             ExitStatus::Success
@@ -123,8 +119,11 @@ impl Report {
         if let Some(error) = &self.state_failure {
             tracing::error!("the pass stopped early: {error}");
         }
-        if let Some(error) = &self.orphan_failure {
-            tracing::error!("the orphan pass could not run: {error}");
+        if let Some(OrphanSection::Failed { error }) = &self.summary.orphans {
+            tracing::error!(
+                "the orphan search failed, so no orphan is known: {}",
+                error.escape_debug()
+            );
         }
         if let Some(signal) = self.interrupted {
             tracing::warn!(
@@ -160,13 +159,14 @@ pub fn write_metrics(
         retention: config.retention,
         counts: report.map(|report| report.summary.counts),
         oldest_waiting_ms: report.and_then(|report| report.oldest_waiting_ms),
-        orphans: report.and_then(|report| {
-            let section = report.summary.orphans.as_ref()?;
-            Some(metrics::OrphanMetrics {
-                found: section.orphan_counts.found,
-                removed: section.orphan_counts.removed,
+        // A failed orphan search claims no count: its series are left out.
+        orphans: report.and_then(|report| match report.summary.orphans.as_ref()? {
+            OrphanSection::Searched { orphan_counts, .. } => Some(metrics::OrphanMetrics {
+                found: orphan_counts.found,
+                removed: orphan_counts.removed,
                 oldest_since_ms: report.oldest_orphan_since_ms,
-            })
+            }),
+            OrphanSection::Failed { .. } => None,
         }),
     };
     if let Err(error) = metrics::write(path, &run) {
@@ -194,6 +194,8 @@ struct StateRead {
     candidates: Vec<Candidate>,
     /// The leases in force, for a dry run's prediction.
     leases: HashMap<FieldValue, LiveLease>,
+    /// How many times the file was opened and read to get this read (see [`read_state`]).
+    attempts: usize,
 }
 
 /// How often a dry run reads a file again that was written while it read it.
@@ -210,7 +212,7 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
         threshold_ms: now_ms.saturating_sub(retention_ms),
     };
     let (plan, owner_label, orphan_mode) = load_plan(config, &mut time)?;
-    let read = read_state(config, plan.as_ref(), &time)?;
+    let (read, ()) = read_state(config, plan.as_ref(), &time, None, |_| Ok(()))?;
     let docker = DockerClient::connect(&config.docker_host, config.docker_timeout).await?;
     let daemon = docker.daemon();
     tracing::info!(
@@ -229,18 +231,6 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
         from_plan = plan.is_some(),
         "selected the expired stopped records"
     );
-    let acted = worker::acted_on(read.candidates.len(), config.max_removals);
-    // Only a container that a record names needs the listing: a backlog of records without one
-    // is handled without asking the daemon anything.
-    let names_a_container = read.candidates[..acted]
-        .iter()
-        .any(|candidate| matches!(candidate.target, Target::Container(_)));
-    let needs_listing = names_a_container && (config.dry_run || owner_label.is_some());
-    let containers = if needs_listing {
-        Some(ContainerIndex::new(docker.list().await?))
-    } else {
-        None
-    };
     let orphan_pass = match (orphan_mode, &owner_label) {
         (OrphanMode::Off, _) | (_, None) => None,
         (mode, Some(key)) => Some(OrphanPass {
@@ -250,12 +240,28 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
             planned: plan.as_ref().map(|plan| plan.orphans.as_slice()),
         }),
     };
+    let records_need_listing = names_a_container(&read.candidates, config.max_removals)
+        && (config.dry_run || owner_label.is_some());
+    // A dry run lists the daemon's containers once: every container where its records need
+    // them, which serves its orphans too, else only the labelled ones for its orphans. A real
+    // run's orphan pass lists the labelled containers again after its records, which changed
+    // what the daemon holds (see `OrphanPass::find`).
+    let listing = if records_need_listing {
+        let listed = docker.list_all().await;
+        Listing::All(ContainerIndex::new(
+            listed.map_err(|reason| docker.list_error(reason))?,
+        ))
+    } else {
+        match (&orphan_pass, config.dry_run) {
+            (Some(orphans), true) => Listing::Labelled(docker.list_labelled(orphans.key).await),
+            _ => Listing::Nothing,
+        }
+    };
     let pass = Pass {
         config,
         docker: &docker,
-        candidates: &read.candidates,
-        threshold_ms: time.threshold_ms,
-        containers: containers.as_ref(),
+        plan: plan.as_ref(),
+        time: &time,
         orphans: orphan_pass.as_ref(),
         settings: WorkerSettings {
             holder: worker::holder_name(),
@@ -265,10 +271,10 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
             concurrency: config.concurrency.get(),
         },
     };
-    let (outcomes, orphans) = if config.dry_run {
-        let outcomes = pass.predict(&read).await?;
+    let (stopped, candidates, outcomes, orphans) = if config.dry_run {
+        let (read, outcomes, orphans) = pass.predict(read, listing).await?;
         if let Some(path) = &config.plan_out {
-            let planned_orphans = match &outcomes.1 {
+            let planned_orphans = match &orphans {
                 Some(Ok(handled)) if orphan_mode == OrphanMode::Remove => handled.as_slice(),
                 _ => &[],
             };
@@ -276,24 +282,46 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
                 config,
                 path,
                 &read.candidates,
-                &outcomes.0,
+                &outcomes,
                 planned_orphans,
                 &time,
             )?;
         }
-        outcomes
+        (read.stopped, read.candidates, outcomes, orphans)
     } else {
-        pass.act(read.store, &stop).await?
+        let containers = match listing {
+            Listing::All(index) => Some(index),
+            Listing::Labelled(_) | Listing::Nothing => None,
+        };
+        let (outcomes, orphans) = pass
+            .act(read.store, &read.candidates, containers.as_ref(), &stop)
+            .await?;
+        (read.stopped, read.candidates, outcomes, orphans)
     };
     Ok(report(
-        config,
-        read.stopped,
-        read.candidates,
-        outcomes,
-        orphans,
-        &time,
-        &stop,
+        config, stopped, candidates, outcomes, orphans, &time, &stop,
     ))
+}
+
+/// The listing a pass takes at its start, if it needs one.
+enum Listing {
+    /// None: no record needs one, and a real run's orphan pass lists later.
+    Nothing,
+    /// Every container: for the records of a dry run or of `--owner-label`, and the orphans of
+    /// a dry run.
+    All(ContainerIndex),
+    /// The containers with the owner label, for the orphans of a dry run whose records need no
+    /// listing; or why the listing failed, which fails the orphan search only.
+    Labelled(Result<Vec<ContainerInfo>, String>),
+}
+
+/// Whether any of the candidates acted on under `--max-removals` names a container: only then do
+/// the records need the daemon's listing, and a backlog of records without one is handled
+/// without asking the daemon anything.
+fn names_a_container(candidates: &[Candidate], max_removals: Option<usize>) -> bool {
+    candidates[..worker::acted_on(candidates.len(), max_removals)]
+        .iter()
+        .any(|candidate| matches!(candidate.target, Target::Container(_)))
 }
 
 /// Loads the plan to apply, if there is one, with the owner label and orphan mode the run must
@@ -329,57 +357,124 @@ type OrphanResults = Option<Result<Vec<HandledOrphan>, String>>;
 struct Pass<'a> {
     config: &'a Config,
     docker: &'a DockerClient,
-    /// The records' candidates; a job is made of each only when the worker starts it.
-    candidates: &'a [Candidate],
-    /// The threshold the candidates were selected at.
-    threshold_ms: i64,
-    /// One listing of every container, for a dry run and for `--owner-label`.
-    containers: Option<&'a ContainerIndex>,
+    /// The plan being applied, if one is.
+    plan: Option<&'a Plan>,
+    /// The pass's times; the threshold is the plan's under a plan.
+    time: &'a PassTime,
     orphans: Option<&'a OrphanPass<'a>>,
     settings: WorkerSettings,
 }
 
 impl Pass<'_> {
-    /// The dry run: predicts every job's result from what was read; changes nothing.
-    async fn predict(&self, read: &StateRead) -> Result<(Vec<Outcome>, OrphanResults), RunError> {
+    /// The dry run: predicts every job's result from what was read and the one listing; changes
+    /// nothing. The orphans' records are read from the same snapshot of the state file as the
+    /// candidates and the leases, so where the file was written meanwhile all of it is read
+    /// again (see [`read_state`]), and the predictions are made from the read that held.
+    async fn predict(
+        &self,
+        read: StateRead,
+        listing: Listing,
+    ) -> Result<(StateRead, Vec<Outcome>, OrphanResults), RunError> {
+        let listed = match &listing {
+            Listing::All(index) => Some(Ok(index.containers())),
+            Listing::Labelled(Ok(labelled)) => Some(Ok(labelled.as_slice())),
+            Listing::Labelled(Err(reason)) => Some(Err(format!(
+                "cannot list the containers labelled {}: {reason}",
+                self.settings.owner_label.as_deref().unwrap_or_default()
+            ))),
+            Listing::Nothing => None,
+        };
+        let (read, orphan_records) = match (self.orphans, listed) {
+            (Some(orphans), Some(Ok(listed))) => {
+                let games = orphans.games_named(listed);
+                let (read, records) =
+                    read_state(self.config, self.plan, self.time, Some(read), |store| {
+                        store.records_of(&games)
+                    })?;
+                (read, Some(Ok(records)))
+            }
+            (Some(_), Some(Err(reason))) => (read, Some(Err(reason))),
+            _ => (read, None),
+        };
+        let (containers, labelled) = match listing {
+            Listing::All(index) => (Some(index), None),
+            // The candidates of a read made again may name a container where the first read's
+            // named none: only then are all the containers listed, a second time.
+            Listing::Labelled(labelled)
+                if names_a_container(&read.candidates, self.config.max_removals) =>
+            {
+                let listed = self.docker.list_all().await;
+                let index = listed.map_err(|reason| self.docker.list_error(reason))?;
+                (Some(ContainerIndex::new(index)), labelled.ok())
+            }
+            Listing::Labelled(labelled) => (None, labelled.ok()),
+            Listing::Nothing => (None, None),
+        };
+        let acted = worker::acted_on(read.candidates.len(), self.config.max_removals);
+        let second_looks = match &containers {
+            Some(index) => {
+                pass::look_again_at_removing(
+                    self.docker,
+                    index,
+                    read.candidates[..acted]
+                        .iter()
+                        .map(|candidate| &candidate.target),
+                    self.settings.concurrency,
+                )
+                .await
+            }
+            None => SecondLooks::new(),
+        };
         // No log line per prediction: the summary on stdout lists every one, and 10,000 such
         // lines cost a large dry run about a fifth of its time (docs/benchmark.md).
         let outcomes = pass::predict_all(
-            self.candidates
+            read.candidates
                 .iter()
                 .map(|candidate| (&candidate.row.game_id, &candidate.target, JobKind::Record)),
             &read.leases,
-            self.containers,
+            containers.as_ref(),
+            &second_looks,
             self.settings.owner_label.as_deref(),
             self.config.max_removals,
         );
-        let Some(orphan_pass) = self.orphans else {
-            return Ok((outcomes, None));
+        let orphans = match (self.orphans, orphan_records) {
+            (Some(orphans), Some(Ok(records))) => {
+                // The labelled listing where one was taken, else the listing of every container.
+                let listed = labelled
+                    .as_deref()
+                    .or_else(|| containers.as_ref().map(ContainerIndex::containers))
+                    .unwrap_or_default();
+                Some(
+                    orphans
+                        .search(listed, &records, self.docker, self.settings.concurrency)
+                        .await
+                        .map(|found| {
+                            orphans.predict(found, &read.leases, self.config.max_removals)
+                        }),
+                )
+            }
+            (Some(_), Some(Err(reason))) => Some(Err(reason)),
+            _ => None,
         };
-        let found = orphan_pass
-            .find(self.docker, StateSide::Store(&read.store), &self.settings)
-            .await;
-        let predicted =
-            found.map(|found| orphan_pass.predict(found, &read.leases, self.config.max_removals));
-        // The orphans' records were read later than the candidates: the file must still be the
-        // one read then.
-        read.store.check_read_consistent(1)?;
-        Ok((outcomes, Some(predicted)))
+        Ok((read, outcomes, orphans))
     }
 
     /// The real run: the records' jobs, then the orphans', through one worker and one writer.
+    /// `containers` is the listing of the start of the pass, for `--owner-label`.
     async fn act(
         &self,
         store: Store,
+        candidates: &[Candidate],
+        containers: Option<&ContainerIndex>,
         stop: &Stop,
     ) -> Result<(Vec<Outcome>, OrphanResults), RunError> {
         let writer = store.into_writer(self.config.op_source.clone())?;
         let outcomes = worker::run_jobs(
-            pass::record_jobs(self.candidates, self.threshold_ms),
+            pass::record_jobs(candidates, self.time.threshold_ms),
             self.config.max_removals,
             self.docker,
             &writer,
-            self.containers,
+            containers,
             &self.settings,
             stop,
         )
@@ -391,7 +486,7 @@ impl Pass<'_> {
             (Some(_), Some(reason)) => Some(Err(reason)),
             (Some(orphan_pass), None) => Some(
                 match orphan_pass
-                    .find(self.docker, StateSide::Writer(&writer), &self.settings)
+                    .find(self.docker, &writer, self.settings.concurrency)
                     .await
                 {
                     Ok(found) => Ok(orphan_pass
@@ -413,44 +508,33 @@ impl Pass<'_> {
     }
 }
 
-/// Opens the state file and reads what the pass needs. A dry run that read an immutable
-/// snapshot reads again if the file was written meanwhile, and gives up after a few attempts
-/// rather than predict from a torn read.
-fn read_state(
+/// Opens the state file and reads what the pass needs: the stopped count, the candidates and
+/// (for a dry run) the leases, then what `also` reads from the same open file (the orphans'
+/// records of a dry run). `earlier` is a read already made to read more from; it counts with
+/// the attempts it took.
+///
+/// A dry run that read an immutable snapshot checks that nobody wrote the file meanwhile, after
+/// the last of these reads; where somebody did, it opens the file again and reads all of it
+/// again, and gives up after [`CONSISTENT_READ_ATTEMPTS`] attempts in all rather than predict
+/// from a torn read.
+fn read_state<T>(
     config: &Config,
     plan: Option<&Plan>,
     time: &PassTime,
-) -> Result<StateRead, RunError> {
-    let access = if config.dry_run {
-        Access::ReadOnly
-    } else {
-        Access::ReadWrite
-    };
-    let mut attempt = 1;
+    earlier: Option<StateRead>,
+    also: impl Fn(&Store) -> Result<T, StoreError>,
+) -> Result<(StateRead, T), RunError> {
+    let mut attempt = earlier.as_ref().map_or(1, |read| read.attempts);
+    let mut earlier = earlier;
     loop {
-        let mut store = Store::open(&config.state, access, config.lock_wait)?;
-        let (stopped, candidates) = match plan {
-            None => {
-                let selection = store.select(time.threshold_ms)?;
-                (selection.stopped, selection.candidates)
-            }
-            Some(plan) => (store.count_stopped()?, plan.candidates()),
+        let read = match earlier.take() {
+            Some(read) => read,
+            None => open_and_read(config, plan, time, attempt)?,
         };
-        let leases = if config.dry_run {
-            store.live_leases(time.now_ms)?
-        } else {
-            HashMap::new()
-        };
-        match store.check_read_consistent(attempt) {
-            Ok(()) => {
-                return Ok(StateRead {
-                    store,
-                    stopped,
-                    candidates,
-                    leases,
-                })
-            }
-            Err(error) if attempt == CONSISTENT_READ_ATTEMPTS => return Err(error.into()),
+        let more = also(&read.store)?;
+        match read.store.check_read_consistent(attempt) {
+            Ok(()) => return Ok((read, more)),
+            Err(error) if attempt >= CONSISTENT_READ_ATTEMPTS => return Err(error.into()),
             Err(_) => tracing::info!(
                 path = %config.state.display(),
                 "the state file was written while it was read; reading it again"
@@ -458,6 +542,41 @@ fn read_state(
         }
         attempt += 1;
     }
+}
+
+/// One attempt of [`read_state`]: opens the state file and reads the stopped count, the
+/// candidates (the plan's, under a plan) and, for a dry run, the leases in force.
+fn open_and_read(
+    config: &Config,
+    plan: Option<&Plan>,
+    time: &PassTime,
+    attempt: usize,
+) -> Result<StateRead, RunError> {
+    let access = if config.dry_run {
+        Access::ReadOnly
+    } else {
+        Access::ReadWrite
+    };
+    let mut store = Store::open(&config.state, access, config.lock_wait)?;
+    let (stopped, candidates) = match plan {
+        None => {
+            let selection = store.select(time.threshold_ms)?;
+            (selection.stopped, selection.candidates)
+        }
+        Some(plan) => (store.count_stopped()?, plan.candidates()),
+    };
+    let leases = if config.dry_run {
+        store.live_leases(time.now_ms)?
+    } else {
+        HashMap::new()
+    };
+    Ok(StateRead {
+        store,
+        stopped,
+        candidates,
+        leases,
+        attempts: attempt,
+    })
 }
 
 fn write_plan(
@@ -507,18 +626,13 @@ fn report(
     time: &PassTime,
     stop: &Stop,
 ) -> Report {
-    let (orphans, orphan_failure) = match orphans {
-        None => (None, None),
-        Some(Ok(handled)) => (Some(handled), None),
-        Some(Err(error)) => (Some(Vec::new()), Some(error)),
-    };
     let oldest_orphan_since_ms = orphans
         .iter()
-        .flatten()
+        .flat_map(|handled| handled.iter().flatten())
         .filter_map(|handled| handled.orphan.since_ms())
         .min();
-    let orphans = orphans.map(|handled| {
-        OrphanSection::new(
+    let orphans = orphans.map(|orphans| match orphans {
+        Ok(handled) => OrphanSection::new(
             handled
                 .into_iter()
                 .map(|handled| OrphanReport {
@@ -536,7 +650,8 @@ fn report(
                         .and_then(|outcome| outcome.error_message.map(Cow::into_owned)),
                 })
                 .collect(),
-        )
+        ),
+        Err(error) => OrphanSection::Failed { error },
     });
     let oldest_waiting_ms = candidates
         .iter()
@@ -569,7 +684,6 @@ fn report(
         summary,
         interrupted: stop.signalled(),
         state_failure: stop.take_state_failure(),
-        orphan_failure,
         oldest_waiting_ms,
         oldest_orphan_since_ms,
     }

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::candidate::Target;
-use crate::engine::{ContainerInfo, Inspection, Lookup, Removal};
+use crate::engine::{ContainerInfo, ContainerState, Inspection, Lookup, Removal};
 use crate::value::FieldValue;
 
 /// The result of one expired record, as reported and counted.
@@ -111,6 +111,16 @@ impl Outcome {
             result: ResultKind::Removed,
             error_code: None,
             error_message: None,
+        }
+    }
+
+    /// A dry run's prediction that Docker would remove the container, with a note for the
+    /// reviewer.
+    #[must_use]
+    pub fn removed_noting(message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            error_message: Some(truncated(message.into())),
+            ..Self::removed()
         }
     }
 
@@ -345,13 +355,16 @@ pub fn lease_conflict(lease: &LiveLease) -> Outcome {
 /// right now.
 ///
 /// `lease` is the live lease on the game, if any; `lookup` is where the job's container
-/// reference led in one listing of the daemon's containers.
+/// reference led in one listing of the daemon's containers; `second_look` is the inspection of
+/// a container that the listing shows as `removing`, which alone tells a removal in progress
+/// from a container Docker marked dead after a failed removal.
 #[must_use]
 pub fn predict(
     game: &FieldValue,
     target: &Target,
     lease: Option<&LiveLease>,
     lookup: Option<Lookup<'_>>,
+    second_look: Option<&Inspection>,
     owner_label: Option<&str>,
 ) -> Outcome {
     if let Some(lease) = lease {
@@ -374,23 +387,65 @@ pub fn predict(
             ErrorCode::DockerError,
             format!("container reference {reference} is a prefix of several container ids"),
         ),
-        Some(Lookup::Found(info)) => {
+        Some(Lookup::Found(listed)) => {
+            // A real run checks the owner against the listing too.
             if let Some(key) = owner_label {
-                if let Err(mismatch) = check_owner(info, key, game) {
+                if let Err(mismatch) = check_owner(listed, key, game) {
                     return mismatch;
                 }
             }
-            if info.state == "removing" {
-                Outcome::conflict(format!("Docker is already removing container {reference}"))
-            } else if info.is_running() {
-                Outcome::failed(
-                    ErrorCode::ContainerRunning,
-                    format!("container {reference} is {}", info.state),
-                )
-            } else {
-                Outcome::removed()
-            }
+            let info = match second_look {
+                None => listed,
+                Some(Inspection::Found(inspected)) => inspected,
+                Some(Inspection::NotFound) => {
+                    return Outcome::replay_no_op(format!(
+                        "container {reference} was being removed and is gone now"
+                    ))
+                }
+                Some(Inspection::Failed(reason)) => {
+                    return Outcome::failed(
+                        ErrorCode::DockerError,
+                        format!(
+                            "the daemon lists container {reference} as removing, and its \
+                             inspection, which tells a removal in progress from a container \
+                             Docker marked dead, failed: {reason}"
+                        ),
+                    )
+                }
+            };
+            predict_from_state(reference.as_str(), info)
         }
+    }
+}
+
+/// Predicts the removal without `force` of a container from its state.
+fn predict_from_state(reference: &str, info: &ContainerInfo) -> Outcome {
+    match info.state() {
+        ContainerState::NotRunning => Outcome::removed(),
+        ContainerState::Running => Outcome::failed(
+            ErrorCode::ContainerRunning,
+            format!("container {reference} is {}", info.state),
+        ),
+        ContainerState::Removing => {
+            Outcome::conflict(format!("Docker is already removing container {reference}"))
+        }
+        ContainerState::Dead => Outcome::failed(
+            ErrorCode::DockerError,
+            format!(
+                "Docker marked container {reference} dead after a removal that failed; a real \
+                 run will try to remove it again, which fails the same way until the cause \
+                 (see the daemon's log) is mended"
+            ),
+        ),
+        ContainerState::Unknown => Outcome::removed_noting(format!(
+            "container {reference} is in a state rt-cleanup does not know ({}); a real run \
+             sends the removal without force, and the daemon refuses it if the container runs",
+            if info.state.is_empty() {
+                "the daemon gave none".to_owned()
+            } else {
+                FieldValue::text(&info.state).to_string()
+            }
+        )),
     }
 }
 
@@ -563,7 +618,7 @@ mod tests {
         // A dry run over a backlog gives most records this outcome: no copy of it per record.
         let game = FieldValue::text("g");
         let target = Target::Container(crate::candidate::ContainerRef::parse("abc").unwrap());
-        let outcome = predict(&game, &target, None, Some(Lookup::Missing), None);
+        let outcome = predict(&game, &target, None, Some(Lookup::Missing), None, None);
         assert_eq!(outcome.result, ResultKind::ReplayNoOp);
         assert!(matches!(outcome.error_message, Some(Cow::Borrowed(_))));
         // A long message is still cut to the limit.
@@ -610,7 +665,7 @@ mod tests {
         lookup: Option<Lookup<'_>>,
         owner_label: Option<&str>,
     ) -> Outcome {
-        predict(&job.game, &job.target, lease, lookup, owner_label)
+        predict(&job.game, &job.target, lease, lookup, None, owner_label)
     }
 
     #[test]
@@ -678,6 +733,94 @@ mod tests {
         for (index, (outcome, expected)) in cases.into_iter().enumerate() {
             assert_eq!(outcome.result, expected, "case {index}: {outcome:?}");
         }
+    }
+
+    #[test]
+    fn a_dry_run_predicts_from_every_state_an_engine_names_and_from_one_it_does_not_know() {
+        let job = candidate(FieldValue::text("c"));
+        let from = |state: &str| {
+            let listed = info(state, &[]);
+            predicted(&job, None, Some(Lookup::Found(&listed)), None)
+        };
+        for (state, result, code) in [
+            ("created", ResultKind::Removed, None),
+            ("exited", ResultKind::Removed, None),
+            ("stopped", ResultKind::Removed, None),
+            (
+                "running",
+                ResultKind::Failed,
+                Some(ErrorCode::ContainerRunning),
+            ),
+            (
+                "paused",
+                ResultKind::Failed,
+                Some(ErrorCode::ContainerRunning),
+            ),
+            (
+                "restarting",
+                ResultKind::Failed,
+                Some(ErrorCode::ContainerRunning),
+            ),
+            (
+                "stopping",
+                ResultKind::Failed,
+                Some(ErrorCode::ContainerRunning),
+            ),
+            ("removing", ResultKind::Conflict, Some(ErrorCode::Conflict)),
+            ("dead", ResultKind::Failed, Some(ErrorCode::DockerError)),
+            ("hibernating", ResultKind::Removed, None),
+            ("", ResultKind::Removed, None),
+        ] {
+            let outcome = from(state);
+            assert_eq!(
+                (outcome.result, outcome.error_code),
+                (result, code),
+                "{state:?}"
+            );
+        }
+        assert_eq!(from("stopped").error_message, None);
+        let unknown = from("hibernating").error_message.unwrap();
+        assert!(
+            unknown.contains("does not know (\"hibernating\")"),
+            "the dry run says the state was unknown: {unknown}"
+        );
+        let none = from("").error_message.unwrap();
+        assert!(none.contains("the daemon gave none"), "{none}");
+        let dead = from("dead").error_message.unwrap();
+        assert!(
+            dead.contains("dead after a removal that failed")
+                && dead.contains("try to remove it again"),
+            "{dead}"
+        );
+    }
+
+    #[test]
+    fn a_second_look_decides_after_the_owner_check_of_the_listing() {
+        let job = candidate(FieldValue::text("c"));
+        let listed = info("removing", &[("owner", "g-2")]);
+        let dead = Inspection::Found(info("dead", &[("owner", "g-2")]));
+        let outcome = predict(
+            &job.game,
+            &job.target,
+            None,
+            Some(Lookup::Found(&listed)),
+            Some(&dead),
+            Some("owner"),
+        );
+        assert_eq!(outcome.error_code, Some(ErrorCode::OwnershipMismatch));
+        let lease = LiveLease {
+            holder: "rtmanager".into(),
+            expires_at: 10,
+        };
+        let leased = predict(
+            &job.game,
+            &job.target,
+            Some(&lease),
+            Some(Lookup::Found(&listed)),
+            Some(&dead),
+            None,
+        );
+        assert_eq!(leased.result, ResultKind::Conflict, "the lease first");
     }
 
     #[test]

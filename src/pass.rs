@@ -1,15 +1,21 @@
 //! The record pass: the jobs of the expired stopped records, and the dry run's prediction of
 //! what a real run would do with jobs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 
+use futures_util::stream::{self, StreamExt};
+
 use crate::candidate::{Candidate, Target};
-use crate::engine::ContainerIndex;
+use crate::engine::{ContainerEngine, ContainerIndex, ContainerState, Inspection, Lookup};
 use crate::job::{Job, JobKind};
 use crate::outcome::{predict, LiveLease, Outcome};
 use crate::value::FieldValue;
 use crate::worker::{acted_on, over_limit};
+
+/// The inspections of the containers a listing shows as `removing`, by full id (see
+/// [`look_again_at_removing`]).
+pub type SecondLooks = HashMap<String, Inspection>;
 
 /// The jobs of the candidates selected at `threshold_ms`, in the candidates' order, each made
 /// when it is taken.
@@ -22,14 +28,48 @@ pub fn record_jobs(
         .map(move |candidate| Job::for_record(candidate, threshold_ms))
 }
 
+/// Inspects, `concurrency` at a time, each container that one of the first `acted` targets
+/// names and that the listing shows as `removing`. Docker 20.10 to 26 list so both a container
+/// being removed and one whose removal failed, which they inspect as `dead` (Docker 28 lists it
+/// `dead` too); a real run's removal is a `conflict` for the first and fails for the second,
+/// so a dry run must look again to predict it. Each inspection is bounded by the client's
+/// timeout.
+pub async fn look_again_at_removing<'a, E: ContainerEngine>(
+    engine: &E,
+    containers: &ContainerIndex,
+    targets: impl Iterator<Item = &'a Target>,
+    concurrency: usize,
+) -> SecondLooks {
+    let mut removing = HashSet::new();
+    for target in targets {
+        if let Target::Container(reference) = target {
+            if let Lookup::Found(info) = containers.lookup(reference.as_str()) {
+                if info.state() == ContainerState::Removing {
+                    removing.insert(info.id.clone());
+                }
+            }
+        }
+    }
+    stream::iter(removing)
+        .map(|id| async move {
+            let inspection = engine.inspect(&id).await;
+            (id, inspection)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await
+}
+
 /// Predicts the result a real run would give each job now, for `--dry-run`: from the leases in
-/// force and one listing of the daemon's containers. A job is given by its game, its target and
-/// its kind, all a prediction needs, so that a dry run makes no job for a record.
+/// force, one listing of the daemon's containers, and the second looks at those it shows as
+/// `removing`. A job is given by its game, its target and its kind, all a prediction needs, so
+/// that a dry run makes no job for a record.
 #[must_use]
 pub fn predict_all<'a, S, I>(
     jobs: I,
     leases: &HashMap<FieldValue, LiveLease, S>,
     containers: Option<&ContainerIndex>,
+    second_looks: &SecondLooks,
     owner_label: Option<&str>,
     max_removals: Option<usize>,
 ) -> Vec<Outcome>
@@ -51,7 +91,137 @@ where
                 }
                 _ => None,
             };
-            kind.result_of(predict(game, target, leases.get(game), lookup, owner_label))
+            let second_look = match lookup {
+                Some(Lookup::Found(info)) => second_looks.get(&info.id),
+                _ => None,
+            };
+            kind.result_of(predict(
+                game,
+                target,
+                leases.get(game),
+                lookup,
+                second_look,
+                owner_label,
+            ))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::candidate::ContainerRef;
+    use crate::engine::fake::{Call, FakeEngine};
+    use crate::engine::{ContainerInfo, Removal};
+    use crate::outcome::{decide_removal, ErrorCode, ResultKind};
+
+    /// Predicts the removal of each of `references` (each its own game's record) from
+    /// `listing`, with the second looks at the containers it shows as `removing`.
+    async fn predicted(
+        engine: &FakeEngine,
+        listing: Vec<ContainerInfo>,
+        references: &[&str],
+    ) -> Vec<Outcome> {
+        let index = ContainerIndex::new(listing);
+        let targets: Vec<Target> = references
+            .iter()
+            .map(|reference| Target::Container(ContainerRef::parse(reference).unwrap()))
+            .collect();
+        let games: Vec<FieldValue> = references.iter().map(|r| FieldValue::text(r)).collect();
+        let looks = look_again_at_removing(engine, &index, targets.iter(), 2).await;
+        predict_all(
+            games
+                .iter()
+                .zip(&targets)
+                .map(|(game, target)| (game, target, JobKind::Record)),
+            &HashMap::<FieldValue, LiveLease>::new(),
+            Some(&index),
+            &looks,
+            None,
+            None,
+        )
+    }
+
+    /// The fake's containers as a Docker 20.10 to 26 listing shows them: a `dead` one as
+    /// `removing`.
+    async fn listed_as_docker_26_does(engine: &FakeEngine) -> Vec<ContainerInfo> {
+        let mut listing = engine.list_all().await.unwrap();
+        for info in &mut listing {
+            if info.state == "dead" {
+                info.state = "removing".into();
+            }
+        }
+        listing
+    }
+
+    #[tokio::test]
+    async fn a_container_listed_as_removing_and_inspected_as_dead_is_predicted_as_the_removal_fails(
+    ) {
+        let engine = FakeEngine::default();
+        engine.add("dead0000", "dead", "dead", &[]);
+        engine.add("exit0000", "exit", "exited", &[]);
+        let listing = listed_as_docker_26_does(&engine).await;
+        let outcomes = predicted(&engine, listing, &["dead", "exit"]).await;
+
+        assert_eq!(outcomes[0].result, ResultKind::Failed);
+        assert_eq!(outcomes[0].error_code, Some(ErrorCode::DockerError));
+        let message = outcomes[0].error_message.as_deref().unwrap();
+        assert!(
+            message.contains("dead after a removal that failed"),
+            "{message}"
+        );
+        assert_eq!(outcomes[1].result, ResultKind::Removed);
+        assert_eq!(
+            engine.calls(),
+            [Call::List, Call::Inspect("dead0000".into())],
+            "only the container listed as removing is looked at again, by its full id"
+        );
+        // What a real run gets: Docker refuses the removal of a dead container again.
+        let real = decide_removal("dead0000", &engine.remove("dead0000").await).unwrap();
+        assert_eq!(
+            (real.result, real.error_code),
+            (outcomes[0].result, outcomes[0].error_code)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_look_tells_a_removal_in_progress_a_finished_one_and_a_failed_look_apart() {
+        let engine = FakeEngine::default();
+        for name in ["busy", "gone", "mute"] {
+            engine.add(&format!("{name}0000"), name, "removing", &[]);
+        }
+        engine.script_inspection("gone0000", Inspection::NotFound);
+        engine.script_inspection(
+            "mute0000",
+            Inspection::Failed("no answer within 30s".into()),
+        );
+        let listing = engine.list_all().await.unwrap();
+        let outcomes = predicted(&engine, listing, &["busy", "gone", "mute"]).await;
+        let results: Vec<_> = outcomes
+            .iter()
+            .map(|outcome| (outcome.result, outcome.error_code))
+            .collect();
+        assert_eq!(
+            results,
+            [
+                (ResultKind::Conflict, Some(ErrorCode::Conflict)),
+                (ResultKind::ReplayNoOp, Some(ErrorCode::ReplayNoOp)),
+                (ResultKind::Failed, Some(ErrorCode::DockerError)),
+            ]
+        );
+        assert!(outcomes[2]
+            .error_message
+            .as_deref()
+            .unwrap()
+            .contains("no answer within 30s"));
+        // A removal really in progress: Docker answers the second one 409, a conflict too.
+        let in_progress = Removal::Refused {
+            status: 409,
+            message: "removal of container busy0000 is already in progress".into(),
+        };
+        assert_eq!(
+            decide_removal("busy0000", &in_progress).unwrap().result,
+            ResultKind::Conflict
+        );
+    }
 }

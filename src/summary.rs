@@ -121,20 +121,22 @@ pub struct Summary {
     pub counts: Counts,
     /// Every expired candidate, oldest first.
     pub records: Vec<RecordReport>,
-    /// The leaked containers, when `--orphans` is not `off`: `orphans` and `orphan_counts`.
+    /// The leaked containers, when `--orphans` is not `off`: `orphans` and `orphan_counts`, or,
+    /// where the search failed, both `null` and `orphan_error`.
     #[serde(flatten)]
     pub orphans: Option<OrphanSection>,
 }
 
 impl Summary {
-    /// Whether any record or orphan failed: the exit status is then 1.
+    /// Whether any record or orphan failed, or the orphan search itself: the exit status is then
+    /// 1.
     #[must_use]
     pub fn has_failures(&self) -> bool {
         self.counts.failed > 0
-            || self
-                .orphans
-                .as_ref()
-                .is_some_and(|section| section.orphan_counts.failed > 0)
+            || self.orphans.as_ref().is_some_and(|section| match section {
+                OrphanSection::Searched { orphan_counts, .. } => orphan_counts.failed > 0,
+                OrphanSection::Failed { .. } => true,
+            })
     }
 }
 
@@ -196,22 +198,55 @@ impl OrphanCounts {
 }
 
 /// The orphan part of a summary.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct OrphanSection {
-    /// Every orphan, oldest first (or in the plan's order).
-    pub orphans: Vec<OrphanReport>,
-    /// Their counts.
-    pub orphan_counts: OrphanCounts,
+#[derive(Debug, Clone, PartialEq)]
+pub enum OrphanSection {
+    /// The search ran to its end.
+    Searched {
+        /// Every orphan, oldest first (or in the plan's order).
+        orphans: Vec<OrphanReport>,
+        /// Their counts.
+        orphan_counts: OrphanCounts,
+    },
+    /// The search itself failed (a listing or an inspection refused or unanswered, or the pass
+    /// stopped before it): nothing is known of the orphans, so no list and no count is claimed.
+    Failed {
+        /// Why, in one line.
+        error: String,
+    },
 }
 
 impl OrphanSection {
     /// The section of these orphans.
     #[must_use]
     pub fn new(orphans: Vec<OrphanReport>) -> Self {
-        Self {
+        Self::Searched {
             orphan_counts: OrphanCounts::tally(&orphans),
             orphans,
         }
+    }
+}
+
+impl Serialize for OrphanSection {
+    /// `"orphans": […], "orphan_counts": {…}`, or `"orphans": null, "orphan_counts": null,
+    /// "orphan_error": "…"` (docs/contract.md, section 7), flattened into the summary.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        match self {
+            OrphanSection::Searched {
+                orphans,
+                orphan_counts,
+            } => {
+                map.serialize_entry("orphans", orphans)?;
+                map.serialize_entry("orphan_counts", orphan_counts)?;
+            }
+            OrphanSection::Failed { error } => {
+                map.serialize_entry("orphans", &())?;
+                map.serialize_entry("orphan_counts", &())?;
+                map.serialize_entry("orphan_error", error)?;
+            }
+        }
+        map.end()
     }
 }
 
@@ -263,11 +298,21 @@ pub fn write_json(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
         out.write_all(b"}")?;
     }
     out.write_all(b"]")?;
-    if let Some(section) = &summary.orphans {
-        out.write_all(b",\"orphans\":")?;
-        serde_json::to_writer(&mut *out, &section.orphans)?;
-        out.write_all(b",\"orphan_counts\":")?;
-        serde_json::to_writer(&mut *out, &section.orphan_counts)?;
+    match &summary.orphans {
+        None => {}
+        Some(OrphanSection::Searched {
+            orphans,
+            orphan_counts,
+        }) => {
+            out.write_all(b",\"orphans\":")?;
+            serde_json::to_writer(&mut *out, orphans)?;
+            out.write_all(b",\"orphan_counts\":")?;
+            serde_json::to_writer(&mut *out, orphan_counts)?;
+        }
+        Some(OrphanSection::Failed { error }) => {
+            out.write_all(b",\"orphans\":null,\"orphan_counts\":null,\"orphan_error\":")?;
+            json_string(out, error)?;
+        }
     }
     out.write_all(b"}\n")
 }
@@ -323,8 +368,8 @@ pub fn write_text(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
         }
         out.write_all(b"\n")?;
     }
-    if let Some(section) = &summary.orphans {
-        for orphan in &section.orphans {
+    if let Some(OrphanSection::Searched { orphans, .. }) = &summary.orphans {
+        for orphan in orphans {
             write!(
                 out,
                 "orphan {:<12} container_id={} game_id={} state={} finished_at={}",
@@ -361,13 +406,22 @@ pub fn write_text(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
         let separator = if n == 0 { "" } else { ", " };
         write!(out, "{separator}{} {}", counts.of(result), result.as_str())?;
     }
-    if let Some(section) = &summary.orphans {
-        let counts = &section.orphan_counts;
-        write!(
+    match &summary.orphans {
+        None => {}
+        Some(OrphanSection::Searched { orphan_counts, .. }) => write!(
             out,
             "; orphans: {} found, {} removed, {} conflict, {} failed, {} deferred",
-            counts.found, counts.removed, counts.conflict, counts.failed, counts.deferred
-        )?;
+            orphan_counts.found,
+            orphan_counts.removed,
+            orphan_counts.conflict,
+            orphan_counts.failed,
+            orphan_counts.deferred
+        )?,
+        Some(OrphanSection::Failed { error }) => write!(
+            out,
+            "; orphans: the search failed, none is known: {}",
+            quote(error)
+        )?,
     }
     out.write_all(b"\n")
 }
@@ -545,6 +599,47 @@ mod tests {
             .last()
             .unwrap()
             .ends_with("; orphans: 3 found, 1 removed, 0 conflict, 1 failed, 0 deferred"));
+    }
+
+    #[test]
+    fn a_failed_orphan_search_claims_no_orphan_and_no_count() {
+        let mut summary = summary(vec![record("g-17", ResultKind::Removed, None)]);
+        summary.orphans = Some(OrphanSection::Failed {
+            error: "cannot list the containers labelled owner: no answer within 30s".into(),
+        });
+        let json: serde_json::Value = serde_json::from_str(&json_of(&summary)).unwrap();
+        assert_eq!(json["orphans"], serde_json::Value::Null);
+        assert_eq!(json["orphan_counts"], serde_json::Value::Null);
+        assert_eq!(
+            json["orphan_error"],
+            "cannot list the containers labelled owner: no answer within 30s"
+        );
+        assert!(
+            json.as_object().unwrap().contains_key("orphans"),
+            "null, not absent"
+        );
+        assert!(summary.has_failures(), "a failed search fails the run");
+        let text = text_of(&summary);
+        assert!(
+            text.lines().last().unwrap().ends_with(
+                "; orphans: the search failed, none is known: \"cannot list the containers \
+                 labelled owner: no answer within 30s\""
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("orphan found"));
+        assert_eq!(
+            json_of(&summary),
+            serde_json::to_string(&summary).unwrap() + "\n"
+        );
+        let searched: serde_json::Value = {
+            summary.orphans = Some(OrphanSection::new(Vec::new()));
+            serde_json::from_str(&json_of(&summary)).unwrap()
+        };
+        assert!(
+            searched.get("orphan_error").is_none(),
+            "only a failed search has an orphan_error: {searched}"
+        );
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub(super) fn ping_failure(host: &DockerHost, error: &BollardError) -> DockerErr
 
 /// A failed call described in one line: the chain of causes, without bollard's and hyper's
 /// wrappers, which say only that the client failed.
-pub(super) fn describe(error: &BollardError) -> String {
+pub(super) fn describe(error: &(dyn StdError + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut current: Option<&(dyn StdError + 'static)> = Some(error);
     while let Some(error) = current {

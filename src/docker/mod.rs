@@ -11,26 +11,27 @@
 //! every daemon accepts; the version used afterwards is the daemon's own API version, capped at
 //! the newest this build knows.
 
+mod answer;
 mod diagnose;
 mod tls;
 mod transport;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
-use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
+use bollard::query_parameters::RemoveContainerOptions;
 use bollard::Docker;
+use http_body_util::BodyExt;
 use thiserror::Error;
 
-use transport::{build_client, PingHeaders};
+use transport::{build_client, PingHeaders, Transport};
 
+use crate::candidate::ContainerRef;
 use crate::config::DockerHost;
 use crate::engine::{ContainerEngine, ContainerInfo, Inspection, Removal};
-use crate::time::parse_rfc3339_ms;
 
 /// The oldest Docker Engine API this tool is tested against (Docker 20.10 and Podman 4.3,
 /// Debian 12).
@@ -278,9 +279,36 @@ pub struct Daemon {
 #[derive(Debug, Clone)]
 pub struct DockerClient {
     docker: Docker,
+    /// The transport under `docker`, for the requests whose answers are read by `answer.rs`.
+    transport: Transport,
     host: String,
     timeout: Duration,
     daemon: Daemon,
+}
+
+/// Why a `GET` read through the transport got no usable answer.
+#[derive(Debug)]
+enum GetFailure {
+    /// The daemon answered with an error status.
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The daemon's message.
+        message: String,
+    },
+    /// Anything else, a timeout included, described in one line.
+    Failed(String),
+}
+
+impl fmt::Display for GetFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GetFailure::Status { status, message } => {
+                write!(f, "Docker answered {status}: {message}")
+            }
+            GetFailure::Failed(reason) => f.write_str(reason),
+        }
+    }
 }
 
 impl DockerClient {
@@ -290,12 +318,13 @@ impl DockerClient {
         let host_text = host.to_string();
         let prefix = Arc::new(OnceLock::new());
         let ping = Arc::new(OnceLock::new());
-        let docker = build_client(host, timeout, Arc::clone(&prefix), Arc::clone(&ping)).map_err(
-            |reason| DockerError::Connect {
-                host: host_text.clone(),
-                reason,
-            },
-        )?;
+        let (docker, transport) =
+            build_client(host, timeout, Arc::clone(&prefix), Arc::clone(&ping)).map_err(
+                |reason| DockerError::Connect {
+                    host: host_text.clone(),
+                    reason,
+                },
+            )?;
         match tokio::time::timeout(timeout, docker.ping()).await {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => return Err(diagnose::ping_failure(host, &error)),
@@ -354,6 +383,7 @@ impl DockerClient {
         };
         Ok(Self {
             docker,
+            transport,
             host: host_text,
             timeout,
             daemon,
@@ -372,12 +402,53 @@ impl DockerClient {
         &self.host
     }
 
-    /// Lists every container in one call; used by a dry run and by `--owner-label`.
-    pub async fn list(&self) -> Result<Vec<ContainerInfo>, DockerError> {
-        self.list_all().await.map_err(|reason| DockerError::List {
+    /// The error of exit 69 for a listing of every container that failed where the records
+    /// needed it (a dry run, or `--owner-label`).
+    #[must_use]
+    pub fn list_error(&self, reason: String) -> DockerError {
+        DockerError::List {
             host: self.host.clone(),
             reason,
-        })
+        }
+    }
+
+    /// One `GET` through the transport, bounded by the timeout: the body of a successful answer.
+    /// `path` is the path and query without the version prefix, which the transport adds.
+    async fn get(&self, path: &str) -> Result<bytes::Bytes, GetFailure> {
+        let request = hyper::Request::get(path)
+            .body(bollard::body_full(bytes::Bytes::new()))
+            .map_err(|error| {
+                GetFailure::Failed(format!("cannot make the request {path}: {error}"))
+            })?;
+        let call = async {
+            let response = self
+                .transport
+                .send(request)
+                .await
+                .map_err(|error| GetFailure::Failed(diagnose::describe(&error)))?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|error| GetFailure::Failed(diagnose::describe(&error)))?
+                .to_bytes();
+            if status.is_success() {
+                Ok(body)
+            } else {
+                Err(GetFailure::Status {
+                    status: status.as_u16(),
+                    message: answer::error_message(&body),
+                })
+            }
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(answer) => answer,
+            Err(_) => Err(GetFailure::Failed(format!(
+                "no answer within {}",
+                humantime::format_duration(self.timeout)
+            ))),
+        }
     }
 }
 
@@ -414,40 +485,18 @@ impl ContainerEngine for DockerClient {
     }
 
     async fn inspect(&self, reference: &str) -> Inspection {
-        match tokio::time::timeout(self.timeout, self.docker.inspect_container(reference, None))
-            .await
-        {
-            Err(_) | Ok(Err(BollardError::RequestTimeoutError)) => Inspection::Failed(format!(
-                "no answer within {}",
-                humantime::format_duration(self.timeout)
-            )),
-            Ok(Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            })) => Inspection::NotFound,
-            Ok(Err(error)) => Inspection::Failed(diagnose::describe(&error)),
-            Ok(Ok(response)) => Inspection::Found(ContainerInfo {
-                id: response.id.unwrap_or_default(),
-                names: response
-                    .name
-                    .map(|name| name.trim_start_matches('/').to_owned())
-                    .into_iter()
-                    .collect(),
-                finished_ms: response
-                    .state
-                    .as_ref()
-                    .and_then(|state| state.finished_at.as_deref())
-                    .and_then(parse_rfc3339_ms),
-                state: response
-                    .state
-                    .and_then(|state| state.status)
-                    .map(|status| status.to_string())
-                    .unwrap_or_default(),
-                labels: response
-                    .config
-                    .and_then(|config| config.labels)
-                    .unwrap_or_default(),
-                created_ms: response.created.as_deref().and_then(parse_rfc3339_ms),
-            }),
+        // Every reference is validated before it reaches here; this keeps the promise that
+        // nothing else is ever put in a request path.
+        if let Err(reason) = ContainerRef::parse(reference) {
+            return Inspection::Failed(format!("not inspected: {reason}"));
+        }
+        match self.get(&format!("/containers/{reference}/json")).await {
+            Ok(body) => match answer::inspection(&body) {
+                Ok(info) => Inspection::Found(info),
+                Err(reason) => Inspection::Failed(reason),
+            },
+            Err(GetFailure::Status { status: 404, .. }) => Inspection::NotFound,
+            Err(failure) => Inspection::Failed(failure.to_string()),
         }
     }
 
@@ -462,34 +511,29 @@ impl ContainerEngine for DockerClient {
 
 impl DockerClient {
     /// One `GET /containers/json?all=1`, filtered by the daemon to a label when one is given.
+    /// Entries without a usable id are left out, each logged.
     async fn list_filtered(&self, label: Option<&str>) -> Result<Vec<ContainerInfo>, String> {
-        let options = ListContainersOptions {
-            all: true,
-            filters: label.map(|key| HashMap::from([("label".to_owned(), vec![key.to_owned()])])),
-            ..ListContainersOptions::default()
-        };
-        let containers = bounded(self.timeout, self.docker.list_containers(Some(options))).await?;
-        Ok(containers
-            .into_iter()
-            .map(|container| ContainerInfo {
-                id: container.id.unwrap_or_default(),
-                names: container
-                    .names
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|name| name.trim_start_matches('/').to_owned())
-                    .collect(),
-                state: container
-                    .state
-                    .map(|state| state.to_string())
-                    .unwrap_or_default(),
-                labels: container.labels.unwrap_or_else(HashMap::new),
-                created_ms: container
-                    .created
-                    .and_then(|seconds| seconds.checked_mul(1000)),
-                finished_ms: None,
-            })
-            .collect())
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("all", "1");
+        if let Some(key) = label {
+            query.append_pair(
+                "filters",
+                &serde_json::json!({ "label": [key] }).to_string(),
+            );
+        }
+        let body = self
+            .get(&format!("/containers/json?{}", query.finish()))
+            .await
+            .map_err(|failure| failure.to_string())?;
+        let listing = answer::listing(&body)?;
+        for left_out in &listing.left_out {
+            tracing::warn!(
+                names = %left_out.names.join(",").escape_debug(),
+                "the daemon listed a container that this pass leaves out: {}",
+                left_out.reason
+            );
+        }
+        Ok(listing.containers)
     }
 }
 

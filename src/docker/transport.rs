@@ -1,7 +1,8 @@
 //! The HTTP transport under bollard, for all three kinds of daemon address: a unix socket, plain
 //! TCP, and TCP over TLS (rustls). It puts the negotiated API version prefix on every request,
 //! keeps connections alive, names rt-cleanup in `User-Agent`, and keeps the headers of the
-//! daemon's answer to the ping for the preflight.
+//! daemon's answer to the ping for the preflight. The listing and the inspection are sent
+//! through it directly, not through bollard, and read by `answer.rs`.
 //!
 //! Why a transport of its own: bollard 0.21 builds each request URI by joining an absolute path
 //! onto `/v1.NN/`, which drops the version (its issue #736), so every request would run at
@@ -61,14 +62,34 @@ fn is_ping(request: &BollardRequest) -> bool {
     strip_version(request.uri().path()) == "/_ping"
 }
 
-/// A bollard client over this transport. An error is a TLS file that cannot be used, described
-/// for the operator.
+/// Sends one request to the daemon over the transport: the version prefix put on its path, the
+/// client named, the ping's headers kept. bollard's requests go through it, and so do the
+/// requests whose answers rt-cleanup reads into types of its own (`answer.rs`), over the same
+/// kept-alive connections.
+#[derive(Clone)]
+pub(super) struct Transport(Arc<dyn Fn(BollardRequest) -> Answer + Send + Sync>);
+
+impl Transport {
+    /// Sends a request whose URI is a path and query, e.g. `/containers/json?all=1`.
+    pub(super) fn send(&self, request: BollardRequest) -> Answer {
+        (self.0)(request)
+    }
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Transport")
+    }
+}
+
+/// A bollard client over this transport, and the transport itself. An error is a TLS file that
+/// cannot be used, described for the operator.
 pub(super) fn build_client(
     host: &DockerHost,
     timeout: Duration,
     prefix: Arc<OnceLock<String>>,
     ping: Arc<OnceLock<PingHeaders>>,
-) -> Result<Docker, String> {
+) -> Result<(Docker, Transport), String> {
     // bollard's own timeout is whole seconds; the precise one is applied around each call.
     let seconds = timeout.as_secs().saturating_add(1);
     // The version given here is never used on the wire: the transport sets the prefix.
@@ -76,37 +97,29 @@ pub(super) fn build_client(
         major_version: 1,
         minor_version: 41,
     };
-    let connected = match host {
+    let (transport, address) = match host {
         DockerHost::Unix(socket) => {
             let socket: PathBuf = socket.clone();
             let client = Client::builder(TokioExecutor::new()).build(hyperlocal::UnixConnector);
-            Docker::connect_with_custom_transport(
-                move |mut request: BollardRequest| {
-                    let path = versioned_path(&request, &prefix);
-                    let ping = is_ping(&request).then(|| Arc::clone(&ping));
-                    *request.uri_mut() = hyperlocal::Uri::new(&socket, &path).into();
-                    name_the_client(&mut request);
-                    let response = client.request(request);
-                    async move { keep_ping_headers(response.await, ping) }
-                },
-                Some("unix://docker"),
-                seconds,
-                &version,
-            )
+            let send = move |mut request: BollardRequest| -> Answer {
+                let path = versioned_path(&request, &prefix);
+                let ping = is_ping(&request).then(|| Arc::clone(&ping));
+                *request.uri_mut() = hyperlocal::Uri::new(&socket, &path).into();
+                name_the_client(&mut request);
+                let response = client.request(request);
+                Box::pin(async move { keep_ping_headers(response.await, ping) })
+            };
+            (Transport(Arc::new(send)), "unix://docker")
         }
         DockerHost::Tcp(address) => {
             let client = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-            Docker::connect_with_custom_transport(
-                over_http(
-                    move |request| client.request(request),
-                    format!("http://{address}"),
-                    prefix,
-                    ping,
-                ),
-                Some("tcp://docker"),
-                seconds,
-                &version,
-            )
+            let send = over_http(
+                move |request| client.request(request),
+                format!("http://{address}"),
+                prefix,
+                ping,
+            );
+            (Transport(Arc::new(send)), "tcp://docker")
         }
         DockerHost::Tls { address, files } => {
             let config = tls::client_config(files)?;
@@ -118,24 +131,28 @@ pub(super) fn build_client(
                 .enable_http1()
                 .build();
             let client = Client::builder(TokioExecutor::new()).build(connector);
-            Docker::connect_with_custom_transport(
-                over_http(
-                    move |request| client.request(request),
-                    format!("https://{address}"),
-                    prefix,
-                    ping,
-                ),
-                Some("tcp://docker"),
-                seconds,
-                &version,
-            )
+            let send = over_http(
+                move |request| client.request(request),
+                format!("https://{address}"),
+                prefix,
+                ping,
+            );
+            (Transport(Arc::new(send)), "tcp://docker")
         }
     };
-    connected.map_err(|error| error.to_string())
+    let for_bollard = transport.clone();
+    let docker = Docker::connect_with_custom_transport(
+        move |request| for_bollard.send(request),
+        Some(address),
+        seconds,
+        &version,
+    )
+    .map_err(|error| error.to_string())?;
+    Ok((docker, transport))
 }
 
 /// The answer to one request, as bollard's custom transports give it.
-type Answer = std::pin::Pin<
+pub(super) type Answer = std::pin::Pin<
     Box<
         dyn std::future::Future<
                 Output = Result<hyper::Response<hyper::body::Incoming>, BollardError>,

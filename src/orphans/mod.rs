@@ -1,12 +1,16 @@
 //! Leaked containers: the runtime manager's containers that no record claims.
 //!
-//! A container is an orphan when its `--owner-label` names a game G, it is not running (nor
-//! paused nor restarting), it stopped longer ago than the retention (Docker's `FinishedAt`, else
-//! its creation), and no record claims it: G has no record, or G's record is `removed`, or G's
-//! record names another container. Finding them takes one listing filtered by the daemon on the
-//! label, one read of the named games' records, and one inspection per container that no record
-//! claims and that was created before the threshold. Removing one is a job like a record's, whose guard re-checks under G's lease that no
-//! record claims it; the worker and the state writer are the same.
+//! A container is an orphan when its `--owner-label` names a game G, it is not known to be
+//! running (`ContainerState::Running`: running, paused, restarting, stopping; a state no engine
+//! is known to use counts as not running, as for the records, and the daemon remains the guard
+//! of a removal), it stopped longer ago than the retention (Docker's `FinishedAt`, else its
+//! creation), and no record claims it: G has no record, or G's record is `removed`, or G's record
+//! names another container. Finding them takes one listing of the labelled containers, filtered by
+//! the daemon on the label (a dry run whose records need the listing of every container uses that
+//! one instead), one read of the named games' records, and one inspection per container that no
+//! record claims and that was created before the threshold (under a plan, per planned one). Removing one is a job like a record's, whose guard
+//! re-checks under G's lease that no record claims it; the worker and the state writer are the
+//! same.
 
 mod pass;
 
@@ -20,7 +24,7 @@ use crate::job::{claims, CurrentRecord, Guard, Job, JobKind};
 use crate::outcome::{ErrorCode, Outcome};
 use crate::value::FieldValue;
 
-pub use pass::{HandledOrphan, OrphanPass, StateSide};
+pub use pass::{HandledOrphan, OrphanPass};
 
 /// The longest label value that names a game, in bytes.
 pub const MAX_LABEL_LEN: usize = 255;
@@ -153,39 +157,42 @@ pub fn orphan_at(info: ContainerInfo, key: &str, threshold_ms: i64) -> Option<Or
 }
 
 /// Inspects the unclaimed containers, `concurrency` at a time, and returns the orphans, oldest
-/// first. A container gone meanwhile is no orphan; one whose inspection fails is logged and left
-/// alone: neither reported nor removed by this run.
+/// first. A container gone meanwhile is no orphan. An inspection that fails (refused, or no
+/// answer in time) fails the search (docs/contract.md, section 7): its error names the
+/// container, and no orphan of this search is acted on.
 pub async fn inspect_unclaimed<E: ContainerEngine>(
     engine: &E,
     unclaimed: &[&ContainerInfo],
     key: &str,
     threshold_ms: i64,
     concurrency: usize,
-) -> Vec<Orphan> {
-    let mut orphans: Vec<Orphan> = stream::iter(unclaimed)
+) -> Result<Vec<Orphan>, String> {
+    let inspected: Vec<Result<Option<Orphan>, String>> = stream::iter(unclaimed)
         .map(|info| async move {
             match engine.inspect(&info.id).await {
-                Inspection::Found(inspected) => orphan_at(inspected, key, threshold_ms),
-                Inspection::NotFound => None,
-                Inspection::Failed(reason) => {
-                    tracing::warn!(
-                        container_id = %info.id,
-                        "cannot inspect a possible orphan; it is left alone: {reason}"
-                    );
-                    None
-                }
+                Inspection::Found(inspected) => Ok(orphan_at(inspected, key, threshold_ms)),
+                Inspection::NotFound => Ok(None),
+                Inspection::Failed(reason) => Err(format!(
+                    "cannot inspect container {}, a possible orphan: {reason}",
+                    info.id
+                )),
             }
         })
         .buffer_unordered(concurrency.max(1))
-        .filter_map(futures_util::future::ready)
         .collect()
         .await;
+    let mut orphans = Vec::new();
+    for result in inspected {
+        if let Some(orphan) = result? {
+            orphans.push(orphan);
+        }
+    }
     orphans.sort_by(|a, b| {
         a.since_ms()
             .cmp(&b.since_ms())
             .then_with(|| a.info.id.cmp(&b.info.id))
     });
-    orphans
+    Ok(orphans)
 }
 
 #[cfg(test)]

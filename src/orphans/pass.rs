@@ -2,7 +2,7 @@
 //! report them, predict what `remove` would do, or remove them through the record pass's
 //! worker and writer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::{game_named_by, games_named, inspect_unclaimed, unclaimed, Orphan};
 use crate::cli::OrphanMode;
@@ -10,33 +10,12 @@ use crate::docker::DockerClient;
 use crate::engine::{ContainerEngine, ContainerIndex, ContainerInfo};
 use crate::job::{CurrentRecord, Job};
 use crate::outcome::{LiveLease, Outcome};
-use crate::pass::predict_all;
+use crate::pass::{predict_all, SecondLooks};
 use crate::plan::PlannedOrphan;
 use crate::stop::Stop;
-use crate::store::{StateWriter, Store, StoreError};
+use crate::store::StateWriter;
 use crate::value::FieldValue;
 use crate::worker::{run_jobs, WorkerSettings};
-
-/// Where the orphan pass reads records: the open file of a dry run, or the writer of a real
-/// run (which holds the connection).
-pub enum StateSide<'a> {
-    /// A dry run's read-only file.
-    Store(&'a Store),
-    /// A real run's writer.
-    Writer(&'a StateWriter),
-}
-
-impl StateSide<'_> {
-    async fn records_of(
-        &self,
-        games: Vec<FieldValue>,
-    ) -> Result<HashMap<FieldValue, CurrentRecord>, StoreError> {
-        match self {
-            StateSide::Store(store) => store.records_of(&games),
-            StateSide::Writer(writer) => writer.records_of(games).await,
-        }
-    }
-}
 
 /// An orphan found and what the pass did with it (`None` under `report`).
 pub struct HandledOrphan {
@@ -67,37 +46,61 @@ pub enum Found {
 }
 
 impl OrphanPass<'_> {
-    /// One listing filtered on the owner label, one read of the named games' records, and an
-    /// inspection of each container no record claims. Under a plan, exactly the planned
-    /// orphans, each still one or reported as a conflict.
-    pub async fn find(
+    /// The games whose records the search reads: those named by the labels of the listed
+    /// containers that may be orphans.
+    #[must_use]
+    pub fn games_named(&self, listed: &[ContainerInfo]) -> Vec<FieldValue> {
+        games_named(listed, self.key)
+    }
+
+    /// A real run's search, after its records: one listing filtered by the daemon on the owner
+    /// label (the record pass removed containers since the pass began, so its listing is no
+    /// longer the truth), one read of the named games' records through the writer, then
+    /// [`OrphanPass::search`].
+    pub async fn find<E: ContainerEngine>(
         &self,
-        docker: &DockerClient,
-        state: StateSide<'_>,
-        settings: &WorkerSettings,
+        engine: &E,
+        writer: &StateWriter,
+        concurrency: usize,
     ) -> Result<Vec<Found>, String> {
-        let listed = docker.list_labelled(self.key).await.map_err(|reason| {
+        let listed = engine.list_labelled(self.key).await.map_err(|reason| {
             format!("cannot list the containers labelled {}: {reason}", self.key)
         })?;
-        let games = games_named(&listed, self.key);
-        let records = state
-            .records_of(games)
+        let records = writer
+            .records_of(self.games_named(&listed))
             .await
             .map_err(|error| error.to_string())?;
-        let unclaimed = unclaimed(&listed, self.key, &records, self.threshold_ms);
-        let found = inspect_unclaimed(
-            docker,
-            &unclaimed,
-            self.key,
-            self.threshold_ms,
-            settings.concurrency,
-        )
-        .await;
+        self.search(&listed, &records, engine, concurrency).await
+    }
+
+    /// The search proper, from a listing (any containers: only those with the owner label are
+    /// looked at) and the records of the games it names: an inspection of each container no
+    /// record claims, `concurrency` at a time. Under a plan, only the planned containers are
+    /// inspected, and exactly the planned orphans are returned, each still one or reported as
+    /// a conflict. An inspection that fails fails the search.
+    pub async fn search<E: ContainerEngine>(
+        &self,
+        listed: &[ContainerInfo],
+        records: &HashMap<FieldValue, CurrentRecord>,
+        engine: &E,
+        concurrency: usize,
+    ) -> Result<Vec<Found>, String> {
+        let mut unclaimed = unclaimed(listed, self.key, records, self.threshold_ms);
+        if let Some(planned) = self.planned {
+            // Only a planned container can be acted on: no other is worth an inspection.
+            let planned: HashSet<&str> = planned
+                .iter()
+                .map(|entry| entry.container_id.as_str())
+                .collect();
+            unclaimed.retain(|info| planned.contains(info.id.as_str()));
+        }
+        let found =
+            inspect_unclaimed(engine, &unclaimed, self.key, self.threshold_ms, concurrency).await?;
         for orphan in &found {
             tracing::info!(
                 container_id = %orphan.info.id,
                 game_id = %orphan.label.escape_debug(),
-                state = %orphan.info.state,
+                state = %orphan.info.state.escape_debug(),
                 "orphan found"
             );
         }
@@ -151,6 +154,8 @@ impl OrphanPass<'_> {
                 .map(|job| (&job.game, &job.target, job.kind)),
             leases,
             Some(&work.containers),
+            // The orphans' states are their inspections' already.
+            &SecondLooks::new(),
             Some(self.key),
             max_removals,
         );

@@ -5,11 +5,13 @@
 //! `contract.rs`.
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::harness::{
-    binary, command, exists_on, finish, on_engine, pass_args, tls_daemon, Containers, Engine,
-    FakeDaemon, Journal, Run, StateFile, TcpBridge,
+    binary, command, container_state, daemon, docker, exists, exists_on, finish, on_engine, pass,
+    pass_args, tls_daemon, Containers, Engine, FakeAnswer, FakeDaemon, Immutable, Journal, Run,
+    StateFile, TcpBridge, OWNER_LABEL,
 };
 
 /// The newest API version this build knows (`NEWEST_API` in src/docker/mod.rs): a newer daemon
@@ -51,6 +53,15 @@ fn releases() -> Vec<Release> {
         .collect()
 }
 
+/// Every request a fake daemon got, as `METHOD /path?query`.
+fn request_lines(daemon: &FakeDaemon) -> Vec<String> {
+    daemon
+        .requests()
+        .iter()
+        .map(|request| format!("{} {}", request.method, request.path))
+        .collect()
+}
+
 /// A real pass against `host` over a state file with one expired record whose container is
 /// `c-1`.
 fn pass_against(host: &str, extra: &[&str]) -> (StateFile, Run) {
@@ -86,10 +97,7 @@ fn the_api_version_comes_from_each_releases_ping_and_is_on_the_wire() {
             run.stderr
         );
         let requests = daemon.requests();
-        let paths: Vec<String> = requests
-            .iter()
-            .map(|request| format!("{} {}", request.method, request.path))
-            .collect();
+        let paths = request_lines(&daemon);
         assert_eq!(
             paths.first().map(String::as_str),
             Some("GET /_ping"),
@@ -130,11 +138,7 @@ fn a_nothing_to_do_pass_asks_nothing_but_the_ping() {
             command.env("DOCKER_HOST", &daemon.host);
             finish(&command.output().unwrap()).assert_code(0);
         }
-        let paths: Vec<String> = daemon
-            .requests()
-            .iter()
-            .map(|request| format!("{} {}", request.method, request.path))
-            .collect();
+        let paths = request_lines(&daemon);
         assert_eq!(paths, ["GET /_ping", "GET /_ping"], "{}", release.name);
     }
 }
@@ -154,11 +158,7 @@ fn a_ping_without_the_engines_headers_makes_the_preflight_ask_version() {
         "{}",
         run.stderr
     );
-    let paths: Vec<String> = daemon
-        .requests()
-        .iter()
-        .map(|request| format!("{} {}", request.method, request.path))
-        .collect();
+    let paths = request_lines(&daemon);
     assert_eq!(paths[..2], ["GET /_ping", "GET /version"], "{paths:?}");
     assert!(
         paths[2].starts_with("DELETE /v1.41/containers/c-1?"),
@@ -540,4 +540,580 @@ fn running_as_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+}
+
+// ------------------------------------------------------------------------------------------------
+// States and answers rt-cleanup does not know never fail a pass (docs/contract.md, "Container
+// states"): a fake daemon that answers with them, Podman's real `stopped`, and Docker's real
+// `dead`.
+// ------------------------------------------------------------------------------------------------
+
+/// The headers of a captured release's ping.
+fn ping_of(release: &str) -> &'static [(&'static str, &'static str)] {
+    CAPTURED_PINGS
+        .iter()
+        .find(|captured| captured.name == release)
+        .unwrap_or_else(|| panic!("no captured ping of {release}"))
+        .headers
+}
+
+/// A full container id of 64 characters made of one letter.
+fn full_id(letter: char) -> String {
+    letter.to_string().repeat(64)
+}
+
+/// Docker's answer to the removal of a container whose root filesystem it cannot remove.
+fn removal_failed(id: &str) -> FakeAnswer {
+    FakeAnswer::error(
+        500,
+        &format!(
+            "container {id}: driver \"overlay2\" failed to remove root filesystem: unlinkat \
+             /var/lib/docker/overlay2/x/diff/pin: operation not permitted"
+        ),
+    )
+}
+
+/// Runs a JSON pass against a fake daemon.
+fn pass_on(daemon: &FakeDaemon, state: &StateFile, extra: &[&str]) -> Run {
+    let args = pass_args(state, extra);
+    let mut command = command(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    command.env("DOCKER_HOST", &daemon.host);
+    finish(&command.output().expect("the built binary runs"))
+}
+
+/// `(game_id, result, error_code)` of each record, in the order of the game ids.
+fn sorted_results(run: &Run) -> Vec<(String, String, Option<String>)> {
+    let mut results = run.outcomes();
+    results.sort();
+    results
+}
+
+/// The message of a record in the JSON summary.
+fn message_of(run: &Run, game: &str) -> String {
+    let json = run.json();
+    let record = json["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|record| record["game_id"] == game)
+        .unwrap_or_else(|| panic!("{game} is not in {}", run.stdout))
+        .clone();
+    record["error_message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A fake Docker 28 whose listing holds Podman's `stopped`, a state nobody sends yet, a `dead`
+/// container (Docker 28 lists a failed removal so) and one listed `removing` that is inspected
+/// `dead` (Docker 20.10 to 26 list a failed removal so), fields of other types and shapes, and
+/// entries without a usable id; it removes the first two and refuses the dead ones. Returns it
+/// with the full ids of `c-stopped`, `c-unknown`, `c-dead` and `c-removing`.
+fn odd_records_daemon() -> (FakeDaemon, [String; 4]) {
+    let stopped = full_id('a');
+    let unknown = full_id('b');
+    let bare = full_id('c');
+    let dead = full_id('d');
+    let removing = full_id('e');
+    let listing = format!(
+        r#"[
+          {{"Id":"{stopped}","Names":["/c-stopped"],"State":"stopped",
+            "Status":"Exited (0) 2 days ago","Labels":{{"owner":"g-stopped"}},"Created":1700000000}},
+          {{"Id":"{unknown}","Names":["/c-unknown"],"State":"hibernating",
+            "Labels":{{"owner":"g-unknown","count":7}},"Created":"long ago",
+            "Mounts":{{"a":"new shape"}},"HostConfig":null,"Health":[1,2]}},
+          {{"Id":"{bare}","Names":null,"State":null,"Labels":null,"Created":null}},
+          {{"Id":"{dead}","Names":["/c-dead"],"State":"dead","Labels":{{"owner":"g-dead"}},
+            "Created":1700000000}},
+          {{"Id":"{removing}","Names":["/c-removing"],"State":"removing",
+            "Status":"Removal In Progress","Labels":{{"owner":"g-removing"}},"Created":1700000000}},
+          {{"Names":["/no-id"],"State":"exited"}},
+          {{"Id":42,"Names":["/number-id"]}},
+          "not a container"
+        ]"#
+    );
+    let inspected_dead = format!(
+        r#"{{"Id":"{removing}","Name":"/c-removing","Created":"2023-11-14T22:13:20Z",
+           "State":{{"Status":"dead","Dead":true,"FinishedAt":"0001-01-01T00:00:00Z"}},
+           "Config":{{"Labels":{{"owner":"g-removing"}}}},"GraphDriver":{{"Name":"overlay2"}}}}"#
+    );
+    let (removable, failing) = (
+        [stopped.clone(), unknown.clone()],
+        [dead.clone(), removing.clone()],
+    );
+    let removing_path = format!("/containers/{removing}/json");
+    let daemon = FakeDaemon::serving(ping_of("Docker 28.5"), None, move |method, path| {
+        let route = path.split('?').next().unwrap_or_default();
+        let reference = route.strip_prefix("/containers/").unwrap_or_default();
+        match method {
+            "GET" if route == "/containers/json" => Some(FakeAnswer::json(listing.clone())),
+            "GET" if route == removing_path => Some(FakeAnswer::json(inspected_dead.clone())),
+            "DELETE" if removable.iter().any(|id| id == reference) => {
+                Some(FakeAnswer::no_content())
+            }
+            "DELETE" if failing.iter().any(|id| id == reference) => Some(removal_failed(reference)),
+            _ => None,
+        }
+    });
+    (daemon, [stopped, unknown, dead, removing])
+}
+
+#[test]
+fn states_and_fields_no_engine_is_known_to_send_never_fail_a_pass_and_the_dry_run_predicts_them() {
+    let (daemon, [stopped, unknown, dead, removing]) = odd_records_daemon();
+    let state = StateFile::new(Journal::Rollback);
+    for game in ["g-stopped", "g-unknown", "g-dead", "g-removing"] {
+        let container = format!("c-{}", game.trim_start_matches("g-"));
+        state.stopped(game, Some(&container), 8);
+    }
+
+    let dry = pass_on(&daemon, &state, &["--dry-run", "--owner-label", "owner"]);
+    dry.assert_code(1);
+    let expected = [
+        ("g-dead", "failed", Some("docker_error")),
+        ("g-removing", "failed", Some("docker_error")),
+        ("g-stopped", "removed", None),
+        ("g-unknown", "removed", None),
+    ];
+    let expected: Vec<(String, String, Option<String>)> = expected
+        .iter()
+        .map(|(game, result, code)| ((*game).into(), (*result).into(), code.map(str::to_owned)))
+        .collect();
+    assert_eq!(sorted_results(&dry), expected, "{}", dry.stderr);
+    let note = message_of(&dry, "g-unknown");
+    assert!(
+        note.contains("does not know (\"hibernating\")"),
+        "the dry run says the state was unknown: {note}"
+    );
+    for game in ["g-dead", "g-removing"] {
+        let message = message_of(&dry, game);
+        assert!(
+            message.contains("dead after a removal that failed")
+                && message.contains("try to remove it again"),
+            "{game}: {message}"
+        );
+    }
+    assert_eq!(
+        dry.stderr
+            .lines()
+            .filter(|line| line.contains("leaves out"))
+            .count(),
+        3,
+        "each entry without a usable id is logged: {}",
+        dry.stderr
+    );
+    let seen = request_lines(&daemon);
+    assert_eq!(
+        seen.iter()
+            .filter(|line| line.starts_with("GET /v1.51/containers/json?"))
+            .count(),
+        1,
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.iter()
+            .filter(|line| line.contains("/containers/") && line.ends_with("/json"))
+            .collect::<Vec<_>>(),
+        [&format!("GET /v1.51/containers/{removing}/json")],
+        "only the container listed as removing is looked at again"
+    );
+    assert!(
+        !seen.iter().any(|line| line.starts_with("DELETE")),
+        "{seen:?}"
+    );
+    assert_eq!(
+        state.status("g-stopped"),
+        "stopped",
+        "a dry run changes nothing"
+    );
+
+    let real = pass_on(&daemon, &state, &["--owner-label", "owner"]);
+    real.assert_code(1);
+    assert_eq!(
+        sorted_results(&real),
+        expected,
+        "the real run does what was predicted"
+    );
+    for (game, status) in [
+        ("g-stopped", "removed"),
+        ("g-unknown", "removed"),
+        ("g-dead", "stopped"),
+        ("g-removing", "stopped"),
+    ] {
+        assert_eq!(state.status(game), status, "{game}");
+    }
+    let log = state.log("g-dead");
+    assert_eq!(
+        (log[0].outcome.as_str(), log[0].error_code.as_deref()),
+        ("failure", Some("docker_error"))
+    );
+    let seen = request_lines(&daemon);
+    for id in [&stopped, &unknown, &dead, &removing] {
+        assert!(
+            seen.iter()
+                .any(|line| line.starts_with(&format!("DELETE /v1.51/containers/{id}?"))),
+            "removed by its full id, never forced: {seen:?}"
+        );
+    }
+    assert!(
+        seen.iter().all(|line| !line.contains("force=true")),
+        "{seen:?}"
+    );
+}
+
+/// A labelled listing and inspections of possible orphans in states and shapes no engine is
+/// known to send, and a record's own container, answered by a fake Podman 5.8.
+fn odd_orphans_daemon() -> (FakeDaemon, [String; 3]) {
+    let stopped = full_id('f');
+    let unknown = full_id('g');
+    let shapeless = full_id('h');
+    let running = full_id('i');
+    let unlabelled = full_id('j');
+    let listing = format!(
+        r#"[
+          {{"Id":"{stopped}","Names":["/o-stopped"],"State":"stopped",
+            "Labels":{{"owner":"g-o-stopped"}},"Created":1500000000}},
+          {{"Id":"{unknown}","Names":["/o-unknown"],"State":"frozen-in-time",
+            "Labels":{{"owner":"g-o-unknown"}},"Created":1500000000,"Extra":{{"x":1}}}},
+          {{"Id":"{shapeless}","Names":["/o-shapeless"],"State":"exited",
+            "Labels":{{"owner":"g-o-shapeless"}},"Created":"not a number"}},
+          {{"Id":"{running}","Names":["/o-running"],"State":"running",
+            "Labels":{{"owner":"g-o-running"}},"Created":1500000000}},
+          {{"Id":"{unlabelled}","Names":["/o-unlabelled"],"State":"exited",
+            "Labels":{{"owner":"g-o-unlabelled"}},"Created":1500000000}},
+          {{"Id":null,"Names":["/o-no-id"],"State":"exited","Labels":{{"owner":"g-no-id"}}}}
+        ]"#
+    );
+    let inspections = [
+        (
+            stopped.clone(),
+            format!(
+                r#"{{"Id":"{stopped}","Name":"/o-stopped","Created":"2017-07-14T02:40:00Z",
+                   "State":{{"Status":"stopped","FinishedAt":"2020-01-01T00:00:00Z"}},
+                   "Config":{{"Labels":{{"owner":"g-o-stopped"}}}}}}"#
+            ),
+        ),
+        (
+            unknown.clone(),
+            format!(
+                r#"{{"Id":"{unknown}","Name":"/o-unknown","Created":"2017-07-14T02:40:00Z",
+                   "State":{{"Status":"frozen-in-time","FinishedAt":"2020-01-01T00:00:00Z",
+                   "OOMKilled":"maybe"}},"Config":{{"Labels":{{"owner":"g-o-unknown"}}}}}}"#
+            ),
+        ),
+        (
+            // A state of another shape, no FinishedAt: its age is its creation.
+            shapeless.clone(),
+            format!(
+                r#"{{"Id":"{shapeless}","Created":"2017-07-14T02:40:00Z","State":"exited",
+                   "Config":{{"Labels":{{"owner":"g-o-shapeless"}}}}}}"#
+            ),
+        ),
+        (
+            // Its inspection shows no label: not an orphan of this key.
+            unlabelled.clone(),
+            format!(r#"{{"Id":"{unlabelled}","Created":"2017-07-14T02:40:00Z","Config":null}}"#),
+        ),
+    ];
+    let orphans = [stopped.clone(), unknown.clone(), shapeless.clone()];
+    let daemon = FakeDaemon::serving(ping_of("Podman 5.8"), None, move |method, path| {
+        let route = path.split('?').next().unwrap_or_default();
+        let reference = route.strip_prefix("/containers/").unwrap_or_default();
+        match method {
+            "GET" if route == "/containers/json" => Some(FakeAnswer::json(listing.clone())),
+            "GET" => inspections
+                .iter()
+                .find(|(id, _)| reference.strip_suffix("/json") == Some(id))
+                .map(|(_, body)| FakeAnswer::json(body.clone())),
+            "DELETE" if orphans.iter().any(|id| id == reference) => Some(FakeAnswer::no_content()),
+            _ => None,
+        }
+    });
+    (daemon, [full_id('f'), full_id('g'), full_id('h')])
+}
+
+#[test]
+fn the_orphan_search_decides_unknown_states_and_odd_answers_as_for_records() {
+    let (daemon, [stopped, unknown, shapeless]) = odd_orphans_daemon();
+    let state = StateFile::new(Journal::Wal);
+    let orphan_args = ["--owner-label", "owner", "--orphans", "remove"];
+
+    let report = pass_on(
+        &daemon,
+        &state,
+        &["--owner-label", "owner", "--orphans", "report"],
+    );
+    report.assert_code(0);
+    let found = |run: &Run| -> Vec<(String, String, serde_json::Value)> {
+        let mut found: Vec<_> = run.json()["orphans"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no orphans: {}", run.stdout))
+            .iter()
+            .map(|orphan| {
+                (
+                    orphan["container_id"].as_str().unwrap().to_owned(),
+                    orphan["state"].as_str().unwrap().to_owned(),
+                    orphan["result"].clone(),
+                )
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found
+    };
+    assert_eq!(
+        found(&report),
+        [
+            (
+                stopped.clone(),
+                "stopped".to_owned(),
+                serde_json::Value::Null
+            ),
+            (
+                unknown.clone(),
+                "frozen-in-time".to_owned(),
+                serde_json::Value::Null
+            ),
+            (shapeless.clone(), String::new(), serde_json::Value::Null),
+        ],
+        "{}",
+        report.stderr
+    );
+
+    let mut dry_args = vec!["--dry-run"];
+    dry_args.extend(orphan_args);
+    let dry = pass_on(&daemon, &state, &dry_args);
+    dry.assert_code(0);
+    let real = pass_on(&daemon, &state, &orphan_args);
+    real.assert_code(0);
+    assert_eq!(
+        found(&dry),
+        found(&real),
+        "the dry run predicted the real run"
+    );
+    assert!(
+        found(&real)
+            .iter()
+            .all(|(_, _, result)| result == "removed"),
+        "{}",
+        real.stdout
+    );
+    let messages: Vec<String> = dry.json()["orphans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|orphan| orphan["error_message"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        messages.len(),
+        2,
+        "the unknown state and no state: {messages:?}"
+    );
+    assert!(
+        messages.iter().all(|m| m.contains("does not know")),
+        "{messages:?}"
+    );
+    assert_eq!(state.all_log().len(), 3);
+    assert!(state
+        .all_log()
+        .iter()
+        .all(|row| row.op_kind == "cleanup_orphan" && row.outcome == "success"));
+}
+
+#[test]
+fn a_failed_orphan_search_reports_no_orphans_no_counts_and_why_and_exits_1() {
+    let refused = FakeDaemon::serving(ping_of("Docker 20.10 (Debian 12)"), None, |_, path| {
+        path.starts_with("/containers/json")
+            .then(|| FakeAnswer::error(500, "the listing is broken"))
+    });
+    let (inspected_id, listing) = (
+        full_id('k'),
+        format!(
+            r#"[{{"Id":"{}","State":"exited","Labels":{{"owner":"g-k"}},"Created":1500000000}}]"#,
+            full_id('k')
+        ),
+    );
+    let inspection_refused =
+        FakeDaemon::serving(ping_of("Docker 20.10 (Debian 12)"), None, move |_, path| {
+            if path.starts_with("/containers/json") {
+                Some(FakeAnswer::json(listing.clone()))
+            } else {
+                Some(FakeAnswer::error(500, "the inspection is broken"))
+            }
+        });
+    for (daemon, why) in [
+        (
+            &refused,
+            "Docker answered 500: the listing is broken".to_owned(),
+        ),
+        (
+            &inspection_refused,
+            format!(
+                "cannot inspect container {inspected_id}, a possible orphan: Docker answered 500"
+            ),
+        ),
+    ] {
+        let state = StateFile::new(Journal::Rollback);
+        state.stopped("g-none", None, 8);
+        let metrics = state.dir().join("rt_cleanup.prom");
+        let metrics_arg = metrics.display().to_string();
+        for extra in [&["--dry-run"][..], &["--metrics-file", &metrics_arg][..]] {
+            let mut args = vec!["--owner-label", "owner", "--orphans", "remove"];
+            args.extend(extra);
+            let run = pass_on(daemon, &state, &args);
+            run.assert_code(1);
+            let json = run.json();
+            assert_eq!(json["orphans"], serde_json::Value::Null, "{}", run.stdout);
+            assert_eq!(json["orphan_counts"], serde_json::Value::Null);
+            let error = json["orphan_error"].as_str().unwrap_or_default();
+            assert!(error.contains(&why), "{error}");
+            assert_eq!(
+                run.result_of("g-none"),
+                "replay_no_op",
+                "the records are handled all the same"
+            );
+        }
+        let text = std::fs::read_to_string(&metrics).unwrap();
+        assert!(
+            text.contains("\nrt_cleanup_last_run_exit_status 1\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("orphan"),
+            "no metric claims a count of orphans: {text}"
+        );
+    }
+    let state = StateFile::new(Journal::Rollback);
+    let text_run = {
+        let args = [
+            "--retention",
+            "7d",
+            "--state",
+            &state.path().display().to_string(),
+            "--owner-label",
+            "owner",
+            "--orphans",
+            "report",
+        ]
+        .map(str::to_owned);
+        let mut command = command(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        command.env("DOCKER_HOST", &refused.host);
+        finish(&command.output().unwrap())
+    };
+    text_run.assert_code(1);
+    assert!(
+        text_run
+            .stdout
+            .contains("; orphans: the search failed, none is known: "),
+        "{}",
+        text_run.stdout
+    );
+}
+
+#[test]
+fn podmans_stopped_state_fails_no_listing_and_is_predicted_and_removed() {
+    on_engine(Engine::Podman, || {
+        let containers = Containers::new("podman-stopped");
+        let state = StateFile::new(Journal::Wal);
+        // One of no game at all, and the record's own.
+        let unrelated = containers.run_left_stopped(&[], &["sleep", "1"]);
+        let own = containers.run_left_stopped(&[(OWNER_LABEL, "g-stopped")], &["sleep", "1"]);
+        state.stopped("g-stopped", Some(&own), 8);
+
+        let dry = pass(&state, &["--dry-run", "--owner-label", OWNER_LABEL]);
+        dry.assert_code(0);
+        assert_eq!(dry.result_of("g-stopped"), "removed", "{}", dry.stderr);
+        assert!(exists(&own), "a dry run removes nothing");
+
+        let real = pass(&state, &["--owner-label", OWNER_LABEL]);
+        real.assert_code(0);
+        assert_eq!(
+            real.outcomes(),
+            dry.outcomes(),
+            "the dry run predicted the real run"
+        );
+        assert!(!exists(&own));
+        assert_eq!(state.status("g-stopped"), "removed");
+        assert_eq!(
+            container_state(&unrelated).as_deref(),
+            Some("stopped"),
+            "the other stopped container is left as it was"
+        );
+    });
+}
+
+#[test]
+fn a_container_docker_failed_to_remove_is_predicted_as_the_real_run_fails_on_it() {
+    let containers = Containers::new("docker-dead");
+    let state = StateFile::new(Journal::Rollback);
+    let id = containers.create(&[]);
+    // A file even root cannot delete in the container's upper directory makes Docker fail to
+    // remove its root filesystem, and mark it dead.
+    let upper = docker(&["inspect", "--format", "{{.GraphDriver.Data.UpperDir}}", &id]);
+    assert!(
+        Path::new(&upper).is_dir(),
+        "this test needs the overlay2 graph driver (an upper directory), the test daemon has \
+         {:?}",
+        docker(&["info", "--format", "{{.Driver}}"])
+    );
+    let pin = Path::new(&upper).join("pin");
+    std::fs::write(&pin, b"").unwrap();
+    // Dropped before `containers`: the file is deletable again before the case's containers
+    // are removed, whatever happens.
+    let _pinned = Immutable::new(&[&pin]);
+    let refused = Command::new("docker")
+        .args(["rm", &id])
+        .env("DOCKER_HOST", &daemon().host)
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "docker rm must fail on the pinned file"
+    );
+    assert_eq!(container_state(&id).as_deref(), Some("dead"));
+    let listed = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("id={id}"),
+        "--format",
+        "{{.State}}",
+    ]);
+    // Docker 20.10 to 26 list it `removing`, Docker 28 `dead`.
+    assert!(matches!(listed.as_str(), "removing" | "dead"), "{listed}");
+    state.stopped("g-dead", Some(&id), 8);
+
+    let dry = pass(&state, &["--dry-run"]);
+    dry.assert_code(1);
+    let expected = [(
+        "g-dead".to_owned(),
+        "failed".to_owned(),
+        Some("docker_error".to_owned()),
+    )];
+    assert_eq!(dry.outcomes(), expected, "listed {listed}: {}", dry.stdout);
+    let message = message_of(&dry, "g-dead");
+    assert!(
+        message.contains("dead after a removal that failed") && message.contains("try to remove"),
+        "{message}"
+    );
+
+    let real = pass(&state, &[]);
+    real.assert_code(1);
+    assert_eq!(
+        real.outcomes(),
+        expected,
+        "the dry run predicted the real run"
+    );
+    assert!(exists(&id));
+    assert_eq!(state.status("g-dead"), "stopped", "retried by the next run");
+    let log = state.log("g-dead");
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].error_code.as_deref(), Some("docker_error"));
+    assert!(
+        log[0]
+            .error_message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("failed to remove root filesystem"),
+        "{log:?}"
+    );
 }

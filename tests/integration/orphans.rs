@@ -72,6 +72,37 @@ fn claiming(state: &StateFile, game: &str, status: &str, container: &str) {
     state.insert(game, Some(container), status, &(now_ms() + 86_400_000));
 }
 
+/// Runs the binary with `args` through a gate that holds nothing; returns the run and the
+/// request lines that went through.
+fn through_an_open_gate(args: &[String]) -> (Run, Vec<String>) {
+    let gate = Gate::in_front_of_test_daemon("never held: no request holds this text");
+    gate.open();
+    let mut command = command(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    command.env("DOCKER_HOST", gate.host());
+    let run = finish(&command.output().unwrap());
+    (run, gate.requests())
+}
+
+/// The request lines that list containers (`GET …/containers/json?…`).
+fn listings(requests: &[String]) -> Vec<&String> {
+    requests
+        .iter()
+        .filter(|line| line.contains("/containers/json?"))
+        .collect()
+}
+
+/// The ids of the containers inspected, in the order of the request lines.
+fn inspected(requests: &[String]) -> Vec<String> {
+    requests
+        .iter()
+        .filter_map(|line| {
+            let path = line.strip_prefix("GET ")?.split(' ').next()?;
+            let rest = path.split_once("/containers/")?.1;
+            rest.strip_suffix("/json").map(str::to_owned)
+        })
+        .collect()
+}
+
 #[test]
 fn each_way_a_container_becomes_an_orphan_is_found_predicted_and_removed() {
     let containers = Containers::new("orphans-become");
@@ -469,6 +500,205 @@ fn a_plan_removes_exactly_its_orphans_each_rechecked() {
 }
 
 #[test]
+fn applying_a_plan_inspects_only_its_orphans_and_one_no_longer_an_orphan_gets_no_lease_nor_row() {
+    let containers = Containers::new("orphans-plan-inspections");
+    let key = owner_key();
+    let key = key.as_str();
+    let state = StateFile::new(Journal::Rollback);
+    let planned = containers.create(&[(key, "g-planned")]);
+    let gone_later = containers.create(&[(key, "g-gone-later")]);
+    let claimed_later = containers.create(&[(key, "g-claimed-later")]);
+    // Claimed by their records when the plan is made, so not in it.
+    let released_later: Vec<String> = (0..3)
+        .map(|n| {
+            let game = format!("g-released-{n}");
+            let id = containers.create(&[(key, &game)]);
+            claiming(&state, &game, "running", &id);
+            id
+        })
+        .collect();
+    older_than_the_retention();
+    let plans = tempfile::tempdir().unwrap();
+    let plan = plans.path().join("plan.json").display().to_string();
+    orphan_pass(&state, key, "remove", &["--dry-run", "--plan-out", &plan]).assert_code(0);
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    assert_eq!(written["orphans"].as_array().unwrap().len(), 3, "{written}");
+
+    // After the review: someone removes one, its record claims another, the records of others
+    // are moved to `removed` (their containers are orphans now, but were not reviewed), and
+    // more containers leak.
+    docker(&["rm", &gone_later]);
+    claiming(&state, "g-claimed-later", "creating", &claimed_later);
+    state
+        .connect()
+        .execute(
+            "UPDATE runtime_records SET status = 'removed' WHERE game_id LIKE 'g-released-%'",
+            [],
+        )
+        .unwrap();
+    let unreviewed: Vec<String> = (0..3)
+        .map(|n| containers.create(&[(key, &format!("g-unreviewed-{n}"))]))
+        .chain(released_later)
+        .collect();
+    older_than_the_retention();
+    let args: Vec<String> = [
+        "--retention",
+        "1s",
+        "--state",
+        &state.path().display().to_string(),
+        "--output",
+        "json",
+        "--apply-plan",
+        &plan,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let (applied, requests) = through_an_open_gate(&args);
+    applied.assert_code(0);
+
+    assert_eq!(
+        inspected(&requests),
+        [planned.as_str()],
+        "only a planned orphan that is still unclaimed is inspected: {requests:#?}"
+    );
+    let found = orphans(&applied);
+    assert_eq!(found.len(), 3, "exactly the planned orphans");
+    assert_eq!(found[&planned].1, "removed");
+    assert_eq!(found[&gone_later].1, "conflict");
+    assert_eq!(found[&claimed_later].1, "conflict");
+    assert_eq!(state.log("g-planned").len(), 1);
+    for game in ["g-gone-later", "g-claimed-later"] {
+        assert!(
+            state.log(game).is_empty(),
+            "{game}: no longer an orphan, nothing is attempted: no row"
+        );
+    }
+    assert!(state.leases().is_empty(), "and no lease is left");
+    assert_eq!(state.status("g-claimed-later"), "creating");
+    assert!(exists(&claimed_later));
+    for id in &unreviewed {
+        assert!(exists(id), "an unreviewed container is never acted on");
+    }
+}
+
+#[test]
+fn a_dry_run_lists_the_containers_once_for_its_records_and_its_orphans() {
+    let containers = Containers::new("orphans-one-listing");
+    let key = owner_key();
+    let key = key.as_str();
+    let state = StateFile::new(Journal::Rollback);
+    let own = containers.create(&[(key, "g-record")]);
+    state.stopped("g-record", Some(&own), 8);
+    let leaked = containers.create(&[(key, "g-leaked")]);
+    older_than_the_retention();
+
+    let (run, requests) = through_an_open_gate(&args(&state, key, "1s", "remove", &["--dry-run"]));
+    run.assert_code(0);
+    assert_eq!(run.result_of("g-record"), "removed");
+    let found = orphans(&run);
+    assert_eq!(found[&leaked].1, "removed", "{}", run.stdout);
+    assert!(!found.contains_key(&own), "its record claims it");
+    assert_eq!(listings(&requests).len(), 1, "{requests:#?}");
+    assert_eq!(inspected(&requests), [leaked], "{requests:#?}");
+}
+
+#[test]
+fn an_immutable_dry_run_reads_again_when_the_state_file_is_written_during_its_orphan_search() {
+    let containers = Containers::new("orphans-reread");
+    let key = owner_key();
+    let key = key.as_str();
+    // A WAL file that no writer has open: a dry run reads it as immutable, without locks.
+    let state = StateFile::new(Journal::Wal);
+    state.stopped("g-record", None, 8);
+    let leaked = containers.create(&[(key, "g-leaked")]);
+    older_than_the_retention();
+    let gate = Gate::in_front_of_test_daemon("/containers/json?");
+    let args = args(&state, key, "1s", "remove", &["--dry-run"]);
+    let mut command = command(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    command.env("DOCKER_HOST", gate.host());
+    let running = Spawned::start(command);
+    assert!(
+        gate.wait_held(1, Duration::from_secs(20)),
+        "the listing never came"
+    );
+    // The runtime manager writes once, after the records were read and before the orphans'.
+    state.insert("g-written", None, "running", &now_ms());
+    gate.open();
+    let run = running.wait(Duration::from_secs(30));
+
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("reading it again"),
+        "the whole file is read again: {}",
+        run.stderr
+    );
+    assert_eq!(run.result_of("g-record"), "replay_no_op");
+    assert_eq!(orphans(&run)[&leaked].1, "removed");
+    let leftovers: Vec<_> = std::fs::read_dir(state.dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with("-wal") || name.ends_with("-shm"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "a dry run creates nothing: {leftovers:?}"
+    );
+}
+
+#[test]
+fn an_orphan_search_that_gets_no_answer_reports_no_orphans_no_counts_and_why() {
+    let containers = Containers::new("orphans-no-answer");
+    let key = owner_key();
+    let key = key.as_str();
+    let state = StateFile::new(Journal::Wal);
+    state.stopped("g-none", None, 8);
+    let leaked = containers.create(&[(key, "g-leaked")]);
+    older_than_the_retention();
+    let metrics = state.dir().join("rt_cleanup.prom");
+    let metrics_arg = metrics.display().to_string();
+    for extra in [&["--dry-run"][..], &["--metrics-file", &metrics_arg][..]] {
+        // The labelled listing is held past the Docker timeout.
+        let gate = Gate::in_front_of_test_daemon("filters=");
+        let mut extra = extra.to_vec();
+        extra.extend(["--docker-timeout", "1s"]);
+        let args = args(&state, key, "1s", "remove", &extra);
+        let mut command = command(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        command.env("DOCKER_HOST", gate.host());
+        let run = finish(&command.output().unwrap());
+
+        run.assert_code(1);
+        let json = run.json();
+        assert_eq!(json["orphans"], Value::Null, "{}", run.stdout);
+        assert_eq!(json["orphan_counts"], Value::Null);
+        let error = json["orphan_error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains(&format!("cannot list the containers labelled {key}"))
+                && error.contains("no answer within 1s"),
+            "{error}"
+        );
+        assert_eq!(
+            run.result_of("g-none"),
+            "replay_no_op",
+            "the records are handled"
+        );
+        assert!(exists(&leaked));
+    }
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        text.contains("\nrt_cleanup_last_run_exit_status 1\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("orphan"),
+        "no orphan count is claimed: {text}"
+    );
+    assert!(state
+        .all_log()
+        .iter()
+        .all(|row| row.op_kind == "cleanup_container"));
+}
+
+#[test]
 fn orphans_need_an_owner_label() {
     let run = run_without_docker(&["--retention", "7d", "--orphans", "report"]);
     run.assert_code(2);
@@ -539,8 +769,6 @@ fn looking_for_orphans_costs_one_listing_and_one_inspection_per_unclaimed_contai
     }
     older_than_the_retention();
     let requests_of = |extra: &[&str]| {
-        let gate = Gate::in_front_of_test_daemon("never held: no request holds this text");
-        gate.open();
         let mut args = vec![
             "--retention".to_owned(),
             "1s".to_owned(),
@@ -553,29 +781,20 @@ fn looking_for_orphans_costs_one_listing_and_one_inspection_per_unclaimed_contai
             "--dry-run".to_owned(),
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let mut command = command(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        command.env("DOCKER_HOST", gate.host());
-        let run = finish(&command.output().unwrap());
+        let (run, requests) = through_an_open_gate(&args);
         run.assert_code(0);
-        (run, gate.requests())
+        (run, requests)
     };
     let (_, without) = requests_of(&[]);
     let (with_run, with) = requests_of(&["--orphans", "report"]);
     assert_eq!(with_run.json()["orphan_counts"]["found"], 100);
-    let added: Vec<&String> = with.iter().filter(|line| !without.contains(line)).collect();
-    let listings: Vec<&&String> = added
+    let added: Vec<String> = with
         .iter()
-        .filter(|line| line.contains("/containers/json?"))
+        .filter(|line| !without.contains(line))
+        .cloned()
         .collect();
-    let inspections = added
-        .iter()
-        .filter(|line| {
-            line.starts_with("GET ")
-                && line.contains("/containers/")
-                && line.contains("/json ")
-                && !line.contains("/containers/json")
-        })
-        .count();
+    let listings = listings(&added);
+    let inspections = inspected(&added).len();
     assert_eq!(listings.len(), 1, "{listings:?}");
     assert!(
         listings[0].contains("filters="),
@@ -604,4 +823,8 @@ also_on_the_other_engines!(
     orphans_need_an_owner_label,
     the_metrics_count_orphans_and_the_age_of_the_oldest,
     looking_for_orphans_costs_one_listing_and_one_inspection_per_unclaimed_container,
+    applying_a_plan_inspects_only_its_orphans_and_one_no_longer_an_orphan_gets_no_lease_nor_row,
+    a_dry_run_lists_the_containers_once_for_its_records_and_its_orphans,
+    an_immutable_dry_run_reads_again_when_the_state_file_is_written_during_its_orphan_search,
+    an_orphan_search_that_gets_no_answer_reports_no_orphans_no_counts_and_why,
 );

@@ -385,6 +385,93 @@ impl Containers {
     }
 }
 
+impl Containers {
+    /// On the private Podman service of `scripts/test-podman.sh`: starts a container running
+    /// `command` with a copy of the podman binary, and deletes the copy while the container
+    /// still runs. Podman's exit clean-up (conmon runs that binary's `container cleanup`) then
+    /// cannot run, so the container stays `stopped` for good, as Podman shows a container whose
+    /// clean-up failed or has not run yet. Waits, at most 30 s, until the service shows it
+    /// `stopped`; returns its full id. Labelled as every container of the case, it is removed
+    /// with the case.
+    pub fn run_left_stopped(&self, extra_labels: &[(&str, &str)], command: &[&str]) -> String {
+        let daemon = daemon();
+        assert_eq!(
+            daemon.engine,
+            Engine::Podman,
+            "only Podman has a stopped state"
+        );
+        // The service's own store and configuration, as scripts/test-podman.sh starts it (its
+        // PODMAN array): the container must be one the service sees.
+        let root = std::env::var_os("RT_CLEANUP_TEST_PODMAN_ROOT")
+            .map(PathBuf::from)
+            .or_else(|| daemon.pidfile.as_ref()?.parent().map(PathBuf::from))
+            .filter(|root| root.join("containers.conf").is_file())
+            .unwrap_or_else(|| {
+                panic!(
+                    "this test needs the private Podman service of scripts/test-podman.sh (its \
+                     store and containers.conf under RT_CLEANUP_TEST_PODMAN_ROOT, or beside \
+                     RT_CLEANUP_TEST_PODMAN_PIDFILE): run it through scripts/test.sh"
+                )
+            });
+        let copies = tempfile::tempdir().expect("a temp dir can be made");
+        let copy = copies.path().join("podman");
+        std::fs::copy("/usr/bin/podman", &copy)
+            .unwrap_or_else(|error| panic!("cannot copy /usr/bin/podman: {error}"));
+        let at = |part: &str| root.join(part).display().to_string();
+        let mut args: Vec<String> = [
+            "--root",
+            &at("storage"),
+            "--runroot",
+            &at("runroot"),
+            "--storage-driver",
+            "vfs",
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "file",
+            "--runtime",
+            "runc",
+            "--runtime-flag",
+            &format!("root={}", at("runc")),
+            "run",
+            "-d",
+            "--network",
+            "none",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        args.extend(self.labels(extra_labels));
+        args.push(self.image.clone());
+        args.extend(command.iter().map(|part| (*part).to_owned()));
+        let output = Command::new(&copy)
+            .args(&args)
+            .env("CONTAINERS_CONF", at("containers.conf"))
+            .env("CONTAINERS_STORAGE_CONF", at("storage.conf"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("the copy of podman runs");
+        std::fs::remove_file(&copy).expect("the copy of podman can be deleted");
+        assert!(
+            output.status.success(),
+            "podman run failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        let id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let state = container_state_on(&self.host, &id);
+            if state.as_deref() == Some("stopped") {
+                return id;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "container {id} is {state:?} 30 s after it was started, not stopped"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
 /// Whether a container exists on the test daemon.
 pub fn exists(reference: &str) -> bool {
     exists_on(&daemon().host, reference)

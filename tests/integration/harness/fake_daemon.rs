@@ -1,7 +1,9 @@
 //! A tiny HTTP daemon on loopback that answers `GET /_ping` as a given engine release would, with
 //! that release's headers, so that the preflight's choice of API version can be tested against
-//! every release without installing each one. It answers `/version` only when told to, and
-//! every other request 404 "No such container". It records every request it gets.
+//! every release without installing each one. It answers `/version` only when told to, every
+//! other request as a test's closure says ([`FakeDaemon::serving`]: listings, inspections and
+//! removals with any state or shape a daemon might send), and the rest 404 "No such container".
+//! It records every request it gets.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -22,6 +24,46 @@ pub struct FakeRequest {
     pub user_agent: Option<String>,
 }
 
+/// The fake daemon's answer to one request: a status and a body (JSON, or empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeAnswer {
+    /// The HTTP status, e.g. 200, 204, 404, 500.
+    pub status: u16,
+    /// The body.
+    pub body: String,
+}
+
+impl FakeAnswer {
+    /// A 200 answer with a JSON body.
+    pub fn json(body: impl Into<String>) -> Self {
+        Self {
+            status: 200,
+            body: body.into(),
+        }
+    }
+
+    /// An error answer with Docker's `{"message": …}` body.
+    pub fn error(status: u16, message: &str) -> Self {
+        Self {
+            status,
+            body: serde_json::json!({ "message": message }).to_string(),
+        }
+    }
+
+    /// 204, no body: a removal done.
+    pub fn no_content() -> Self {
+        Self {
+            status: 204,
+            body: String::new(),
+        }
+    }
+}
+
+/// What a test's fake daemon answers to a request that is not the ping nor `/version`: given the
+/// method and the path and query without the version prefix (`/containers/json?all=1`), an
+/// answer, or `None` for the default 404.
+type Routes = dyn Fn(&str, &str) -> Option<FakeAnswer> + Send + Sync;
+
 /// The fake daemon; dropping it stops it.
 pub struct FakeDaemon {
     /// `tcp://127.0.0.1:PORT`.
@@ -32,22 +74,33 @@ pub struct FakeDaemon {
 }
 
 /// What the fake daemon answers.
-#[derive(Debug, Clone)]
 struct Answers {
     ping_headers: Vec<(String, String)>,
     version_body: Option<String>,
+    routes: Box<Routes>,
 }
 
 impl FakeDaemon {
     /// Starts a daemon whose ping answer carries `ping_headers`, and whose `GET /version` answers
     /// `version_body` (JSON), or 404 when `None`.
     pub fn start(ping_headers: &[(&str, &str)], version_body: Option<&str>) -> Self {
+        Self::serving(ping_headers, version_body, |_, _| None)
+    }
+
+    /// Starts a daemon as [`FakeDaemon::start`] does, that answers every other request as
+    /// `routes` says (see [`Routes`]).
+    pub fn serving(
+        ping_headers: &[(&str, &str)],
+        version_body: Option<&str>,
+        routes: impl Fn(&str, &str) -> Option<FakeAnswer> + Send + Sync + 'static,
+    ) -> Self {
         let answers = Arc::new(Answers {
             ping_headers: ping_headers
                 .iter()
                 .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
                 .collect(),
             version_body: version_body.map(str::to_owned),
+            routes: Box::new(routes),
         });
         let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port is free");
         listener
@@ -144,12 +197,28 @@ fn serve(connection: TcpStream, answers: &Answers, requests: &Mutex<Vec<FakeRequ
                 path: path.clone(),
                 user_agent,
             });
-        let route = path.split('?').next().unwrap_or_default();
-        let unversioned = route
+        // The path and query without the version prefix, e.g. `/containers/json?all=1`.
+        let unversioned_path = path
             .strip_prefix("/v")
             .and_then(|rest| rest.split_once('/'))
-            .map_or(route, |(_, rest)| rest);
-        let unversioned = unversioned.trim_start_matches('/');
+            .map_or(path.clone(), |(_, rest)| format!("/{rest}"));
+        let route = unversioned_path.split('?').next().unwrap_or_default();
+        let unversioned = route.trim_start_matches('/');
+        if unversioned != "_ping" && unversioned != "version" {
+            if let Some(answer) = (answers.routes)(&method, &unversioned_path) {
+                let response = respond(
+                    &status_line(answer.status),
+                    &[],
+                    "application/json",
+                    answer.body.len(),
+                    &answer.body,
+                );
+                if writer.write_all(response.as_bytes()).is_err() {
+                    return;
+                }
+                continue;
+            }
+        }
         let response = match (unversioned, &answers.version_body) {
             ("_ping", _) => {
                 // A HEAD ping gets the headers only, with the length a GET's body would have.
@@ -175,6 +244,19 @@ fn serve(connection: TcpStream, answers: &Answers, requests: &Mutex<Vec<FakeRequ
             return;
         }
     }
+}
+
+/// `200 OK`, `404 Not Found`, … for a status.
+fn status_line(status: u16) -> String {
+    let reason = match status {
+        200 => "OK",
+        204 => "No Content",
+        404 => "Not Found",
+        409 => "Conflict",
+        500 => "Internal Server Error",
+        _ => "Status",
+    };
+    format!("{status} {reason}")
 }
 
 /// An HTTP/1.1 response.

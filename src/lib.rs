@@ -413,7 +413,7 @@ impl Pass<'_> {
         let acted = worker::acted_on(read.candidates.len(), self.config.max_removals);
         let second_looks = match &containers {
             Some(index) => {
-                pass::look_again_at_removing(
+                pass::look_again_at_removals(
                     self.docker,
                     index,
                     read.candidates[..acted]

@@ -399,16 +399,18 @@ pub fn predict(
                 Some(Inspection::Found(inspected)) => inspected,
                 Some(Inspection::NotFound) => {
                     return Outcome::replay_no_op(format!(
-                        "container {reference} was being removed and is gone now"
+                        "container {reference}, listed as {}, is gone now",
+                        listed.state
                     ))
                 }
                 Some(Inspection::Failed(reason)) => {
                     return Outcome::failed(
                         ErrorCode::DockerError,
                         format!(
-                            "the daemon lists container {reference} as removing, and its \
-                             inspection, which tells a removal in progress from a container \
-                             Docker marked dead, failed: {reason}"
+                            "the daemon lists container {reference} as {}, and its inspection, \
+                             which tells a removal in progress from a container Docker marked \
+                             dead, failed: {reason}",
+                            listed.state
                         ),
                     )
                 }

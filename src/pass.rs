@@ -13,8 +13,8 @@ use crate::outcome::{predict, LiveLease, Outcome};
 use crate::value::FieldValue;
 use crate::worker::{acted_on, over_limit};
 
-/// The inspections of the containers a listing shows as `removing`, by full id (see
-/// [`look_again_at_removing`]).
+/// The inspections of the containers a listing shows as `removing` or `dead`, by full id (see
+/// [`look_again_at_removals`]).
 pub type SecondLooks = HashMap<String, Inspection>;
 
 /// The jobs of the candidates selected at `threshold_ms`, in the candidates' order, each made
@@ -28,29 +28,33 @@ pub fn record_jobs(
         .map(move |candidate| Job::for_record(candidate, threshold_ms))
 }
 
-/// Inspects, `concurrency` at a time, each container that one of the first `acted` targets
-/// names and that the listing shows as `removing`. Docker 20.10 to 26 list so both a container
-/// being removed and one whose removal failed, which they inspect as `dead` (Docker 28 lists it
-/// `dead` too); a real run's removal is a `conflict` for the first and fails for the second,
-/// so a dry run must look again to predict it. Each inspection is bounded by the client's
+/// Inspects, `concurrency` at a time, each container that one of the targets names and that the
+/// listing shows as `removing` or `dead`. The listed state does not tell a removal in progress
+/// from one that failed: Docker 20.10 to 26 list both as `removing` (and inspect the failed one
+/// as `dead`), Docker 28 lists both as `dead` (and inspects the one in progress as `removing`).
+/// A real run's removal is a `conflict` for the first and fails for the second, so a dry run
+/// must look again, and goes by the inspection. Each inspection is bounded by the client's
 /// timeout.
-pub async fn look_again_at_removing<'a, E: ContainerEngine>(
+pub async fn look_again_at_removals<'a, E: ContainerEngine>(
     engine: &E,
     containers: &ContainerIndex,
     targets: impl Iterator<Item = &'a Target>,
     concurrency: usize,
 ) -> SecondLooks {
-    let mut removing = HashSet::new();
+    let mut ambiguous = HashSet::new();
     for target in targets {
         if let Target::Container(reference) = target {
             if let Lookup::Found(info) = containers.lookup(reference.as_str()) {
-                if info.state() == ContainerState::Removing {
-                    removing.insert(info.id.clone());
+                if matches!(
+                    info.state(),
+                    ContainerState::Removing | ContainerState::Dead
+                ) {
+                    ambiguous.insert(info.id.clone());
                 }
             }
         }
     }
-    stream::iter(removing)
+    stream::iter(ambiguous)
         .map(|id| async move {
             let inspection = engine.inspect(&id).await;
             (id, inspection)
@@ -62,7 +66,7 @@ pub async fn look_again_at_removing<'a, E: ContainerEngine>(
 
 /// Predicts the result a real run would give each job now, for `--dry-run`: from the leases in
 /// force, one listing of the daemon's containers, and the second looks at those it shows as
-/// `removing`. A job is given by its game, its target and its kind, all a prediction needs, so
+/// `removing` or `dead`. A job is given by its game, its target and its kind, all a prediction needs, so
 /// that a dry run makes no job for a record.
 #[must_use]
 pub fn predict_all<'a, S, I>(
@@ -116,7 +120,7 @@ mod tests {
     use crate::outcome::{decide_removal, ErrorCode, ResultKind};
 
     /// Predicts the removal of each of `references` (each its own game's record) from
-    /// `listing`, with the second looks at the containers it shows as `removing`.
+    /// `listing`, with the second looks at the containers it shows as `removing` or `dead`.
     async fn predicted(
         engine: &FakeEngine,
         listing: Vec<ContainerInfo>,
@@ -128,7 +132,7 @@ mod tests {
             .map(|reference| Target::Container(ContainerRef::parse(reference).unwrap()))
             .collect();
         let games: Vec<FieldValue> = references.iter().map(|r| FieldValue::text(r)).collect();
-        let looks = look_again_at_removing(engine, &index, targets.iter(), 2).await;
+        let looks = look_again_at_removals(engine, &index, targets.iter(), 2).await;
         predict_all(
             games
                 .iter()
@@ -181,6 +185,47 @@ mod tests {
         assert_eq!(
             (real.result, real.error_code),
             (outcomes[0].result, outcomes[0].error_code)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_container_listed_as_dead_is_looked_at_again_as_docker_28_lists_a_removal_in_progress(
+    ) {
+        // Docker 28 lists a container being removed as `dead` and inspects it as `removing`; one
+        // whose removal failed it lists and inspects as `dead`.
+        let engine = FakeEngine::default();
+        engine.add("busy0000", "busy", "dead", &[]);
+        engine.add("dead0000", "dead", "dead", &[]);
+        engine.script_inspection(
+            "busy0000",
+            Inspection::Found(ContainerInfo {
+                id: "busy0000".into(),
+                names: vec!["busy".into()],
+                state: "removing".into(),
+                ..ContainerInfo::default()
+            }),
+        );
+        let listing = engine.list_all().await.unwrap();
+        let outcomes = predicted(&engine, listing, &["busy", "dead"]).await;
+        let results: Vec<_> = outcomes
+            .iter()
+            .map(|outcome| (outcome.result, outcome.error_code))
+            .collect();
+        assert_eq!(
+            results,
+            [
+                (ResultKind::Conflict, Some(ErrorCode::Conflict)),
+                (ResultKind::Failed, Some(ErrorCode::DockerError)),
+            ]
+        );
+        let mut looked_at: Vec<Call> = engine.calls().into_iter().skip(1).collect();
+        looked_at.sort_by_key(|call| format!("{call:?}"));
+        assert_eq!(
+            looked_at,
+            [
+                Call::Inspect("busy0000".into()),
+                Call::Inspect("dead0000".into())
+            ]
         );
     }
 

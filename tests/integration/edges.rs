@@ -15,8 +15,8 @@ use rusqlite::types::Value;
 
 use crate::harness::{
     binary, command, daemon, days_ago, exists, finish, now_ms, pass, pass_args, run_with_env,
-    run_without_docker, Containers, Gate, Immutable, Journal, Run, Spawned, StateFile, TcpBridge,
-    OWNER_LABEL,
+    run_without_docker, Containers, FaultProxy, Immutable, Journal, Match, Run, Spawned, StateFile,
+    TcpBridge, OWNER_LABEL,
 };
 
 /// Writes a plan with `--dry-run --plan-out` and returns its path (in `dir`) and its JSON.
@@ -713,7 +713,7 @@ fn a_second_signal_abandons_the_removals_in_flight_after_a_short_grace() {
     let later = containers.create(&[]);
     state.stopped("g-held", Some(&held), 9);
     state.stopped("g-later", Some(&later), 8);
-    let gate = Gate::in_front_of_test_daemon("DELETE ");
+    let gate = FaultProxy::holding(Match::removal());
     let args = pass_args(&state, &["--concurrency", "1"]);
     let mut command = command(&args.iter().map(String::as_str).collect::<Vec<_>>());
     command.env("DOCKER_HOST", gate.host());
@@ -733,7 +733,7 @@ fn a_second_signal_abandons_the_removals_in_flight_after_a_short_grace() {
     );
     let run = running.wait(Duration::from_secs(20));
     let took = second.elapsed();
-    // The gate never lets the removal through: only the abandonment ends the wait.
+    // The proxy never lets the removal through: only the abandonment ends the wait.
     run.assert_code(143);
     assert!(
         took < Duration::from_secs(6),

@@ -9,7 +9,7 @@
 //! * `PRAGMA integrity_check` is ok;
 //! * after a clean run, every expired record is `removed` and its container is gone.
 //!
-//! To act at an exact point of a pass, the tests put a [`Gate`] between rt-cleanup and the daemon
+//! To act at an exact point of a pass, the tests put a [`FaultProxy`] between rt-cleanup and the daemon
 //! that holds a chosen request (the removal, or the container listing that follows the
 //! selection) until the test has done its part. Cases that freeze or kill a daemon use a
 //! [`PrivateDaemon`] of their own, never the shared one.
@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use rusqlite::types::Value;
 
 use crate::harness::{
-    daemon, days_ago, docker, now_ms, pass, pass_args, Containers, Gate, Immutable, Journal,
-    PrivateDaemon, Rng, Run, Spawned, StateFile, OWNER_LABEL, RUN_LABEL,
+    daemon, days_ago, docker, now_ms, pass, pass_args, Containers, Fault, FaultProxy, Immutable,
+    Journal, Match, PrivateDaemon, Rng, Run, Spawned, StateFile, Which, OWNER_LABEL, RUN_LABEL,
 };
 
 /// How long a test waits for a pass to reach a gated request before it gives up.
@@ -297,7 +297,7 @@ fn a_signal_mid_pass_finishes_the_removals_in_flight_and_defers_the_rest(
     let containers = Containers::new("signal");
     let state = StateFile::new(Journal::Wal);
     let games = expired_games(&state, &containers, "g-sig", 6);
-    let gate = Gate::in_front_of_test_daemon("DELETE ");
+    let gate = FaultProxy::holding(Match::removal());
     let concurrency = in_flight.to_string();
     let running = spawn_pass(&state, &gate.host(), &["--concurrency", &concurrency]);
     assert!(
@@ -393,7 +393,7 @@ fn a_frozen_then_killed_daemon_fails_records_with_docker_error_and_a_later_run_f
             }
         })
         .collect();
-    let gate = Gate::new(&private.socket(), "DELETE ");
+    let gate = FaultProxy::new(&private.socket()).with(Match::removal(), Which::Every, Fault::Hold);
     let running = spawn_pass(
         &state,
         &gate.host(),
@@ -406,7 +406,7 @@ fn a_frozen_then_killed_daemon_fails_records_with_docker_error_and_a_later_run_f
             "2",
         ],
     );
-    // Both first removals wait at the gate; they reach the daemon only once it is frozen.
+    // Both first removals wait at the proxy; they reach the daemon only once it is frozen.
     assert!(gate.wait_held(2, REACH), "the pass never sent its removals");
     private.freeze();
     gate.open();
@@ -483,7 +483,7 @@ fn changes_by_the_runtime_manager_between_selection_and_removal_are_conflicts() 
         let [restarted, leased, touched, plain] = [0, 1, 2, 3].map(|i| games[i].clone());
         // With --owner-label the pass lists the containers right after the selection and before
         // it takes any lease: holding that listing holds the pass between the two.
-        let gate = Gate::in_front_of_test_daemon("/containers/json");
+        let gate = FaultProxy::holding(Match::listing());
         let running = spawn_pass(&state, &gate.host(), &["--owner-label", OWNER_LABEL]);
         assert!(
             gate.wait_held(1, REACH),
@@ -552,7 +552,7 @@ fn a_game_restarted_while_its_removal_is_in_flight_is_refused_by_docker() {
     let state = StateFile::new(Journal::Rollback);
     let games = expired_games(&state, &containers, "g-late", 1);
     let game = &games[0];
-    let removal = Gate::in_front_of_test_daemon("DELETE ");
+    let removal = FaultProxy::holding(Match::removal());
     let running = spawn_pass(&state, &removal.host(), &[]);
     assert!(
         removal.wait_held(1, REACH),
@@ -662,10 +662,10 @@ fn result_in(run: &Run, game: &str) -> Option<String> {
 // 6. Locks and storage
 // ------------------------------------------------------------------------------------------------
 
-/// Starts a pass through a gate that holds its first removal, with one candidate.
-fn hold_first_removal(state: &StateFile, games: &[Game], extra: &[&str]) -> (Gate, Spawned) {
+/// Starts a pass through a proxy that holds its first removal, with one candidate.
+fn hold_first_removal(state: &StateFile, games: &[Game], extra: &[&str]) -> (FaultProxy, Spawned) {
     assert!(!games.is_empty());
-    let gate = Gate::in_front_of_test_daemon("DELETE ");
+    let gate = FaultProxy::holding(Match::removal());
     let mut args = vec!["--concurrency", "1"];
     args.extend_from_slice(extra);
     let running = spawn_pass(state, &gate.host(), &args);
@@ -983,8 +983,12 @@ fn a_removal_without_answer_is_decided_by_an_inspection() {
         .strip_prefix("unix://")
         .expect("a unix:// test daemon")
         .to_owned();
-    // The gate holds both removals; inspections pass through to the daemon.
-    let gate = Gate::new(std::path::Path::new(&socket), "DELETE ");
+    // The proxy holds both removals; inspections pass through to the daemon.
+    let gate = FaultProxy::new(std::path::Path::new(&socket)).with(
+        Match::removal(),
+        Which::Every,
+        Fault::Hold,
+    );
     let running = spawn_pass(
         &state,
         &gate.host(),

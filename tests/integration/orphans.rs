@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::harness::{
-    command, daemon, docker, exists, finish, now_ms, run, run_without_docker, Containers, Gate,
-    Journal, Run, Spawned, StateFile, OWNER_LABEL,
+    command, daemon, docker, exists, finish, now_ms, run, run_without_docker, Containers,
+    FaultProxy, Journal, Match, Run, Spawned, StateFile, OWNER_LABEL,
 };
 
 /// An owner label key of the test's own: the daemon is shared with every other test, whose
@@ -257,7 +257,7 @@ fn a_record_that_claims_the_container_after_the_listing_makes_it_a_conflict() {
     let leaked = containers.create(&[(key, "g-late")]);
     older_than_the_retention();
     // Hold the pass at the inspection, after the listing and before the lease.
-    let gate = Gate::in_front_of_test_daemon(&format!("/containers/{leaked}/json"));
+    let gate = FaultProxy::holding(Match::inspection_of(&leaked));
     let args = args(&state, key, "1s", "remove", &[]);
     let mut command = command(&args.iter().map(String::as_str).collect::<Vec<_>>());
     command.env("DOCKER_HOST", gate.host());
@@ -539,8 +539,7 @@ fn looking_for_orphans_costs_one_listing_and_one_inspection_per_unclaimed_contai
     }
     older_than_the_retention();
     let requests_of = |extra: &[&str]| {
-        let gate = Gate::in_front_of_test_daemon("never held: no request holds this text");
-        gate.open();
+        let gate = FaultProxy::in_front_of_test_daemon();
         let mut args = vec![
             "--retention".to_owned(),
             "1s".to_owned(),

@@ -169,9 +169,9 @@ pub fn daemon_log_lines(needle: &str) -> Vec<String> {
 // ------------------------------------------------------------------------------------------------
 // Fault-suite helpers (docs/fault-suite.md: crashes, signals, races, locks and hostile input).
 //
-// A private dockerd per test for the cases that freeze or kill a daemon, a gate that holds chosen
-// Docker requests on their way to a daemon so that a test can act at an exact point of a pass, a
-// spawned binary whose stderr can be watched while it runs, signals by pid, a state file in a
+// A private dockerd per test for the cases that freeze or kill a daemon, a fault proxy that holds
+// chosen Docker requests on their way to a daemon so that a test can act at an exact point of a
+// pass, a spawned binary whose stderr can be watched while it runs, signals by pid, a state file in a
 // directory of the test's choosing, and a small seeded random generator.
 // ------------------------------------------------------------------------------------------------
 

@@ -18,6 +18,8 @@
 //! (`scripts/test-daemon.sh`), and their invariants are about rt-cleanup and the state file, not
 //! about the engine. What differs between engines is pinned in `contract.rs`, on both.
 
+mod timing;
+
 use std::collections::HashSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -25,8 +27,9 @@ use std::time::{Duration, Instant};
 use rusqlite::types::Value;
 
 use crate::harness::{
-    daemon, days_ago, docker, now_ms, pass, pass_args, Containers, Fault, FaultProxy, Immutable,
-    Journal, Match, PrivateDaemon, Rng, Run, Spawned, StateFile, Which, OWNER_LABEL, RUN_LABEL,
+    daemon, days_ago, docker, now_ms, pass, rfc3339_ms, spawn_pass, Containers, Fault, FaultProxy,
+    Immutable, Journal, Match, PrivateDaemon, Rng, Run, Spawned, StateFile, Which, OWNER_LABEL,
+    RUN_LABEL,
 };
 
 /// How long a test waits for a pass to reach a gated request before it gives up.
@@ -39,14 +42,6 @@ struct Game {
     container: String,
     /// Stopped and older than the retention when it was made: a container rt-cleanup may remove.
     candidate: bool,
-}
-
-/// Starts a JSON pass over the state file against `host` in the background.
-fn spawn_pass(state: &StateFile, host: &str, extra: &[&str]) -> Spawned {
-    let args = pass_args(state, extra);
-    let mut command = crate::harness::command(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    command.env("DOCKER_HOST", host);
-    Spawned::start(command)
 }
 
 /// Runs a JSON pass over the state file against `host` and waits for it.
@@ -444,7 +439,18 @@ fn a_frozen_then_killed_daemon_fails_records_with_docker_error_and_a_later_run_f
             ("failure", Some("docker_error"))
         );
     }
-    assert!(state.leases().is_empty(), "{:?}", state.leases());
+    // Every removal was sent (to the frozen daemon, or on a connection that broke) and never
+    // answered: each game keeps its lease until it expires, and the summary names it.
+    assert_eq!(
+        json["leases_kept"].as_array().map(Vec::len),
+        Some(games.len()),
+        "{json}"
+    );
+    let leases = state.leases();
+    assert_eq!(leases.len(), games.len(), "{leases:?}");
+    assert!(leases
+        .iter()
+        .all(|(_, holder, _)| holder.starts_with("rt-cleanup/")));
 
     private.restart();
     let existing: HashSet<String> = games
@@ -459,6 +465,7 @@ fn a_frozen_then_killed_daemon_fails_records_with_docker_error_and_a_later_run_f
     );
     assert_invariants(&state, &games, &existing, "after the daemon died");
 
+    state.expire_own_leases();
     let later = pass_via(&state, &private.host, &["--docker-timeout", "5s"]);
     later.assert_code(0);
     assert_eq!(later.json()["counts"]["removed"], games.len());
@@ -696,32 +703,53 @@ fn a_writer_holding_the_state_file_mid_pass_for_a_few_seconds_is_waited_out() {
 
 #[test]
 fn a_writer_holding_the_state_file_past_the_lock_wait_mid_pass_exits_75_and_the_next_run_replays() {
-    let containers = Containers::new("lock-long");
-    let state = StateFile::new(Journal::Rollback);
-    let games = expired_games(&state, &containers, "g-lock", 3);
-    let (gate, running) = hold_first_removal(&state, &games, &["--lock-wait", "1s"]);
+    for journal in [Journal::Rollback, Journal::Wal] {
+        let containers = Containers::new("lock-long");
+        let state = StateFile::new(journal);
+        let games = expired_games(&state, &containers, "g-lock", 3);
+        let (gate, running) = hold_first_removal(&state, &games, &["--lock-wait", "1s"]);
 
-    let writer = state.connect();
-    writer.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    gate.open();
-    let run = running.wait(Duration::from_secs(30));
-    writer.execute_batch("COMMIT").unwrap();
+        let lock = state.lock_exclusive();
+        gate.open();
+        let run = running.wait(Duration::from_secs(30));
+        drop(lock);
 
-    run.assert_code(75);
-    let json = run.json();
-    // The first record's container is gone but its result could not be written; the others
-    // were never started.
-    assert_eq!(json["counts"]["failed"], 1, "{json}");
-    assert_eq!(json["counts"]["deferred"], games.len() - 1, "{json}");
-    assert!(
-        state.all_log().is_empty(),
-        "nothing was written, not half of it"
-    );
-    for game in &games {
-        assert_eq!(state.status(&game.id), "stopped");
+        run.assert_code(75);
+        let json = run.json();
+        // The first record's container is gone but its result could not be written, even
+        // after the retries; the others were never started.
+        assert_eq!(json["counts"]["failed"], 1, "{journal:?} {json}");
+        assert_eq!(
+            json["counts"]["deferred"],
+            games.len() - 1,
+            "{journal:?} {json}"
+        );
+        assert!(
+            state.all_log().is_empty(),
+            "nothing was written, not half of it"
+        );
+        for game in &games {
+            assert_eq!(state.status(&game.id), "stopped");
+        }
+        // Its lease could not be released either: the summary and the logs say until when.
+        let leases = state.leases();
+        assert_eq!(leases.len(), 1, "{journal:?} {leases:?}");
+        let until = crate::harness::rfc3339_ms(leases[0].2);
+        assert_eq!(
+            json["leases_kept"],
+            serde_json::json!([{"game_id": games[0].id, "until": until}]),
+            "{journal:?} {json}"
+        );
+        assert!(
+            run.stderr
+                .lines()
+                .any(|line| line.contains(&games[0].id) && line.contains(&until)),
+            "{journal:?}: the logs name the kept lease: {}",
+            run.stderr
+        );
+        assert_invariants(&state, &games, &existing_on_test_daemon(), "after exit 75");
+        assert_replayed_after_lease_expiry(&state, &games, &games[0]);
     }
-    assert_invariants(&state, &games, &existing_on_test_daemon(), "after exit 75");
-    assert_replayed_after_lease_expiry(&state, &games, &games[0]);
 }
 
 /// After a pass that removed `lost`'s container but could not write it: the lease it could not
@@ -1013,5 +1041,12 @@ fn a_removal_without_answer_is_decided_by_an_inspection() {
         message.contains("no answer within 1s") && message.contains("still exists"),
         "{message}"
     );
-    assert!(state.leases().is_empty());
+    // The one whose removal may still be carried out keeps its lease; the other's is released.
+    let leases = state.leases();
+    assert_eq!(leases.len(), 1, "{leases:?}");
+    assert_eq!(leases[0].0, "g-staying");
+    assert_eq!(
+        run.json()["leases_kept"],
+        serde_json::json!([{"game_id": "g-staying", "until": rfc3339_ms(leases[0].2)}])
+    );
 }

@@ -135,6 +135,14 @@ pub fn pass_args(state: &StateFile, extra: &[&str]) -> Vec<String> {
     args
 }
 
+/// Starts a JSON pass over a state file against the daemon at `host` in the background.
+pub fn spawn_pass(state: &StateFile, host: &str, extra: &[&str]) -> Spawned {
+    let args = pass_args(state, extra);
+    let mut command = command(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    command.env("DOCKER_HOST", host);
+    Spawned::start(command)
+}
+
 /// Runs a JSON pass over a state file against the test daemon.
 pub fn pass(state: &StateFile, extra: &[&str]) -> Run {
     let args = pass_args(state, extra);

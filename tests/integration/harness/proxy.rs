@@ -407,31 +407,43 @@ enum Body {
     UntilClose,
 }
 
+/// The head of a message: its bytes as they came, its first line, and its headers (names in
+/// lower case).
+struct Head {
+    bytes: Vec<u8>,
+    first_line: String,
+    headers: Vec<(String, String)>,
+}
+
 /// Reads the head of a message; `None` at a clean end of the connection.
-fn read_head(reader: &mut impl BufRead) -> Option<(Vec<u8>, Vec<(String, String)>)> {
-    let mut bytes = Vec::new();
-    let mut headers = Vec::new();
+fn read_head(reader: &mut impl BufRead) -> Option<Head> {
+    let mut head = Head {
+        bytes: Vec::new(),
+        first_line: String::new(),
+        headers: Vec::new(),
+    };
     loop {
-        let start = bytes.len();
-        let n = reader.read_until(b'\n', &mut bytes).ok()?;
+        let start = head.bytes.len();
+        let n = reader.read_until(b'\n', &mut head.bytes).ok()?;
         if n == 0 {
             return None;
         }
-        let line = String::from_utf8_lossy(&bytes[start..])
+        let line = String::from_utf8_lossy(&head.bytes[start..])
             .trim_end()
             .to_owned();
         if line.is_empty() {
             if start == 0 {
                 // A stray line end between messages.
-                bytes.clear();
+                head.bytes.clear();
                 continue;
             }
-            return Some((bytes, headers));
+            return Some(head);
         }
-        if start > 0 {
-            if let Some((name, value)) = line.split_once(':') {
-                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
-            }
+        if start == 0 {
+            head.first_line = line;
+        } else if let Some((name, value)) = line.split_once(':') {
+            head.headers
+                .push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
         }
     }
 }
@@ -492,10 +504,11 @@ fn read_body(reader: &mut impl BufRead, body: &Body, bytes: &mut Vec<u8>) -> boo
 }
 
 fn read_request(reader: &mut impl BufRead) -> Option<Message> {
-    let (mut bytes, headers) = read_head(reader)?;
-    let first_line = String::from_utf8_lossy(&bytes[..bytes.iter().position(|b| *b == b'\n')?])
-        .trim_end()
-        .to_owned();
+    let Head {
+        mut bytes,
+        first_line,
+        headers,
+    } = read_head(reader)?;
     let chunked = is_chunked(&headers);
     let body = if chunked {
         Body::Chunked
@@ -514,10 +527,11 @@ fn read_request(reader: &mut impl BufRead) -> Option<Message> {
 }
 
 fn read_response(reader: &mut impl BufRead, method: &str) -> Option<Message> {
-    let (mut bytes, headers) = read_head(reader)?;
-    let first_line = String::from_utf8_lossy(&bytes[..bytes.iter().position(|b| *b == b'\n')?])
-        .trim_end()
-        .to_owned();
+    let Head {
+        mut bytes,
+        first_line,
+        headers,
+    } = read_head(reader)?;
     let status = status_of(&first_line).unwrap_or(0);
     let chunked = is_chunked(&headers);
     let body = if method == "HEAD" || status / 100 == 1 || status == 204 || status == 304 {

@@ -49,8 +49,8 @@ use crate::outcome::{LiveLease, Outcome, ResultKind};
 use crate::plan::{ApplyContext, Plan, PlanContext, PlanError};
 use crate::stop::{Signal, Stop};
 use crate::store::{Access, Store, StoreError};
-use crate::summary::{Counts, OrphanReport, OrphanSection, RecordReport, Summary};
-use crate::time::{epoch_ms, format_epoch_ms, format_time};
+use crate::summary::{Counts, KeptLease, OrphanReport, OrphanSection, RecordReport, Summary};
+use crate::time::{epoch_ms, format_epoch_ms, format_time, Timestamp};
 use crate::value::FieldValue;
 use crate::worker::WorkerSettings;
 
@@ -66,6 +66,17 @@ pub enum RunError {
     /// The plan cannot be read, is not for this state file, or cannot be written.
     #[error(transparent)]
     Plan(#[from] PlanError),
+    /// A signal ended the wait for the state file's lock, before anything was read.
+    #[error(
+        "interrupted by {} while waiting for the lock on the state file {}; nothing was read or \
+         changed", .signal.name(), .state.display()
+    )]
+    Interrupted {
+        /// The first signal.
+        signal: Signal,
+        /// The state file.
+        state: std::path::PathBuf,
+    },
 }
 
 impl RunError {
@@ -76,6 +87,7 @@ impl RunError {
             RunError::State(error) if error.is_busy() => ExitStatus::StateBusy,
             RunError::State(_) | RunError::Plan(_) => ExitStatus::Usage,
             RunError::Docker(_) => ExitStatus::DockerUnavailable,
+            RunError::Interrupted { signal, .. } => signal.exit_status(),
         }
     }
 }
@@ -130,6 +142,16 @@ impl Report {
             tracing::warn!(
                 "interrupted by {}: records not reached are deferred",
                 signal.name()
+            );
+        }
+        for lease in self.summary.leases_kept.iter().flatten() {
+            tracing::warn!(
+                game_id = %lease.game_id.escape_debug(),
+                until = %lease.until,
+                "this run keeps its lease on game {} until {}: the runtime manager cannot take \
+                 the game before then",
+                lease.game_id.escape_debug(),
+                lease.until
             );
         }
     }
@@ -210,18 +232,16 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
         threshold_ms: now_ms.saturating_sub(retention_ms),
     };
     let (plan, owner_label, orphan_mode) = load_plan(config, &mut time)?;
-    let read = read_state(config, plan.as_ref(), &time)?;
-    let docker = DockerClient::connect(&config.docker_host, config.docker_timeout).await?;
-    let daemon = docker.daemon();
-    tracing::info!(
-        host = docker.host(),
-        engine = %daemon.engine_version,
-        server_api = %daemon.server_api,
-        api = %daemon.wire_api,
-        "{} answered the preflight; requests use API {}",
-        daemon.engine_version,
-        daemon.wire_api
-    );
+    let read = read_state(config, plan.as_ref(), &time, &stop)
+        .map_err(|error| ended_by_signal(error, config, &stop))?;
+    let orphans_on = orphan_mode != OrphanMode::Off && owner_label.is_some();
+    let interrupted = |read: StateRead| Ok(not_reached(config, read, orphans_on, &time, &stop));
+    let docker = match connect(config, &stop).await {
+        Ok(docker) => docker,
+        // The records were selected: each is reported, not reached.
+        Err(DockerError::Interrupted { .. }) => return interrupted(read),
+        Err(error) => return Err(error.into()),
+    };
     tracing::info!(
         stopped = read.stopped,
         expired = read.candidates.len(),
@@ -237,7 +257,11 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
         .any(|candidate| matches!(candidate.target, Target::Container(_)));
     let needs_listing = names_a_container && (config.dry_run || owner_label.is_some());
     let containers = if needs_listing {
-        Some(ContainerIndex::new(docker.list().await?))
+        match docker.list().await {
+            Ok(listed) => Some(ContainerIndex::new(listed)),
+            Err(DockerError::Interrupted { .. }) => return interrupted(read),
+            Err(error) => return Err(error.into()),
+        }
     } else {
         None
     };
@@ -262,11 +286,12 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
             lease_ttl: config.lease_ttl,
             owner_label: owner_label.clone(),
             docker_timeout: config.docker_timeout,
+            lock_wait: config.lock_wait,
             concurrency: config.concurrency.get(),
         },
     };
     let (outcomes, orphans) = if config.dry_run {
-        let outcomes = pass.predict(&read).await?;
+        let outcomes = pass.predict(&read, &stop).await?;
         if let Some(path) = &config.plan_out {
             let planned_orphans = match &outcomes.1 {
                 Some(Ok(handled)) if orphan_mode == OrphanMode::Remove => handled.as_slice(),
@@ -279,6 +304,7 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
                 &outcomes.0,
                 planned_orphans,
                 &time,
+                &stop,
             )?;
         }
         outcomes
@@ -294,6 +320,23 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
         &time,
         &stop,
     ))
+}
+
+/// Connects to the daemon (the preflight) and logs what it learnt.
+async fn connect(config: &Config, stop: &Arc<Stop>) -> Result<DockerClient, DockerError> {
+    let docker =
+        DockerClient::connect(&config.docker_host, config.docker_timeout, Arc::clone(stop)).await?;
+    let daemon = docker.daemon();
+    tracing::info!(
+        host = docker.host(),
+        engine = %daemon.engine_version,
+        server_api = %daemon.server_api,
+        api = %daemon.wire_api,
+        "{} answered the preflight; requests use API {}",
+        daemon.engine_version,
+        daemon.wire_api
+    );
+    Ok(docker)
 }
 
 /// Loads the plan to apply, if there is one, with the owner label and orphan mode the run must
@@ -341,7 +384,11 @@ struct Pass<'a> {
 
 impl Pass<'_> {
     /// The dry run: predicts every job's result from what was read; changes nothing.
-    async fn predict(&self, read: &StateRead) -> Result<(Vec<Outcome>, OrphanResults), RunError> {
+    async fn predict(
+        &self,
+        read: &StateRead,
+        stop: &Stop,
+    ) -> Result<(Vec<Outcome>, OrphanResults), RunError> {
         // No log line per prediction: the summary on stdout lists every one, and 10,000 such
         // lines cost a large dry run about a fifth of its time (docs/benchmark.md).
         let outcomes = pass::predict_all(
@@ -356,9 +403,12 @@ impl Pass<'_> {
         let Some(orphan_pass) = self.orphans else {
             return Ok((outcomes, None));
         };
-        let found = orphan_pass
-            .find(self.docker, StateSide::Store(&read.store), &self.settings)
-            .await;
+        let found = cut_short(
+            orphan_pass
+                .find(self.docker, StateSide::Store(&read.store), &self.settings)
+                .await,
+            stop,
+        );
         let predicted =
             found.map(|found| orphan_pass.predict(found, &read.leases, self.config.max_removals));
         // The orphans' records were read later than the candidates: the file must still be the
@@ -390,10 +440,12 @@ impl Pass<'_> {
             // the orphans' listing and inspections included.
             (Some(_), Some(reason)) => Some(Err(reason)),
             (Some(orphan_pass), None) => Some(
-                match orphan_pass
-                    .find(self.docker, StateSide::Writer(&writer), &self.settings)
-                    .await
-                {
+                match cut_short(
+                    orphan_pass
+                        .find(self.docker, StateSide::Writer(&writer), &self.settings)
+                        .await,
+                    stop,
+                ) {
                     Ok(found) => Ok(orphan_pass
                         .remove(
                             found,
@@ -413,6 +465,58 @@ impl Pass<'_> {
     }
 }
 
+/// The error of a start-up read whose wait for the lock a signal ended: nothing was read, and
+/// the run ends with the signal's status. Any other error is returned as it is.
+fn ended_by_signal(error: RunError, config: &Config, stop: &Stop) -> RunError {
+    match (&error, stop.signalled()) {
+        (RunError::State(state), Some(signal)) if state.is_busy() => RunError::Interrupted {
+            signal,
+            state: config.state.clone(),
+        },
+        _ => error,
+    }
+}
+
+/// The report of a pass that a signal stopped after it selected its records and before it
+/// acted on any (during the preflight or the listing): every record is `deferred`, and the
+/// orphans, if looked for, were not.
+fn not_reached(
+    config: &Config,
+    read: StateRead,
+    orphans_on: bool,
+    time: &PassTime,
+    stop: &Stop,
+) -> Report {
+    let reason = stop.reason().unwrap_or_default();
+    let orphans = orphans_on.then(|| Err(reason.clone()));
+    let deferred = read
+        .candidates
+        .iter()
+        .map(|_| Outcome::deferred(reason.clone()))
+        .collect();
+    report(
+        config,
+        read.stopped,
+        read.candidates,
+        deferred,
+        orphans,
+        time,
+        stop,
+    )
+}
+
+/// The orphan search's result, unless a signal came during it: the calls it had not made were
+/// not made, so what it found is not every orphan.
+fn cut_short<T>(found: Result<T, String>, stop: &Stop) -> Result<T, String> {
+    match stop.signalled() {
+        Some(signal) => Err(format!(
+            "the search for orphans was cut short by {}",
+            signal.name()
+        )),
+        None => found,
+    }
+}
+
 /// Opens the state file and reads what the pass needs. A dry run that read an immutable
 /// snapshot reads again if the file was written meanwhile, and gives up after a few attempts
 /// rather than predict from a torn read.
@@ -420,6 +524,7 @@ fn read_state(
     config: &Config,
     plan: Option<&Plan>,
     time: &PassTime,
+    stop: &Arc<Stop>,
 ) -> Result<StateRead, RunError> {
     let access = if config.dry_run {
         Access::ReadOnly
@@ -428,7 +533,7 @@ fn read_state(
     };
     let mut attempt = 1;
     loop {
-        let mut store = Store::open(&config.state, access, config.lock_wait)?;
+        let mut store = Store::open(&config.state, access, config.lock_wait, stop)?;
         let (stopped, candidates) = match plan {
             None => {
                 let selection = store.select(time.threshold_ms)?;
@@ -460,6 +565,8 @@ fn read_state(
     }
 }
 
+/// Writes the dry run's plan, unless a signal cut the dry run short: a plan must name exactly
+/// what a real run would act on, and an interrupted dry run may not have looked at everything.
 fn write_plan(
     config: &Config,
     path: &Path,
@@ -467,7 +574,16 @@ fn write_plan(
     outcomes: &[Outcome],
     orphans: &[HandledOrphan],
     time: &PassTime,
+    stop: &Stop,
 ) -> Result<(), RunError> {
+    if let Some(signal) = stop.signalled() {
+        tracing::warn!(
+            plan = %path.display(),
+            "no plan written: the dry run was interrupted by {}",
+            signal.name()
+        );
+        return Ok(());
+    }
     let acted = worker::acted_on(candidates.len(), config.max_removals);
     let acted_on: Vec<_> = candidates.iter().zip(outcomes).take(acted).collect();
     let context = PlanContext {
@@ -517,6 +633,17 @@ fn report(
         .flatten()
         .filter_map(|handled| handled.orphan.since_ms())
         .min();
+    let orphans_kept: Vec<KeptLease> = orphans
+        .iter()
+        .flatten()
+        .filter_map(|handled| {
+            let until = handled.outcome.as_ref()?.lease_kept_until?;
+            Some(KeptLease {
+                game_id: handled.orphan.label.clone(),
+                until: Timestamp::from_epoch_ms(until)?,
+            })
+        })
+        .collect();
     let orphans = orphans.map(|handled| {
         OrphanSection::new(
             handled
@@ -549,11 +676,23 @@ fn report(
         })
         .filter_map(|(candidate, _)| candidate.last_op_at)
         .min();
+    let mut leases_kept = Vec::new();
     let records: Vec<RecordReport> = candidates
         .into_iter()
         .zip(outcomes)
-        .map(|(candidate, outcome)| RecordReport::new(candidate, outcome))
+        .map(|(candidate, outcome)| {
+            let kept = outcome.lease_kept_until.and_then(Timestamp::from_epoch_ms);
+            let record = RecordReport::new(candidate, outcome);
+            if let Some(until) = kept {
+                leases_kept.push(KeptLease {
+                    game_id: record.game_id.clone(),
+                    until,
+                });
+            }
+            record
+        })
         .collect();
+    leases_kept.extend(orphans_kept);
     let summary = Summary {
         dry_run: config.dry_run,
         state: value::escape_invalid_utf8(config.state.as_os_str().as_encoded_bytes()).into_owned(),
@@ -564,6 +703,8 @@ fn report(
         counts: Counts::tally(stopped, &records),
         records,
         orphans,
+        // A dry run takes no lease.
+        leases_kept: (!config.dry_run).then_some(leases_kept),
     };
     Report {
         summary,

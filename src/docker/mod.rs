@@ -29,7 +29,8 @@ use thiserror::Error;
 use transport::{build_client, PingHeaders};
 
 use crate::config::DockerHost;
-use crate::engine::{ContainerEngine, ContainerInfo, Inspection, Removal};
+use crate::engine::{ContainerEngine, ContainerInfo, Inspection, Removal, Unanswered};
+use crate::stop::{Cut, Stop};
 use crate::time::parse_rfc3339_ms;
 
 /// The oldest Docker Engine API this tool is tested against (Docker 20.10 and Podman 4.3,
@@ -146,6 +147,14 @@ pub enum DockerError {
         host: String,
         /// Why.
         reason: String,
+    },
+    /// A signal came first: the call was not made, or its wait was abandoned.
+    #[error("the {call} of the Docker daemon at {host} was interrupted by a signal")]
+    Interrupted {
+        /// `--docker-host`.
+        host: String,
+        /// Which call: `ping`, `version query`, `listing`.
+        call: &'static str,
     },
 }
 
@@ -274,19 +283,80 @@ pub struct Daemon {
     pub wire_api: ApiVersion,
 }
 
-/// A connected, version-negotiated Docker client.
+/// A connected, version-negotiated Docker client. Every call it makes is bounded by
+/// `--docker-timeout` and obeys the pass's [`Stop`] (see [`call`]).
 #[derive(Debug, Clone)]
 pub struct DockerClient {
     docker: Docker,
     host: String,
     timeout: Duration,
     daemon: Daemon,
+    stop: Arc<Stop>,
+}
+
+/// Why a call got no answer that the daemon gave.
+#[derive(Debug)]
+enum CallError {
+    /// The daemon answered with an error, or the transport failed.
+    Failed(BollardError),
+    /// No answer within `--docker-timeout`.
+    TimedOut,
+    /// A signal came first (see [`Stop::guard`]).
+    Cut(Cut),
+}
+
+impl CallError {
+    /// The failure in one line, for a listing's or a query's error.
+    fn describe(&self, timeout: Duration) -> String {
+        match self {
+            CallError::Failed(BollardError::DockerResponseServerError {
+                status_code,
+                message,
+            }) => format!("Docker answered {status_code}: {message}"),
+            CallError::Failed(error) => diagnose::describe(error),
+            CallError::TimedOut => format!(
+                "no answer within {} (--docker-timeout)",
+                humantime::format_duration(timeout)
+            ),
+            CallError::Cut(Cut::NotStarted) => "not asked: the run was interrupted".to_owned(),
+            CallError::Cut(Cut::Abandoned) => {
+                "abandoned after a second signal before Docker answered".to_owned()
+            }
+        }
+    }
+}
+
+/// Makes one call to the daemon: bounded by `timeout`, not started after a signal, and its wait
+/// abandoned after a second one. Every call of a pass, the preflight's included, goes through
+/// here, so that each obeys the signals the same way.
+async fn call<T>(
+    stop: &Stop,
+    timeout: Duration,
+    call: impl Future<Output = Result<T, BollardError>>,
+) -> Result<T, CallError> {
+    match stop.guard(tokio::time::timeout(timeout, call)).await {
+        Ok(Ok(Ok(answer))) => Ok(answer),
+        Ok(Err(_) | Ok(Err(BollardError::RequestTimeoutError))) => Err(CallError::TimedOut),
+        Ok(Ok(Err(error))) => Err(CallError::Failed(error)),
+        Err(cut) => Err(CallError::Cut(cut)),
+    }
+}
+
+/// Whether a failed request certainly never reached the daemon: only a connection that could
+/// not be made says so. Any other transport failure may have come after the request was
+/// written.
+fn never_sent(error: &BollardError) -> bool {
+    matches!(error, BollardError::HyperLegacyError { err } if err.is_connect())
 }
 
 impl DockerClient {
     /// Connects and runs the preflight: ping, then version negotiation. Each call is bounded by
-    /// `timeout`.
-    pub async fn connect(host: &DockerHost, timeout: Duration) -> Result<Self, DockerError> {
+    /// `timeout` and obeys `stop`, as every later call does.
+    pub async fn connect(
+        host: &DockerHost,
+        timeout: Duration,
+        stop: Arc<Stop>,
+    ) -> Result<Self, DockerError> {
         let host_text = host.to_string();
         let prefix = Arc::new(OnceLock::new());
         let ping = Arc::new(OnceLock::new());
@@ -296,16 +366,19 @@ impl DockerClient {
                 reason,
             },
         )?;
-        match tokio::time::timeout(timeout, docker.ping()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => return Err(diagnose::ping_failure(host, &error)),
-            Err(_) => {
-                return Err(DockerError::Ping {
+        match call(&stop, timeout, docker.ping()).await {
+            Ok(_) => {}
+            Err(CallError::Failed(error)) => return Err(diagnose::ping_failure(host, &error)),
+            Err(CallError::Cut(_)) => {
+                return Err(DockerError::Interrupted {
                     host: host_text,
-                    reason: format!(
-                        "no answer within {} (--docker-timeout)",
-                        humantime::format_duration(timeout)
-                    ),
+                    call: "ping",
+                })
+            }
+            Err(error) => {
+                return Err(DockerError::Ping {
+                    reason: error.describe(timeout),
+                    host: host_text,
                 })
             }
         }
@@ -321,12 +394,19 @@ impl DockerClient {
                 "the daemon's answer to the ping does not name its engine and API version \
                  (a proxy that drops headers?); asking GET /version"
             );
-            let version = bounded(timeout, docker.version()).await.map_err(|reason| {
-                DockerError::Version {
-                    host: host_text.clone(),
-                    reason,
-                }
-            })?;
+            let version =
+                call(&stop, timeout, docker.version())
+                    .await
+                    .map_err(|error| match error {
+                        CallError::Cut(_) => DockerError::Interrupted {
+                            host: host_text.clone(),
+                            call: "version query",
+                        },
+                        error => DockerError::Version {
+                            host: host_text.clone(),
+                            reason: error.describe(timeout),
+                        },
+                    })?;
             let api_text = version.api_version.clone();
             let api = api_text
                 .as_deref()
@@ -357,6 +437,7 @@ impl DockerClient {
             host: host_text,
             timeout,
             daemon,
+            stop,
         })
     }
 
@@ -374,9 +455,19 @@ impl DockerClient {
 
     /// Lists every container in one call; used by a dry run and by `--owner-label`.
     pub async fn list(&self) -> Result<Vec<ContainerInfo>, DockerError> {
-        self.list_all().await.map_err(|reason| DockerError::List {
-            host: self.host.clone(),
-            reason,
+        self.list_all().await.map_err(|reason| {
+            // A listing fails with a signal only where the signal cut it short.
+            if self.stop.signalled().is_some() {
+                DockerError::Interrupted {
+                    host: self.host.clone(),
+                    call: "listing",
+                }
+            } else {
+                DockerError::List {
+                    host: self.host.clone(),
+                    reason,
+                }
+            }
         })
     }
 }
@@ -391,41 +482,46 @@ impl ContainerEngine for DockerClient {
             v: false,
             link: false,
         };
-        match tokio::time::timeout(
-            self.timeout,
-            self.docker.remove_container(reference, Some(options)),
-        )
-        .await
-        {
-            Err(_) | Ok(Err(BollardError::RequestTimeoutError)) => Removal::TimedOut,
-            Ok(Ok(())) => Removal::Removed,
-            Ok(Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
+        let removal = self.docker.remove_container(reference, Some(options));
+        match call(&self.stop, self.timeout, removal).await {
+            Ok(()) => Removal::Removed,
+            Err(CallError::Failed(BollardError::DockerResponseServerError {
+                status_code: 404,
+                ..
             })) => Removal::NotFound,
-            Ok(Err(BollardError::DockerResponseServerError {
+            Err(CallError::Failed(BollardError::DockerResponseServerError {
                 status_code,
                 message,
             })) => Removal::Refused {
                 status: status_code,
                 message,
             },
-            Ok(Err(error)) => Removal::Unreachable(diagnose::describe(&error)),
+            Err(CallError::Failed(error)) if never_sent(&error) => {
+                Removal::Unreachable(diagnose::describe(&error))
+            }
+            Err(CallError::Failed(error)) => {
+                Removal::Unanswered(Unanswered::ConnectionLost(diagnose::describe(&error)))
+            }
+            Err(CallError::TimedOut) => Removal::Unanswered(Unanswered::TimedOut),
+            Err(CallError::Cut(Cut::NotStarted)) => Removal::Interrupted,
+            Err(CallError::Cut(Cut::Abandoned)) => Removal::Unanswered(Unanswered::Abandoned),
         }
     }
 
     async fn inspect(&self, reference: &str) -> Inspection {
-        match tokio::time::timeout(self.timeout, self.docker.inspect_container(reference, None))
-            .await
-        {
-            Err(_) | Ok(Err(BollardError::RequestTimeoutError)) => Inspection::Failed(format!(
+        let inspection = self.docker.inspect_container(reference, None);
+        match call(&self.stop, self.timeout, inspection).await {
+            Err(CallError::TimedOut) => Inspection::Failed(format!(
                 "no answer within {}",
                 humantime::format_duration(self.timeout)
             )),
-            Ok(Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
+            Err(CallError::Failed(BollardError::DockerResponseServerError {
+                status_code: 404,
+                ..
             })) => Inspection::NotFound,
-            Ok(Err(error)) => Inspection::Failed(diagnose::describe(&error)),
-            Ok(Ok(response)) => Inspection::Found(ContainerInfo {
+            Err(CallError::Failed(error)) => Inspection::Failed(diagnose::describe(&error)),
+            Err(CallError::Cut(_)) => Inspection::Interrupted,
+            Ok(response) => Inspection::Found(ContainerInfo {
                 id: response.id.unwrap_or_default(),
                 names: response
                     .name
@@ -452,23 +548,32 @@ impl ContainerEngine for DockerClient {
     }
 
     async fn list_all(&self) -> Result<Vec<ContainerInfo>, String> {
-        self.list_filtered(None).await
+        self.list_filtered(None)
+            .await
+            .map_err(|error| error.describe(self.timeout))
     }
 
     async fn list_labelled(&self, key: &str) -> Result<Vec<ContainerInfo>, String> {
-        self.list_filtered(Some(key)).await
+        self.list_filtered(Some(key))
+            .await
+            .map_err(|error| error.describe(self.timeout))
     }
 }
 
 impl DockerClient {
     /// One `GET /containers/json?all=1`, filtered by the daemon to a label when one is given.
-    async fn list_filtered(&self, label: Option<&str>) -> Result<Vec<ContainerInfo>, String> {
+    async fn list_filtered(&self, label: Option<&str>) -> Result<Vec<ContainerInfo>, CallError> {
         let options = ListContainersOptions {
             all: true,
             filters: label.map(|key| HashMap::from([("label".to_owned(), vec![key.to_owned()])])),
             ..ListContainersOptions::default()
         };
-        let containers = bounded(self.timeout, self.docker.list_containers(Some(options))).await?;
+        let containers = call(
+            &self.stop,
+            self.timeout,
+            self.docker.list_containers(Some(options)),
+        )
+        .await?;
         Ok(containers
             .into_iter()
             .map(|container| ContainerInfo {
@@ -490,25 +595,6 @@ impl DockerClient {
                 finished_ms: None,
             })
             .collect())
-    }
-}
-
-/// Runs a bollard call under a timeout, describing any failure in one line.
-async fn bounded<T>(
-    timeout: Duration,
-    call: impl Future<Output = Result<T, BollardError>>,
-) -> Result<T, String> {
-    match tokio::time::timeout(timeout, call).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(BollardError::DockerResponseServerError {
-            status_code,
-            message,
-        })) => Err(format!("Docker answered {status_code}: {message}")),
-        Ok(Err(error)) => Err(diagnose::describe(&error)),
-        Err(_) => Err(format!(
-            "no answer within {}",
-            humantime::format_duration(timeout)
-        )),
     }
 }
 

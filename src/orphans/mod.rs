@@ -166,7 +166,8 @@ pub async fn inspect_unclaimed<E: ContainerEngine>(
         .map(|info| async move {
             match engine.inspect(&info.id).await {
                 Inspection::Found(inspected) => orphan_at(inspected, key, threshold_ms),
-                Inspection::NotFound => None,
+                // Interrupted: the pass reports its orphan search as cut short.
+                Inspection::NotFound | Inspection::Interrupted => None,
                 Inspection::Failed(reason) => {
                     tracing::warn!(
                         container_id = %info.id,

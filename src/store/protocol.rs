@@ -514,6 +514,32 @@ mod tests {
     }
 
     #[test]
+    fn a_result_that_keeps_its_lease_is_logged_and_leaves_the_lease() {
+        let connection = memory();
+        claimed(&connection, "g");
+        let unanswered = Outcome::failed(ErrorCode::DockerError, "no answer; may still happen")
+            .keeping_lease(NOW + 300_000);
+        let outcome = apply_settlement(
+            &connection,
+            "auto_ttl",
+            &settlement("g", record_guard("c1", 100), unanswered.clone(), Some(US)),
+            NOW + 7,
+        )
+        .unwrap();
+        assert_eq!(outcome, unanswered);
+        assert_eq!(
+            record(&connection, &game("g")).unwrap().0,
+            FieldValue::text("stopped")
+        );
+        assert_eq!(log(&connection).len(), 1);
+        assert_eq!(
+            leases(&connection),
+            [(game("g"), US.to_owned(), NOW + 300_000)],
+            "the lease stays until it expires"
+        );
+    }
+
+    #[test]
     fn a_removal_moves_the_record_logs_success_and_releases() {
         let connection = memory();
         claimed(&connection, "g");

@@ -217,9 +217,15 @@ fn a_lock_held_past_the_wait_during_a_removal_is_outlasted_and_the_result_writte
         assert!(proxy.wait_held(1, REACH), "the pass never sent a removal");
         // Another program holds the write lock for 8 s, while the removal is in flight.
         let lock = state.lock_exclusive();
+        let locked = Instant::now();
         let released = lock.release_after(Duration::from_secs(8));
         proxy.open();
         let run = running.wait(Duration::from_secs(40));
+        println!(
+            "{journal:?}: exit {:?} {:?} after the lock was taken",
+            run.code,
+            locked.elapsed()
+        );
         released.join().unwrap();
 
         // The pass stopped at the lock (exit 75, the rest deferred), but the result of the

@@ -1087,7 +1087,9 @@ mod tests {
         let locker = {
             let (engine, path) = (Arc::clone(engine), pass.path.clone());
             async move {
-                engine.wait_for_removals(1).await;
+                tokio::time::timeout(Duration::from_secs(10), engine.wait_for_removals(1))
+                    .await
+                    .expect("the removal is asked for within 10 s");
                 let holder = connect(&path);
                 holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
                 engine.hold_removals(false);

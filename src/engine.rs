@@ -103,10 +103,24 @@ pub enum Removal {
         /// Docker's message, verbatim.
         message: String,
     },
-    /// No answer within the per-call timeout: the container may or may not be gone.
-    TimedOut,
-    /// The request could not be made or its answer not read.
+    /// The request was sent, or may have been, and no answer came: the daemon may still carry
+    /// it out, now or later.
+    Unanswered(Unanswered),
+    /// The request was never sent: no connection to the daemon could be made.
     Unreachable(String),
+    /// The request was not made: the pass was interrupted by a signal first.
+    Interrupted,
+}
+
+/// Why a removal request that was sent got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unanswered {
+    /// None within the per-call timeout.
+    TimedOut,
+    /// The connection failed after the request was written, before an answer was read.
+    ConnectionLost(String),
+    /// The wait for it was abandoned after a second signal.
+    Abandoned,
 }
 
 /// The answer to an inspection (`GET /containers/{ref}/json`).
@@ -118,6 +132,8 @@ pub enum Inspection {
     NotFound,
     /// Any other answer, a timeout included, described for the log.
     Failed(String),
+    /// Not made, or its wait abandoned: the pass was interrupted by a signal.
+    Interrupted,
 }
 
 /// The container operations one pass uses.

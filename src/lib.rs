@@ -50,8 +50,8 @@ use crate::pass::SecondLooks;
 use crate::plan::{ApplyContext, Plan, PlanContext, PlanError};
 use crate::stop::{Signal, Stop};
 use crate::store::{Access, Store, StoreError};
-use crate::summary::{Counts, OrphanReport, OrphanSection, RecordReport, Summary};
-use crate::time::{epoch_ms, format_epoch_ms, format_time};
+use crate::summary::{Counts, KeptLease, OrphanReport, OrphanSection, RecordReport, Summary};
+use crate::time::{epoch_ms, format_epoch_ms, format_time, Timestamp};
 use crate::value::FieldValue;
 use crate::worker::WorkerSettings;
 
@@ -67,6 +67,17 @@ pub enum RunError {
     /// The plan cannot be read, is not for this state file, or cannot be written.
     #[error(transparent)]
     Plan(#[from] PlanError),
+    /// A signal ended the wait for the state file's lock, before anything was read.
+    #[error(
+        "interrupted by {} while waiting for the lock on the state file {}; nothing was read or \
+         changed", .signal.name(), .state.display()
+    )]
+    Interrupted {
+        /// The first signal.
+        signal: Signal,
+        /// The state file.
+        state: std::path::PathBuf,
+    },
 }
 
 impl RunError {
@@ -77,6 +88,7 @@ impl RunError {
             RunError::State(error) if error.is_busy() => ExitStatus::StateBusy,
             RunError::State(_) | RunError::Plan(_) => ExitStatus::Usage,
             RunError::Docker(_) => ExitStatus::DockerUnavailable,
+            RunError::Interrupted { signal, .. } => signal.exit_status(),
         }
     }
 }
@@ -129,6 +141,16 @@ impl Report {
             tracing::warn!(
                 "interrupted by {}: records not reached are deferred",
                 signal.name()
+            );
+        }
+        for lease in self.summary.leases_kept.iter().flatten() {
+            tracing::warn!(
+                game_id = %lease.game_id.escape_debug(),
+                until = %lease.until,
+                "this run keeps its lease on game {} until {}: the runtime manager cannot take \
+                 the game before then",
+                lease.game_id.escape_debug(),
+                lease.until
             );
         }
     }
@@ -212,18 +234,16 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
         threshold_ms: now_ms.saturating_sub(retention_ms),
     };
     let (plan, owner_label, orphan_mode) = load_plan(config, &mut time)?;
-    let (read, ()) = read_state(config, plan.as_ref(), &time, None, |_| Ok(()))?;
-    let docker = DockerClient::connect(&config.docker_host, config.docker_timeout).await?;
-    let daemon = docker.daemon();
-    tracing::info!(
-        host = docker.host(),
-        engine = %daemon.engine_version,
-        server_api = %daemon.server_api,
-        api = %daemon.wire_api,
-        "{} answered the preflight; requests use API {}",
-        daemon.engine_version,
-        daemon.wire_api
-    );
+    let (read, ()) = read_state(config, plan.as_ref(), &time, &stop, None, |_| Ok(()))
+        .map_err(|error| ended_by_signal(error, config, &stop))?;
+    let orphans_on = orphan_mode != OrphanMode::Off && owner_label.is_some();
+    let interrupted = |read: StateRead| Ok(not_reached(config, read, orphans_on, &time, &stop));
+    let docker = match connect(config, &stop).await {
+        Ok(docker) => docker,
+        // The records were selected: each is reported, not reached.
+        Err(DockerError::Interrupted { .. }) => return interrupted(read),
+        Err(error) => return Err(error.into()),
+    };
     tracing::info!(
         stopped = read.stopped,
         expired = read.candidates.len(),
@@ -247,10 +267,13 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
     // run's orphan pass lists the labelled containers again after its records, which changed
     // what the daemon holds (see `OrphanPass::find`).
     let listing = if records_need_listing {
-        let listed = docker.list_all().await;
-        Listing::All(ContainerIndex::new(
-            listed.map_err(|reason| docker.list_error(reason))?,
-        ))
+        match docker.list_all().await {
+            Ok(listed) => Listing::All(ContainerIndex::new(listed)),
+            Err(reason) => match docker.list_error(reason) {
+                DockerError::Interrupted { .. } => return interrupted(read),
+                error => return Err(error.into()),
+            },
+        }
     } else {
         match (&orphan_pass, config.dry_run) {
             (Some(orphans), true) => Listing::Labelled(docker.list_labelled(orphans.key).await),
@@ -262,10 +285,12 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
         docker: &docker,
         plan: plan.as_ref(),
         time: &time,
+        stop: &stop,
         orphans: orphan_pass.as_ref(),
         settings: WorkerSettings {
             holder: worker::holder_name(),
             lease_ttl: config.lease_ttl,
+            lock_wait: config.lock_wait,
             owner_label: owner_label.clone(),
             docker_timeout: config.docker_timeout,
             concurrency: config.concurrency.get(),
@@ -285,6 +310,7 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
                 &outcomes,
                 planned_orphans,
                 &time,
+                &stop,
             )?;
         }
         (read.stopped, read.candidates, outcomes, orphans)
@@ -324,6 +350,23 @@ fn names_a_container(candidates: &[Candidate], max_removals: Option<usize>) -> b
         .any(|candidate| matches!(candidate.target, Target::Container(_)))
 }
 
+/// Connects to the daemon (the preflight) and logs what it learnt.
+async fn connect(config: &Config, stop: &Arc<Stop>) -> Result<DockerClient, DockerError> {
+    let docker =
+        DockerClient::connect(&config.docker_host, config.docker_timeout, Arc::clone(stop)).await?;
+    let daemon = docker.daemon();
+    tracing::info!(
+        host = docker.host(),
+        engine = %daemon.engine_version,
+        server_api = %daemon.server_api,
+        api = %daemon.wire_api,
+        "{} answered the preflight; requests use API {}",
+        daemon.engine_version,
+        daemon.wire_api
+    );
+    Ok(docker)
+}
+
 /// Loads the plan to apply, if there is one, with the owner label and orphan mode the run must
 /// use. A plan is re-checked against its own threshold, owner label and orphan mode, whatever
 /// this run's are: it can only name what was expired, owned and leaked when it was made.
@@ -361,6 +404,8 @@ struct Pass<'a> {
     plan: Option<&'a Plan>,
     /// The pass's times; the threshold is the plan's under a plan.
     time: &'a PassTime,
+    /// Why the pass stops, shared with the signal listener.
+    stop: &'a Arc<Stop>,
     orphans: Option<&'a OrphanPass<'a>>,
     settings: WorkerSettings,
 }
@@ -387,10 +432,14 @@ impl Pass<'_> {
         let (read, orphan_records) = match (self.orphans, listed) {
             (Some(orphans), Some(Ok(listed))) => {
                 let games = orphans.games_named(listed);
-                let (read, records) =
-                    read_state(self.config, self.plan, self.time, Some(read), |store| {
-                        store.records_of(&games)
-                    })?;
+                let (read, records) = read_state(
+                    self.config,
+                    self.plan,
+                    self.time,
+                    self.stop,
+                    Some(read),
+                    |store| store.records_of(&games),
+                )?;
                 (read, Some(Ok(records)))
             }
             (Some(_), Some(Err(reason))) => (read, Some(Err(reason))),
@@ -437,25 +486,24 @@ impl Pass<'_> {
             self.settings.owner_label.as_deref(),
             self.config.max_removals,
         );
-        let orphans = match (self.orphans, orphan_records) {
-            (Some(orphans), Some(Ok(records))) => {
-                // The labelled listing where one was taken, else the listing of every container.
-                let listed = labelled
-                    .as_deref()
-                    .or_else(|| containers.as_ref().map(ContainerIndex::containers))
-                    .unwrap_or_default();
-                Some(
-                    orphans
+        let orphans =
+            match (self.orphans, orphan_records) {
+                (Some(orphans), Some(Ok(records))) => {
+                    // The labelled listing where one was taken, else that of every container.
+                    let listed = labelled
+                        .as_deref()
+                        .or_else(|| containers.as_ref().map(ContainerIndex::containers))
+                        .unwrap_or_default();
+                    let found = orphans
                         .search(listed, &records, self.docker, self.settings.concurrency)
-                        .await
-                        .map(|found| {
-                            orphans.predict(found, &read.leases, self.config.max_removals)
-                        }),
-                )
-            }
-            (Some(_), Some(Err(reason))) => Some(Err(reason)),
-            _ => None,
-        };
+                        .await;
+                    Some(cut_short(found, self.stop).map(|found| {
+                        orphans.predict(found, &read.leases, self.config.max_removals)
+                    }))
+                }
+                (Some(_), Some(Err(reason))) => Some(Err(reason)),
+                _ => None,
+            };
         Ok((read, outcomes, orphans))
     }
 
@@ -485,10 +533,12 @@ impl Pass<'_> {
             // the orphans' listing and inspections included.
             (Some(_), Some(reason)) => Some(Err(reason)),
             (Some(orphan_pass), None) => Some(
-                match orphan_pass
-                    .find(self.docker, &writer, self.settings.concurrency)
-                    .await
-                {
+                match cut_short(
+                    orphan_pass
+                        .find(self.docker, &writer, self.settings.concurrency)
+                        .await,
+                    stop,
+                ) {
                     Ok(found) => Ok(orphan_pass
                         .remove(
                             found,
@@ -508,6 +558,58 @@ impl Pass<'_> {
     }
 }
 
+/// The error of a start-up read whose wait for the lock a signal ended: nothing was read, and
+/// the run ends with the signal's status. Any other error is returned as it is.
+fn ended_by_signal(error: RunError, config: &Config, stop: &Stop) -> RunError {
+    match (&error, stop.signalled()) {
+        (RunError::State(state), Some(signal)) if state.is_busy() => RunError::Interrupted {
+            signal,
+            state: config.state.clone(),
+        },
+        _ => error,
+    }
+}
+
+/// The report of a pass that a signal stopped after it selected its records and before it
+/// acted on any (during the preflight or the listing): every record is `deferred`, and the
+/// orphans, if looked for, were not.
+fn not_reached(
+    config: &Config,
+    read: StateRead,
+    orphans_on: bool,
+    time: &PassTime,
+    stop: &Stop,
+) -> Report {
+    let reason = stop.reason().unwrap_or_default();
+    let orphans = orphans_on.then(|| Err(reason.clone()));
+    let deferred = read
+        .candidates
+        .iter()
+        .map(|_| Outcome::deferred(reason.clone()))
+        .collect();
+    report(
+        config,
+        read.stopped,
+        read.candidates,
+        deferred,
+        orphans,
+        time,
+        stop,
+    )
+}
+
+/// The orphan search's result, unless a signal came during it: the calls it had not made were
+/// not made, so what it found is not every orphan.
+fn cut_short<T>(found: Result<T, String>, stop: &Stop) -> Result<T, String> {
+    match stop.signalled() {
+        Some(signal) => Err(format!(
+            "the search for orphans was cut short by {}",
+            signal.name()
+        )),
+        None => found,
+    }
+}
+
 /// Opens the state file and reads what the pass needs: the stopped count, the candidates and
 /// (for a dry run) the leases, then what `also` reads from the same open file (the orphans'
 /// records of a dry run). `earlier` is a read already made to read more from; it counts with
@@ -521,6 +623,7 @@ fn read_state<T>(
     config: &Config,
     plan: Option<&Plan>,
     time: &PassTime,
+    stop: &Arc<Stop>,
     earlier: Option<StateRead>,
     also: impl Fn(&Store) -> Result<T, StoreError>,
 ) -> Result<(StateRead, T), RunError> {
@@ -529,7 +632,7 @@ fn read_state<T>(
     loop {
         let read = match earlier.take() {
             Some(read) => read,
-            None => open_and_read(config, plan, time, attempt)?,
+            None => open_and_read(config, plan, time, stop, attempt)?,
         };
         let more = also(&read.store)?;
         match read.store.check_read_consistent(attempt) {
@@ -550,6 +653,7 @@ fn open_and_read(
     config: &Config,
     plan: Option<&Plan>,
     time: &PassTime,
+    stop: &Arc<Stop>,
     attempt: usize,
 ) -> Result<StateRead, RunError> {
     let access = if config.dry_run {
@@ -557,7 +661,7 @@ fn open_and_read(
     } else {
         Access::ReadWrite
     };
-    let mut store = Store::open(&config.state, access, config.lock_wait)?;
+    let mut store = Store::open(&config.state, access, config.lock_wait, stop)?;
     let (stopped, candidates) = match plan {
         None => {
             let selection = store.select(time.threshold_ms)?;
@@ -579,6 +683,8 @@ fn open_and_read(
     })
 }
 
+/// Writes the dry run's plan, unless a signal cut the dry run short: a plan must name exactly
+/// what a real run would act on, and an interrupted dry run may not have looked at everything.
 fn write_plan(
     config: &Config,
     path: &Path,
@@ -586,7 +692,16 @@ fn write_plan(
     outcomes: &[Outcome],
     orphans: &[HandledOrphan],
     time: &PassTime,
+    stop: &Stop,
 ) -> Result<(), RunError> {
+    if let Some(signal) = stop.signalled() {
+        tracing::warn!(
+            plan = %path.display(),
+            "no plan written: the dry run was interrupted by {}",
+            signal.name()
+        );
+        return Ok(());
+    }
     let acted = worker::acted_on(candidates.len(), config.max_removals);
     let acted_on: Vec<_> = candidates.iter().zip(outcomes).take(acted).collect();
     let context = PlanContext {
@@ -626,6 +741,17 @@ fn report(
     time: &PassTime,
     stop: &Stop,
 ) -> Report {
+    let orphans_kept: Vec<KeptLease> = orphans
+        .iter()
+        .flat_map(|handled| handled.iter().flatten())
+        .filter_map(|handled| {
+            let until = handled.outcome.as_ref()?.lease_kept_until?;
+            Some(KeptLease {
+                game_id: handled.orphan.label.clone(),
+                until: Timestamp::from_epoch_ms(until)?,
+            })
+        })
+        .collect();
     let oldest_orphan_since_ms = orphans
         .iter()
         .flat_map(|handled| handled.iter().flatten())
@@ -664,11 +790,23 @@ fn report(
         })
         .filter_map(|(candidate, _)| candidate.last_op_at)
         .min();
+    let mut leases_kept = Vec::new();
     let records: Vec<RecordReport> = candidates
         .into_iter()
         .zip(outcomes)
-        .map(|(candidate, outcome)| RecordReport::new(candidate, outcome))
+        .map(|(candidate, outcome)| {
+            let kept = outcome.lease_kept_until.and_then(Timestamp::from_epoch_ms);
+            let record = RecordReport::new(candidate, outcome);
+            if let Some(until) = kept {
+                leases_kept.push(KeptLease {
+                    game_id: record.game_id.clone(),
+                    until,
+                });
+            }
+            record
+        })
         .collect();
+    leases_kept.extend(orphans_kept);
     let summary = Summary {
         dry_run: config.dry_run,
         state: value::escape_invalid_utf8(config.state.as_os_str().as_encoded_bytes()).into_owned(),
@@ -679,6 +817,8 @@ fn report(
         counts: Counts::tally(stopped, &records),
         records,
         orphans,
+        // A dry run takes no lease.
+        leases_kept: (!config.dry_run).then_some(leases_kept),
     };
     Report {
         summary,

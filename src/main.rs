@@ -36,21 +36,17 @@ fn main() -> ExitCode {
     };
     let started = Instant::now();
     let stop = Stop::new();
-    let outcome = runtime.block_on(async {
-        listen_for_signals(&stop)?;
-        Ok::<_, std::io::Error>(rt_cleanup::run(&config, stop.clone()).await)
-    });
-    let report = match outcome {
-        Ok(Ok(report)) => report,
-        Ok(Err(error)) => {
+    if let Err(error) = listen_for_signals(&stop, runtime.handle()) {
+        tracing::error!("cannot listen for SIGINT and SIGTERM: {error}");
+        return ExitStatus::Usage.into();
+    }
+    let report = match runtime.block_on(rt_cleanup::run(&config, stop)) {
+        Ok(report) => report,
+        Err(error) => {
             tracing::error!("{error}");
             let status = error.exit_status();
             rt_cleanup::write_metrics(&config, started.elapsed(), status, None);
             return status.into();
-        }
-        Err(error) => {
-            tracing::error!("cannot listen for SIGINT and SIGTERM: {error}");
-            return ExitStatus::Usage.into();
         }
     };
     // The summary goes out as it is written, never held whole: it can be tens of megabytes.

@@ -6,7 +6,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::candidate::Target;
-use crate::engine::{ContainerInfo, ContainerState, Inspection, Lookup, Removal};
+use crate::engine::{ContainerInfo, ContainerState, Inspection, Lookup, Removal, Unanswered};
+use crate::time::format_epoch_ms;
 use crate::value::FieldValue;
 
 /// The result of one expired record, as reported and counted.
@@ -101,6 +102,11 @@ pub struct Outcome {
     /// A one-line explanation; `None` for a plain removal. Most messages are fixed text, which
     /// is borrowed rather than copied into each of thousands of outcomes.
     pub error_message: Option<Cow<'static, str>>,
+    /// Until when (epoch milliseconds) this run's lease on the game stays, where it is not
+    /// released: a removal that got no answer may still be carried out by the daemon, or the
+    /// state file refused the result and the release with it. `None` where the lease is
+    /// released, or none was taken.
+    pub lease_kept_until: Option<i64>,
 }
 
 impl Outcome {
@@ -111,6 +117,7 @@ impl Outcome {
             result: ResultKind::Removed,
             error_code: None,
             error_message: None,
+            lease_kept_until: None,
         }
     }
 
@@ -149,6 +156,7 @@ impl Outcome {
             result: ResultKind::Deferred,
             error_code: None,
             error_message: Some(message.into()),
+            lease_kept_until: None,
         }
     }
 
@@ -157,6 +165,17 @@ impl Outcome {
             result,
             error_code: Some(code),
             error_message: Some(truncated(message.into())),
+            lease_kept_until: None,
+        }
+    }
+
+    /// The same result, with this run's lease on the game kept until `until_ms` instead of
+    /// released.
+    #[must_use]
+    pub fn keeping_lease(self, until_ms: i64) -> Self {
+        Self {
+            lease_kept_until: Some(until_ms),
+            ..self
         }
     }
 
@@ -212,11 +231,14 @@ pub fn without_force_advice(message: &str) -> Cow<'_, str> {
     }
 }
 
-/// Decides the result of a removal request. `None` means Docker did not answer in time, and the
-/// container must be inspected before anything is decided (see [`decide_after_timeout`]).
-#[must_use]
-pub fn decide_removal(reference: &str, removal: &Removal) -> Option<Outcome> {
-    Some(match removal {
+/// Decides the result of a removal request from Docker's answer. Where no answer came, the
+/// container must be inspected before anything is decided (see [`decide_after_unanswered`]):
+/// that is the error, with why no answer came.
+pub fn decide_removal<'a>(
+    reference: &str,
+    removal: &'a Removal,
+) -> Result<Outcome, &'a Unanswered> {
+    Ok(match removal {
         Removal::Removed => Outcome::removed(),
         Removal::NotFound => Outcome::replay_no_op(format!(
             "container {reference} was already gone (Docker answered 404)"
@@ -232,7 +254,10 @@ pub fn decide_removal(reference: &str, removal: &Removal) -> Option<Outcome> {
             ),
         },
         Removal::Unreachable(message) => Outcome::failed(ErrorCode::DockerError, message.clone()),
-        Removal::TimedOut => return None,
+        Removal::Interrupted => {
+            Outcome::deferred("interrupted by a signal before its removal was sent")
+        }
+        Removal::Unanswered(unanswered) => return Err(unanswered),
     })
 }
 
@@ -276,33 +301,47 @@ fn classify_refusal(status: u16, message: &str) -> Option<Refusal> {
         .map(|(_, _, meaning)| *meaning)
 }
 
-/// Decides the result of a removal that timed out, from an inspection made afterwards: the
-/// record is moved to `removed` only when the container is verifiably gone.
+/// Decides the result of a removal that got no answer, from an inspection made afterwards. The
+/// record is moved to `removed` only when the container is verifiably gone (and the lease is then
+/// released). Otherwise the removal may still be carried out by the daemon, now or later: the
+/// result is `failed`, and this run's lease on the game is kept until it expires at `lease_until_ms`,
+/// so that the runtime manager cannot take the game back while its container may yet vanish.
 #[must_use]
-pub fn decide_after_timeout(
+pub fn decide_after_unanswered(
     reference: &str,
+    unanswered: &Unanswered,
     timeout: std::time::Duration,
     inspection: &Inspection,
+    lease_until_ms: i64,
 ) -> Outcome {
-    let waited = humantime::format_duration(timeout);
-    match inspection {
-        Inspection::NotFound => Outcome::removed(),
-        Inspection::Found(info) => Outcome::failed(
-            ErrorCode::DockerError,
-            format!(
-                "removal of {reference} got no answer within {waited}; the container still \
-                 exists (state {})",
-                info.state
-            ),
+    let what = match unanswered {
+        Unanswered::TimedOut => format!(
+            "got no answer within {}",
+            humantime::format_duration(timeout)
         ),
-        Inspection::Failed(message) => Outcome::failed(
-            ErrorCode::DockerError,
-            format!(
-                "removal of {reference} got no answer within {waited}, and checking for it \
-                 failed too: {message}"
-            ),
+        Unanswered::ConnectionLost(reason) => {
+            format!("lost its connection before an answer ({reason})")
+        }
+        Unanswered::Abandoned => {
+            "was abandoned after a second signal before Docker answered".to_owned()
+        }
+    };
+    let found = match inspection {
+        Inspection::NotFound => return Outcome::removed(),
+        Inspection::Found(info) => format!("; the container still exists (state {})", info.state),
+        Inspection::Failed(message) => format!(", and checking for it failed too: {message}"),
+        Inspection::Interrupted => ", and it was not checked since the run is stopping".to_owned(),
+    };
+    let until = format_epoch_ms(lease_until_ms).unwrap_or_else(|| lease_until_ms.to_string());
+    Outcome::failed(
+        ErrorCode::DockerError,
+        format!(
+            "removal of {reference} {what}{found}; the daemon may still carry the removal out, \
+             so this run keeps the game's lease until it expires at {until}; the record stays as \
+             it is and a run after that retries it"
         ),
-    }
+    )
+    .keeping_lease(lease_until_ms)
 }
 
 /// Checks `--owner-label`: the container is removed only if its label `key` is the game, byte
@@ -400,6 +439,13 @@ pub fn predict(
                 Some(Inspection::NotFound) => {
                     return Outcome::replay_no_op(format!(
                         "container {reference}, listed as {}, is gone now",
+                        listed.state
+                    ))
+                }
+                Some(Inspection::Interrupted) => {
+                    return Outcome::deferred(format!(
+                        "interrupted by a signal before container {reference}, listed as {}, \
+                         was looked at again",
                         listed.state
                     ))
                 }
@@ -600,19 +646,50 @@ mod tests {
     }
 
     #[test]
-    fn a_timeout_is_confirmed_before_deciding() {
-        assert_eq!(decide_removal("abc", &Removal::TimedOut), None);
+    fn a_removal_without_answer_is_confirmed_before_deciding_and_keeps_the_lease_unless_gone() {
+        const UNTIL: i64 = 1_800_000_300_000;
         let wait = Duration::from_secs(30);
+        for unanswered in [
+            Unanswered::TimedOut,
+            Unanswered::ConnectionLost("connection closed before message completed".into()),
+            Unanswered::Abandoned,
+        ] {
+            let removal = Removal::Unanswered(unanswered.clone());
+            assert_eq!(
+                decide_removal("abc", &removal),
+                Err(&unanswered),
+                "{removal:?}"
+            );
+            let decide =
+                |inspection| decide_after_unanswered("abc", &unanswered, wait, &inspection, UNTIL);
+            assert_eq!(
+                decide(Inspection::NotFound),
+                Outcome::removed(),
+                "gone: removed, the lease released"
+            );
+            for inspection in [
+                Inspection::Found(info("exited", &[])),
+                Inspection::Failed("timed out".into()),
+                Inspection::Interrupted,
+            ] {
+                let shown = format!("{unanswered:?} {inspection:?}");
+                let outcome = decide(inspection);
+                assert_eq!(outcome.error_code, Some(ErrorCode::DockerError), "{shown}");
+                assert!(!outcome.moves_record(), "{shown}");
+                assert_eq!(outcome.lease_kept_until, Some(UNTIL), "{shown}");
+                let message = outcome.error_message.unwrap();
+                assert!(
+                    message.contains("may still carry the removal out")
+                        && message.contains("2027-01-15T08:05:00.000Z"),
+                    "{shown}: {message}"
+                );
+            }
+        }
         assert_eq!(
-            decide_after_timeout("abc", wait, &Inspection::NotFound),
-            Outcome::removed()
+            decide_removal("abc", &Removal::Interrupted).map(|o| o.result),
+            Ok(ResultKind::Deferred),
+            "a removal never sent was not reached"
         );
-        let still_there =
-            decide_after_timeout("abc", wait, &Inspection::Found(info("exited", &[])));
-        assert_eq!(still_there.error_code, Some(ErrorCode::DockerError));
-        assert!(!still_there.moves_record());
-        let unknown = decide_after_timeout("abc", wait, &Inspection::Failed("timed out".into()));
-        assert_eq!(unknown.result, ResultKind::Failed);
     }
 
     #[test]

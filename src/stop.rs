@@ -1,11 +1,18 @@
 //! Why a pass stops starting records: a signal, or a state file that refused a write.
 //!
-//! The first SIGINT or SIGTERM stops the pass from starting records; those in flight are finished
-//! and recorded. A second signal, after a short grace, abandons the waits for the Docker calls
-//! still in flight: their records are settled as unanswered removals (never moved to `removed`,
-//! since their containers are not verifiably gone), and the run exits with the first signal's
-//! status.
+//! The first SIGINT or SIGTERM stops the pass from starting anything: no record, and no Docker
+//! call of any phase (the preflight, the listing, the orphan search, a dry run's); a lock wait
+//! for work not yet begun (the start-up read, a lease claim) ends at once. The records in flight
+//! are finished and recorded. A second signal, after a short grace, abandons the waits for the
+//! Docker calls still in flight and for the state file's lock: a removal abandoned so is settled
+//! as an unanswered one (never moved to `removed`, since its container is not verifiably gone,
+//! and its lease kept, since the daemon may still carry it out), and the run exits with the
+//! first signal's status.
+//!
+//! Signals are received on a thread of their own, so that they are seen while the pass's thread
+//! is blocked in a wait (SQLite's wait for a lock runs on the thread that asked for it).
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -95,11 +102,24 @@ impl Stop {
         let _ = receiver.wait_for(|abandoned| *abandoned).await;
     }
 
-    /// Whether the waits for in-flight calls were abandoned (the tests' view of it).
-    #[cfg(test)]
+    /// Whether the waits for in-flight calls and locks were abandoned.
     #[must_use]
     pub fn is_abandoned(&self) -> bool {
         *self.abandon.borrow()
+    }
+
+    /// Runs a call unless the pass is stopping: after a signal it is not started at all, and its
+    /// wait is abandoned once [`abandon`](Self::abandon) is called. Every Docker call of a pass
+    /// goes through here.
+    pub async fn guard<T>(&self, call: impl Future<Output = T>) -> Result<T, Cut> {
+        if self.signalled().is_some() {
+            return Err(Cut::NotStarted);
+        }
+        tokio::select! {
+            biased;
+            () = self.abandoned() => Err(Cut::Abandoned),
+            answer = call => Ok(answer),
+        }
     }
 
     /// Records a state-file failure; the first one is kept.
@@ -138,41 +158,116 @@ impl Stop {
     }
 }
 
-/// Listens for SIGINT and SIGTERM for the rest of the process: the first stops the pass from
-/// starting records; a second abandons the in-flight Docker calls after [`ABANDON_GRACE`].
-pub fn listen_for_signals(stop: &Arc<Stop>) -> std::io::Result<()> {
-    for (kind, which) in [
+/// Why a call guarded by [`Stop::guard`] got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// It was not started: a signal came first.
+    NotStarted,
+    /// Its wait was abandoned after a second signal: it may or may not have been carried out.
+    Abandoned,
+}
+
+/// Listens for SIGINT and SIGTERM for the rest of the process, on a thread of its own: the first
+/// stops the pass from starting anything; a second abandons the waits in flight after
+/// [`ABANDON_GRACE`]. Returns once the signals are being listened for.
+///
+/// Where the system has no thread to spare, the signals are listened for on `runtime`, the
+/// pass's own: they are then seen only while the pass's thread is not blocked in a wait.
+pub fn listen_for_signals(
+    stop: &Arc<Stop>,
+    runtime: &tokio::runtime::Handle,
+) -> std::io::Result<()> {
+    let (ready, listening) = std::sync::mpsc::channel();
+    let for_thread = Arc::clone(stop);
+    let spawned = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            // The receiver waits for one answer; if it is gone, nobody needs it.
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = ready.send(Err(error));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                match signal_streams() {
+                    Ok(streams) => {
+                        let _ = ready.send(Ok(()));
+                        listen(streams, for_thread).await;
+                    }
+                    Err(error) => {
+                        let _ = ready.send(Err(error));
+                    }
+                }
+            });
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(
+            "no thread for the signals ({error}): a signal is seen only between the pass's waits"
+        );
+        let _entered = runtime.enter();
+        runtime.spawn(listen(signal_streams()?, Arc::clone(stop)));
+        return Ok(());
+    }
+    listening.recv().unwrap_or_else(|_| {
+        Err(std::io::Error::other(
+            "the signal thread ended before it listened",
+        ))
+    })
+}
+
+/// The streams of SIGINT and SIGTERM, registered in the current runtime.
+fn signal_streams() -> std::io::Result<Vec<(tokio::signal::unix::Signal, Signal)>> {
+    [
         (SignalKind::interrupt(), Signal::Interrupt),
         (SignalKind::terminate(), Signal::Terminate),
-    ] {
-        let mut stream = signal(kind)?;
+    ]
+    .into_iter()
+    .map(|(kind, which)| Ok((signal(kind)?, which)))
+    .collect()
+}
+
+/// Receives the signals for the rest of the process.
+async fn listen(streams: Vec<(tokio::signal::unix::Signal, Signal)>, stop: Arc<Stop>) {
+    let listeners = streams.into_iter().map(|(mut stream, which)| {
+        let stop = Arc::clone(&stop);
+        async move {
+            while stream.recv().await.is_some() {
+                received(&stop, which);
+            }
+        }
+    });
+    futures_util::future::join_all(listeners).await;
+}
+
+/// What a received signal does: the first stops the pass from starting anything, a second
+/// abandons the waits in flight after [`ABANDON_GRACE`] (without holding up a third).
+fn received(stop: &Arc<Stop>, which: Signal) {
+    if stop.signal(which) {
+        tracing::warn!(
+            "received {}: starting nothing more, finishing the records in flight (a second \
+             signal abandons them after {})",
+            which.name(),
+            humantime::format_duration(ABANDON_GRACE)
+        );
+    } else {
+        tracing::warn!(
+            "received {} again: abandoning the Docker calls and lock waits still in flight in {}; \
+             their records stay as they are, a removal that got no answer keeps its lease until \
+             it expires, and a later run retries them",
+            which.name(),
+            humantime::format_duration(ABANDON_GRACE)
+        );
         let stop = Arc::clone(stop);
         tokio::spawn(async move {
-            while stream.recv().await.is_some() {
-                if stop.signal(which) {
-                    tracing::warn!(
-                        "received {}: finishing the records in flight (a second signal abandons \
-                         them after {})",
-                        which.name(),
-                        humantime::format_duration(ABANDON_GRACE)
-                    );
-                } else {
-                    tracing::warn!(
-                        "received {} again: abandoning the Docker calls still in flight in {}; \
-                         their records stay as they are and the next run retries them",
-                        which.name(),
-                        humantime::format_duration(ABANDON_GRACE)
-                    );
-                    let stop = Arc::clone(&stop);
-                    tokio::spawn(async move {
-                        tokio::time::sleep(ABANDON_GRACE).await;
-                        stop.abandon();
-                    });
-                }
-            }
+            tokio::time::sleep(ABANDON_GRACE).await;
+            stop.abandon();
         });
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -191,6 +286,28 @@ mod tests {
             Some(ExitStatus::Terminated)
         );
         assert!(stop.reason().unwrap().contains("SIGTERM"));
+    }
+
+    #[tokio::test]
+    async fn a_guarded_call_is_not_started_after_a_signal_and_abandoned_after_a_second() {
+        let stop = Stop::new();
+        assert_eq!(stop.guard(async { 7 }).await, Ok(7));
+        let never = std::future::pending::<()>();
+        let abandoning = {
+            let stop = Arc::clone(&stop);
+            async move {
+                tokio::task::yield_now().await;
+                stop.abandon();
+            }
+        };
+        let (cut, ()) = tokio::join!(stop.guard(never), abandoning);
+        assert_eq!(cut, Err(Cut::Abandoned), "a call in flight is abandoned");
+        let stop = Stop::new();
+        stop.signal(Signal::Interrupt);
+        let started = std::sync::atomic::AtomicBool::new(false);
+        let call = async { started.store(true, std::sync::atomic::Ordering::SeqCst) };
+        assert_eq!(stop.guard(call).await, Err(Cut::NotStarted));
+        assert!(!started.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[tokio::test]

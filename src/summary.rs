@@ -125,6 +125,21 @@ pub struct Summary {
     /// where the search failed, both `null` and `orphan_error`.
     #[serde(flatten)]
     pub orphans: Option<OrphanSection>,
+    /// The leases this run left in place (`leases_kept`), in the order of the records, then of
+    /// the orphans; absent for a dry run, which takes none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leases_kept: Option<Vec<KeptLease>>,
+}
+
+/// A lease of this run's on a game that it did not release: the removal of the game's container
+/// may still be carried out by the daemon, or the state file refused the release. The runtime
+/// manager can take the game once it expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeptLease {
+    /// The game.
+    pub game_id: String,
+    /// When the lease expires.
+    pub until: Timestamp,
 }
 
 impl Summary {
@@ -314,6 +329,10 @@ pub fn write_json(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
             json_string(out, error)?;
         }
     }
+    if let Some(kept) = &summary.leases_kept {
+        out.write_all(b",\"leases_kept\":")?;
+        serde_json::to_writer(&mut *out, kept)?;
+    }
     out.write_all(b"}\n")
 }
 
@@ -342,8 +361,9 @@ fn json_option(out: &mut impl Write, value: Option<&str>) -> io::Result<()> {
     }
 }
 
-/// Writes the summary as text: one line per expired record and per orphan, then a closing line
-/// with the counts. Every line is `key=value` pairs so that it greps well in `journalctl`.
+/// Writes the summary as text: one line per expired record, per orphan and per lease kept, then
+/// a closing line with the counts. Every line is `key=value` pairs so that it greps well in
+/// `journalctl`.
 pub fn write_text(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
     for record in &summary.records {
         write!(
@@ -388,6 +408,16 @@ pub fn write_text(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
             out.write_all(b"\n")?;
         }
     }
+    let kept = summary.leases_kept.as_deref().unwrap_or_default();
+    for lease in kept {
+        writeln!(
+            out,
+            "{:<12} game_id={} until={}",
+            "lease_kept",
+            quote(&lease.game_id),
+            lease.until
+        )?;
+    }
     let counts = &summary.counts;
     write!(
         out,
@@ -422,6 +452,11 @@ pub fn write_text(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
             "; orphans: the search failed, none is known: {}",
             quote(error)
         )?,
+    }
+    match kept.len() {
+        0 => {}
+        1 => out.write_all(b"; 1 lease kept")?,
+        n => write!(out, "; {n} leases kept")?,
     }
     out.write_all(b"\n")
 }
@@ -478,6 +513,7 @@ mod tests {
             counts: Counts::tally(40, &records),
             records,
             orphans: None,
+            leases_kept: Some(Vec::new()),
         }
     }
 
@@ -507,6 +543,7 @@ mod tests {
                 "counts",
                 "dry_run",
                 "finished_at",
+                "leases_kept",
                 "records",
                 "retention_seconds",
                 "started_at",
@@ -514,6 +551,7 @@ mod tests {
                 "threshold"
             ]
         );
+        assert_eq!(value["leases_kept"], serde_json::json!([]));
         assert_eq!(
             value["counts"],
             serde_json::json!({"stopped": 40, "expired": 1, "removed": 1, "replay_no_op": 0,
@@ -545,6 +583,39 @@ mod tests {
              2026-11-20T12:00:00.000Z): 1 removed, 0 replay_no_op, 0 conflict, 1 failed, \
              0 deferred"
         );
+    }
+
+    #[test]
+    fn each_lease_kept_is_named_with_when_it_expires() {
+        let mut summary = summary(vec![record(
+            "g-1",
+            ResultKind::Failed,
+            Some(ErrorCode::DockerError),
+        )]);
+        let until = Timestamp::from_epoch_ms(1_794_470_700_000).unwrap();
+        summary.leases_kept = Some(vec![KeptLease {
+            game_id: "g-1".into(),
+            until,
+        }]);
+        let json: serde_json::Value = serde_json::from_str(&json_of(&summary)).unwrap();
+        assert_eq!(
+            json["leases_kept"],
+            serde_json::json!([{"game_id": "g-1", "until": "2026-11-12T08:05:00.000Z"}])
+        );
+        let text = text_of(&summary);
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(
+            lines[1],
+            "lease_kept   game_id=g-1 until=2026-11-12T08:05:00.000Z"
+        );
+        assert!(
+            lines[2].ends_with("0 deferred; 1 lease kept"),
+            "{}",
+            lines[2]
+        );
+        summary.leases_kept = None;
+        let json: serde_json::Value = serde_json::from_str(&json_of(&summary)).unwrap();
+        assert!(json.get("leases_kept").is_none(), "a dry run keeps none");
     }
 
     #[test]
@@ -667,7 +738,16 @@ mod tests {
             json_of(&summary),
             serde_json::to_string(&summary).unwrap() + "\n"
         );
+        summary.leases_kept = Some(vec![KeptLease {
+            game_id: "g-\"2\"".into(),
+            until: Timestamp::from_epoch_ms(1_794_470_700_000).unwrap(),
+        }]);
+        assert_eq!(
+            json_of(&summary),
+            serde_json::to_string(&summary).unwrap() + "\n"
+        );
         summary.records.clear();
+        summary.leases_kept = None;
         assert_eq!(
             json_of(&summary),
             serde_json::to_string(&summary).unwrap() + "\n"

@@ -4,9 +4,8 @@
 //! The same worker runs the jobs of the record pass and of the orphan pass; what differs between
 //! them is in the job (its guard and its `op_kind`), not here.
 
-use std::cell::RefCell;
-use std::future::Future;
-use std::time::Duration;
+use std::cell::{OnceCell, RefCell};
+use std::time::{Duration, Instant};
 
 use futures_util::future;
 use futures_util::stream::{self, StreamExt};
@@ -16,14 +15,14 @@ use crate::candidate::Target;
 use crate::engine::{ContainerEngine, ContainerIndex, Inspection, Lookup};
 use crate::job::{Job, JobKind};
 use crate::outcome::{
-    check_owner, decide_after_timeout, decide_removal, lease_conflict, without_force_advice,
+    check_owner, decide_after_unanswered, decide_removal, lease_conflict, without_force_advice,
     ErrorCode, Outcome,
 };
 use crate::stop::Stop;
 use crate::store::{
-    Claim, ClaimAndSettle, ClaimResult, PendingSettlement, Settlement, StateWriter,
+    Claim, ClaimAndSettle, ClaimResult, PendingSettlement, Settlement, StateWriter, StoreError,
 };
-use crate::time::now_ms;
+use crate::time::{format_epoch_ms, now_ms};
 
 /// What the worker needs besides its jobs.
 #[derive(Debug, Clone)]
@@ -36,6 +35,9 @@ pub struct WorkerSettings {
     pub owner_label: Option<String>,
     /// The per-call Docker timeout, for messages.
     pub docker_timeout: Duration,
+    /// `--lock-wait`, which also sets how long a result the state file refused is tried again
+    /// ([`RESCUE_LOCK_WAITS`]).
+    pub lock_wait: Duration,
     /// Jobs worked on at once.
     pub concurrency: usize,
 }
@@ -65,10 +67,23 @@ pub fn over_limit(max_removals: Option<usize>) -> Outcome {
     ))
 }
 
-/// The message of a Docker call abandoned on a second signal.
-const ABANDONED: &str = "abandoned after a second signal while Docker had not answered; the \
-                         container may or may not be gone, so the record stays as it is and the \
-                         next run retries it";
+/// Where the state file refuses the result of a job whose container was handled, the result is
+/// tried again until this many `--lock-wait`s after the pass's first such refusal: a lock held a
+/// little longer than the wait is outlasted, and the lease is not left to block the game for the
+/// whole `--lease-ttl`. No try starts later than [`TRY_LOCK_WAITS`] lock waits before the lease
+/// expires, so that every try ends while the lease is still this run's.
+pub const RESCUE_LOCK_WAITS: u32 = 2;
+
+/// The longest one try of a result can wait for locks: behind another transaction (its lock and
+/// its commit), then for its own lock.
+const TRY_LOCK_WAITS: u32 = 3;
+
+/// The first pause between tries of a result refused by other than a lock (which comes back at
+/// once); it doubles up to [`RESCUE_PAUSE_MAX`].
+const RESCUE_PAUSE: Duration = Duration::from_millis(100);
+
+/// The longest pause between tries of a refused result.
+const RESCUE_PAUSE_MAX: Duration = Duration::from_secs(1);
 
 /// The most results of jobs without a Docker call that may be queued for the state writer and
 /// not yet known to be written: enough to keep the writer's transactions full (64 requests
@@ -116,6 +131,7 @@ where
         settings,
         stop,
         unconfirmed: Semaphore::new(MAX_UNCONFIRMED),
+        rescue_until: OnceCell::new(),
     };
     let worker = &worker;
     // Both futures below run in this one task and never hold the borrow across an await.
@@ -186,8 +202,22 @@ struct Queued<'a> {
     /// Whether the request holds the job's claim too: where it fails, nothing of the job was
     /// written or done, and the record is `deferred`.
     with_claim: bool,
+    /// For a job that holds a lease: what to try again where the state file refuses the result.
+    rescue: Option<Rescue>,
     /// The job's place among the unconfirmed requests without Docker work, if it is one.
     _permit: Option<SemaphorePermit<'a>>,
+}
+
+/// A settlement to try again, and when its lease expires.
+struct Rescue {
+    settlement: Settlement,
+    lease_until_ms: i64,
+}
+
+/// This run's lease on a game, as the claim took it.
+struct Lease {
+    holder: String,
+    expires_at: i64,
 }
 
 struct Worker<'a, E> {
@@ -197,6 +227,8 @@ struct Worker<'a, E> {
     settings: &'a WorkerSettings,
     stop: &'a Stop,
     unconfirmed: Semaphore,
+    /// Until when results the state file refused are tried again: set at the first refusal.
+    rescue_until: OnceCell<Instant>,
 }
 
 impl<E: ContainerEngine> Worker<'_, E> {
@@ -223,26 +255,36 @@ impl<E: ContainerEngine> Worker<'_, E> {
             lease_ttl: self.settings.lease_ttl,
             guard: job.guard.clone(),
         };
-        match self.writer.claim(claim).await {
-            Ok(ClaimResult::Claimed) => {}
+        let expires_at = match self.writer.claim(claim).await {
+            Ok(ClaimResult::Claimed { expires_at }) => expires_at,
             Ok(ClaimResult::HeldBy(lease)) => {
                 return self.settle(job, None, lease_conflict(&lease), started_at_ms);
             }
             Ok(ClaimResult::Changed(change)) => {
                 return self.settle(job, None, Outcome::conflict(change), started_at_ms);
             }
-            Err(error) => {
-                // Nothing was done for this job: it is simply not reached.
-                let outcome = Outcome::deferred(format!("not reached: {error}"));
-                self.stop.state_failed(error);
-                return Step::Done(outcome);
-            }
+            Err(error) => return Step::Done(self.not_reached(error)),
+        };
+        let outcome = job.kind.result_of(
+            self.remove_container(reference.as_str(), &job, expires_at)
+                .await,
+        );
+        let lease = Lease {
+            holder: self.settings.holder.clone(),
+            expires_at,
+        };
+        self.settle(job, Some(lease), outcome, started_at_ms)
+    }
+
+    /// The outcome of a job whose claim the state file did not take: nothing was done for it.
+    /// A signal that ended the claim's lock wait is no failure of the state file.
+    fn not_reached(&self, error: StoreError) -> Outcome {
+        if let (Some(_), Some(reason)) = (self.stop.signalled(), self.stop.reason()) {
+            return Outcome::deferred(reason);
         }
-        let outcome = job
-            .kind
-            .result_of(self.remove_container(reference.as_str(), &job).await);
-        let holder = Some(self.settings.holder.clone());
-        self.settle(job, holder, outcome, started_at_ms)
+        let outcome = Outcome::deferred(format!("not reached: {error}"));
+        self.stop.state_failed(error);
+        outcome
     }
 
     /// Queues the claim and the settlement of a job without Docker work as one request, once
@@ -268,24 +310,17 @@ impl<E: ContainerEngine> Worker<'_, E> {
             pending: self.writer.claim_and_settle_later(request),
             job,
             with_claim: true,
+            rescue: None,
             _permit: permit,
         })
     }
 
-    /// Runs a Docker call unless the waits are abandoned (a second signal) first.
-    async fn unless_abandoned<T>(&self, call: impl Future<Output = T>) -> Option<T> {
-        tokio::select! {
-            answer = call => Some(answer),
-            () = self.stop.abandoned() => None,
-        }
-    }
-
-    /// Removes the container under the lease: the owner check (from the listing taken at the
-    /// start of the pass, or an inspection for a container it did not show), then the removal
-    /// by full id, then, if Docker did not answer in time, an inspection to see whether it is
-    /// gone.
-    async fn remove_container(&self, reference: &str, job: &Job) -> Outcome {
-        let abandoned = || Outcome::failed(ErrorCode::DockerError, ABANDONED);
+    /// Removes the container under the lease, which expires at `lease_until_ms`: the owner
+    /// check (from the listing taken at the start of the pass, or an inspection for a container
+    /// it did not show), then the removal by full id, then, if Docker did not answer, an
+    /// inspection to see whether it is gone. Every call goes through the engine, which starts
+    /// none after a signal and abandons its wait after a second one.
+    async fn remove_container(&self, reference: &str, job: &Job, lease_until_ms: i64) -> Outcome {
         let mut target = reference.to_owned();
         if let Some(key) = &self.settings.owner_label {
             let listed = self
@@ -299,24 +334,23 @@ impl<E: ContainerEngine> Worker<'_, E> {
                         format!("container reference {reference} is a prefix of several ids"),
                     );
                 }
-                Lookup::Missing => {
-                    let Some(inspection) =
-                        self.unless_abandoned(self.engine.inspect(reference)).await
-                    else {
-                        return abandoned();
-                    };
-                    match inspection {
-                        Inspection::Found(info) => info,
-                        Inspection::NotFound => {
-                            return Outcome::replay_no_op(format!(
-                                "container {reference} was already gone (Docker answered 404)"
-                            ));
-                        }
-                        Inspection::Failed(message) => {
-                            return Outcome::failed(ErrorCode::DockerError, message);
-                        }
+                Lookup::Missing => match self.engine.inspect(reference).await {
+                    Inspection::Found(info) => info,
+                    Inspection::NotFound => {
+                        return Outcome::replay_no_op(format!(
+                            "container {reference} was already gone (Docker answered 404)"
+                        ));
                     }
-                }
+                    Inspection::Failed(message) => {
+                        return Outcome::failed(ErrorCode::DockerError, message);
+                    }
+                    // Nothing was sent that could change the container: it was not reached.
+                    Inspection::Interrupted => {
+                        return Outcome::deferred(self.stop.reason().unwrap_or_else(|| {
+                            "interrupted by a signal before it was reached".to_owned()
+                        }));
+                    }
+                },
             };
             if let Err(mismatch) = check_owner(&info, key, &job.game) {
                 return mismatch;
@@ -325,26 +359,35 @@ impl<E: ContainerEngine> Worker<'_, E> {
             // container created meanwhile under the same name can never be the one removed.
             target = info.id;
         }
-        let Some(removal) = self.unless_abandoned(self.engine.remove(&target)).await else {
-            return abandoned();
-        };
-        if let Some(outcome) = decide_removal(&target, &removal) {
-            return outcome;
+        let removal = self.engine.remove(&target).await;
+        match decide_removal(&target, &removal) {
+            Ok(outcome) => outcome,
+            Err(unanswered) => {
+                let inspection = self.engine.inspect(&target).await;
+                decide_after_unanswered(
+                    &target,
+                    unanswered,
+                    self.settings.docker_timeout,
+                    &inspection,
+                    lease_until_ms,
+                )
+            }
         }
-        let Some(inspection) = self.unless_abandoned(self.engine.inspect(&target)).await else {
-            return abandoned();
-        };
-        decide_after_timeout(&target, self.settings.docker_timeout, &inspection)
     }
 
-    /// Queues the job's result for the state writer without waiting for the commit.
+    /// Queues the job's result for the state writer without waiting for the commit; `lease` is
+    /// the job's, if it took one.
     fn settle(
         &self,
         job: Job,
-        holder: Option<String>,
+        lease: Option<Lease>,
         outcome: Outcome,
         started_at_ms: i64,
     ) -> Step<'_> {
+        let (holder, lease_until_ms) = match lease {
+            Some(lease) => (Some(lease.holder), Some(lease.expires_at)),
+            None => (None, None),
+        };
         let settlement = Settlement {
             game: job.game.clone(),
             kind: job.kind,
@@ -354,12 +397,17 @@ impl<E: ContainerEngine> Worker<'_, E> {
             outcome,
             started_at_ms,
         };
+        let rescue = lease_until_ms.map(|lease_until_ms| Rescue {
+            settlement: settlement.clone(),
+            lease_until_ms,
+        });
         Step::Queued(Queued {
             // Set where the step is queued, which knows the job's place.
             position: 0,
             pending: self.writer.settle_later(settlement),
             job,
             with_claim: false,
+            rescue,
             _permit: None,
         })
     }
@@ -372,26 +420,29 @@ impl<E: ContainerEngine> Worker<'_, E> {
             job,
             pending,
             with_claim,
+            rescue,
             _permit,
         } = queued;
         let outcome = match pending.written().await {
             Ok(outcome) => outcome,
-            Err(error) if with_claim => {
-                // Nothing of the request was written, and it needed no Docker call: the record
-                // is as it was, not reached.
-                let outcome = Outcome::deferred(format!("not reached: {error}"));
-                self.stop.state_failed(error);
-                outcome
-            }
+            // Nothing of the request was written, and it needed no Docker call: the record is
+            // as it was, not reached.
+            Err(error) if with_claim => self.not_reached(error),
             Err(error) => {
-                let outcome = Outcome::failed(
-                    ErrorCode::StateWriteFailed,
-                    format!("{error}; the record stays as it was and the next run replays it"),
-                );
-                self.stop.state_failed(error);
-                outcome
+                if let Some(rescue) = rescue {
+                    self.rescue(rescue, error).await
+                } else {
+                    // No lease of this run's is at stake: the record is simply replayed.
+                    let outcome = Outcome::failed(
+                        ErrorCode::StateWriteFailed,
+                        format!("{error}; the record stays as it was and the next run replays it"),
+                    );
+                    self.stop.state_failed(error);
+                    outcome
+                }
             }
         };
+        let lease_kept_until = outcome.lease_kept_until.and_then(format_epoch_ms);
         // Each job's result is logged once, with the fields a log search needs.
         tracing::info!(
             op_kind = job.kind.op_kind(),
@@ -400,6 +451,7 @@ impl<E: ContainerEngine> Worker<'_, E> {
             result = %outcome.result,
             error_code = outcome.error_code.map_or("-", ErrorCode::as_str),
             error_message = %without_force_advice(outcome.error_message.as_deref().unwrap_or("")),
+            lease_kept_until = lease_kept_until.as_deref().unwrap_or("-"),
             "{} handled",
             match job.kind {
                 JobKind::Record => "record",
@@ -407,6 +459,83 @@ impl<E: ContainerEngine> Worker<'_, E> {
             }
         );
         (position, outcome)
+    }
+
+    /// Keeps trying to write a result that the state file refused, of a job whose container
+    /// was handled under its lease: until [`RESCUE_LOCK_WAITS`] lock waits after the pass's
+    /// first refusal (and while a try can still end before the lease expires), or a second
+    /// signal. Where the result cannot be written but the lease can be released, it is released
+    /// (the next run replays the record); where neither can, the lease stays until it expires,
+    /// and the outcome says until when.
+    async fn rescue(&self, rescue: Rescue, error: StoreError) -> Outcome {
+        let Rescue {
+            settlement,
+            lease_until_ms,
+        } = rescue;
+        let lock_wait = self.settings.lock_wait;
+        let window_end = *self
+            .rescue_until
+            .get_or_init(|| Instant::now() + lock_wait * RESCUE_LOCK_WAITS);
+        let lease_left = u64::try_from(lease_until_ms.saturating_sub(now_ms())).unwrap_or(0);
+        let deadline = window_end.min(
+            Instant::now()
+                + Duration::from_millis(lease_left).saturating_sub(lock_wait * TRY_LOCK_WAITS),
+        );
+        let keeps_lease = settlement.outcome.lease_kept_until.is_some();
+        let mut busy = error.is_busy();
+        let mut last = error.to_string();
+        if !self.stop.is_abandoned() {
+            self.stop.state_failed(error);
+        }
+        let mut pause = RESCUE_PAUSE;
+        while Instant::now() < deadline && !self.stop.is_abandoned() {
+            if !busy {
+                // A refusal that is not a lock comes back at once: pause before the next try.
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = self.stop.abandoned() => break,
+                }
+                pause = (pause * 2).min(RESCUE_PAUSE_MAX);
+            }
+            match self.writer.settle_later(settlement.clone()).written().await {
+                Ok(outcome) => {
+                    tracing::info!(
+                        game_id = %settlement.game,
+                        "the result the state file refused is written on a later try"
+                    );
+                    return outcome;
+                }
+                Err(error) => {
+                    busy = error.is_busy();
+                    last = error.to_string();
+                }
+            }
+            if let (false, false, Some(holder)) = (keeps_lease, busy, &settlement.holder) {
+                let released = self
+                    .writer
+                    .release(settlement.game.clone(), holder.clone())
+                    .await;
+                if released.is_ok() {
+                    return Outcome::failed(
+                        ErrorCode::StateWriteFailed,
+                        format!(
+                            "{last}; the record stays as it was and the next run replays it; \
+                             this run's lease on the game was released"
+                        ),
+                    );
+                }
+            }
+        }
+        let until = format_epoch_ms(lease_until_ms).unwrap_or_else(|| lease_until_ms.to_string());
+        Outcome::failed(
+            ErrorCode::StateWriteFailed,
+            format!(
+                "{last}; the record stays as it was and the next run replays it; this run's \
+                 lease on the game could not be released either and stays until it expires at \
+                 {until}"
+            ),
+        )
+        .keeping_lease(lease_until_ms)
     }
 }
 
@@ -420,7 +549,7 @@ mod tests {
     use super::*;
     use crate::candidate::{Candidate, StoppedRow};
     use crate::engine::fake::{Call, FakeEngine};
-    use crate::engine::Removal;
+    use crate::engine::{Removal, Unanswered};
     use crate::job::Guard;
     use crate::outcome::ResultKind;
     use crate::stop::Signal;
@@ -465,12 +594,16 @@ mod tests {
         }
     }
 
+    /// The state file's `--lock-wait` in these tests.
+    const LOCK_WAIT: Duration = Duration::from_secs(5);
+
     fn settings(concurrency: usize, owner_label: Option<&str>) -> WorkerSettings {
         WorkerSettings {
             holder: "rt-cleanup/test/1".into(),
             lease_ttl: Duration::from_secs(300),
             owner_label: owner_label.map(str::to_owned),
             docker_timeout: Duration::from_secs(1),
+            lock_wait: LOCK_WAIT,
             concurrency,
         }
     }
@@ -480,7 +613,7 @@ mod tests {
         engine: &FakeEngine,
         settings: &WorkerSettings,
         max_removals: Option<usize>,
-        stop: &Stop,
+        stop: &Arc<Stop>,
     ) -> Vec<Outcome> {
         run_counting(pass, engine, settings, max_removals, stop)
             .await
@@ -493,9 +626,9 @@ mod tests {
         engine: &FakeEngine,
         settings: &WorkerSettings,
         max_removals: Option<usize>,
-        stop: &Stop,
+        stop: &Arc<Stop>,
     ) -> (Vec<Outcome>, usize) {
-        let store = Store::open(&pass.path, Access::ReadWrite, Duration::from_secs(5)).unwrap();
+        let store = Store::open(&pass.path, Access::ReadWrite, settings.lock_wait, stop).unwrap();
         let writer = store.into_writer("auto_ttl".into()).unwrap();
         let listing = ContainerIndex::new(engine.list_all().await.unwrap());
         let containers = settings.owner_label.is_some().then_some(&listing);
@@ -607,12 +740,18 @@ mod tests {
         let pass = pass_of(&[("a", None, 1), ("b", None, 2), ("c", Some("cc"), 3)]);
         let engine = FakeEngine::default();
         engine.add("cc0000", "cc", "exited", &[]);
-        let store = Store::open(&pass.path, Access::ReadWrite, Duration::from_millis(50)).unwrap();
+        let stop = Stop::new();
+        let store = Store::open(
+            &pass.path,
+            Access::ReadWrite,
+            Duration::from_millis(50),
+            &stop,
+        )
+        .unwrap();
         let writer = store.into_writer("auto_ttl".into()).unwrap();
         // Another program holds the file's write lock for longer than the wait.
         let holder = connect(&pass.path);
         holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
-        let stop = Stop::new();
         let outcomes = run_jobs(
             pass.jobs.iter().cloned(),
             None,
@@ -775,7 +914,7 @@ mod tests {
         let pass = pass_of(&[("a", Some("late"), 1)]);
         let engine = FakeEngine::default();
         let stop = Stop::new();
-        let store = Store::open(&pass.path, Access::ReadWrite, Duration::from_secs(5)).unwrap();
+        let store = Store::open(&pass.path, Access::ReadWrite, LOCK_WAIT, &stop).unwrap();
         let writer = store.into_writer("auto_ttl".into()).unwrap();
         // The listing was taken before the container appeared.
         let listing = ContainerIndex::new(Vec::new());
@@ -802,12 +941,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_removal_without_answer_is_decided_by_an_inspection() {
+    async fn a_removal_without_answer_is_decided_by_an_inspection_and_keeps_its_lease_unless_gone()
+    {
         let pass = pass_of(&[("gone", Some("c1"), 1), ("still", Some("c2"), 2)]);
         let engine = FakeEngine::default();
         engine.add("c2-0000", "c2", "exited", &[]);
-        engine.script("c1", Removal::TimedOut);
-        engine.script("c2", Removal::TimedOut);
+        engine.script("c1", Removal::Unanswered(Unanswered::TimedOut));
+        engine.script("c2", Removal::Unanswered(Unanswered::TimedOut));
         let outcomes = run(&pass, &engine, &settings(1, None), None, &Stop::new()).await;
         assert_eq!(
             outcomes[0].result,
@@ -823,6 +963,12 @@ mod tests {
         assert_eq!(status(&pass.path, "gone"), "removed");
         assert_eq!(status(&pass.path, "still"), "stopped");
         assert!(engine.calls().contains(&Call::Inspect("c2".into())));
+        // The removal of c2 may still be carried out: its lease stays, for the whole TTL.
+        let leases = leases(&connect(&pass.path));
+        assert_eq!(leases.len(), 1, "{leases:?}");
+        assert_eq!(leases[0].0, FieldValue::text("still"));
+        assert_eq!(outcomes[1].lease_kept_until, Some(leases[0].2));
+        assert_eq!(log(&connect(&pass.path)).len(), 2, "each result is logged");
     }
 
     #[tokio::test]
@@ -883,36 +1029,189 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_second_signal_abandons_the_calls_in_flight_and_keeps_their_records() {
+    async fn an_abandoned_removal_keeps_its_record_and_its_lease() {
+        let pass = pass_of(&[("a", Some("ca"), 1), ("b", Some("cb"), 2)]);
+        let engine = FakeEngine::default();
+        engine.add("ca0000", "ca", "exited", &[]);
+        engine.add("cb0000", "cb", "exited", &[]);
+        // What the Docker client answers for a removal whose wait a second signal abandoned.
+        engine.script("ca", Removal::Unanswered(Unanswered::Abandoned));
+        engine.script("cb", Removal::Unanswered(Unanswered::Abandoned));
+        let outcomes = run(&pass, &engine, &settings(2, None), None, &Stop::new()).await;
+        assert_eq!(results(&outcomes), [ResultKind::Failed, ResultKind::Failed]);
+        let message = outcomes[0].error_message.as_deref().unwrap();
+        assert!(message.contains("abandoned"), "{message}");
+        assert_eq!(status(&pass.path, "a"), "stopped", "not verifiably gone");
+        assert_eq!(log(&connect(&pass.path)).len(), 2, "each is still logged");
+        assert_eq!(
+            leases(&connect(&pass.path)).len(),
+            2,
+            "the daemon may still remove them: their leases stay"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_removal_not_sent_after_a_signal_is_deferred_and_its_lease_released() {
+        let pass = pass_of(&[("a", Some("ca"), 1)]);
+        let engine = FakeEngine::default();
+        engine.add("ca0000", "ca", "exited", &[]);
+        // What the Docker client answers for a call asked for after a signal.
+        engine.script("ca", Removal::Interrupted);
+        let outcomes = run(&pass, &engine, &settings(1, None), None, &Stop::new()).await;
+        assert_eq!(outcomes[0].result, ResultKind::Deferred);
+        assert!(engine.exists("ca"));
+        assert!(
+            log(&connect(&pass.path)).is_empty(),
+            "a deferral is not logged"
+        );
+        assert!(leases(&connect(&pass.path)).is_empty());
+    }
+
+    /// Runs the pass's jobs with the state file's write lock held by another connection from
+    /// the moment the first removal is asked for until `held` later (for good where `None`);
+    /// `--lock-wait` is `lock_wait`.
+    async fn run_with_lock_during_removal(
+        pass: &Pass,
+        engine: &Arc<FakeEngine>,
+        lock_wait: Duration,
+        held: Option<Duration>,
+    ) -> (Vec<Outcome>, Arc<Stop>) {
+        engine.hold_removals(true);
+        let stop = Stop::new();
+        let settings = WorkerSettings {
+            lock_wait,
+            ..settings(1, None)
+        };
+        let store = Store::open(&pass.path, Access::ReadWrite, lock_wait, &stop).unwrap();
+        let writer = store.into_writer("auto_ttl".into()).unwrap();
+        let locker = {
+            let (engine, path) = (Arc::clone(engine), pass.path.clone());
+            async move {
+                tokio::time::timeout(Duration::from_secs(10), engine.wait_for_removals(1))
+                    .await
+                    .expect("the removal is asked for within 10 s");
+                let holder = connect(&path);
+                holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+                engine.hold_removals(false);
+                std::thread::spawn(move || {
+                    if let Some(held) = held {
+                        std::thread::sleep(held);
+                        holder.execute_batch("COMMIT").unwrap();
+                    } else {
+                        // Held until the test's pass is over: the test process ends it.
+                        std::thread::sleep(Duration::from_secs(600));
+                    }
+                });
+            }
+        };
+        let (outcomes, ()) = tokio::join!(
+            run_jobs(
+                pass.jobs.iter().cloned(),
+                None,
+                engine.as_ref(),
+                &writer,
+                None,
+                &settings,
+                &stop,
+            ),
+            locker
+        );
+        writer.close();
+        (outcomes, stop)
+    }
+
+    #[tokio::test]
+    async fn a_result_refused_by_a_lock_is_tried_again_and_written_once_the_lock_is_free() {
         let pass = pass_of(&[("a", Some("ca"), 1), ("b", Some("cb"), 2)]);
         let engine = Arc::new(FakeEngine::default());
         engine.add("ca0000", "ca", "exited", &[]);
         engine.add("cb0000", "cb", "exited", &[]);
-        engine.hold_removals(true);
-        let stop = Stop::new();
-        let signaller = {
-            let (engine, stop) = (Arc::clone(&engine), Arc::clone(&stop));
-            async move {
-                engine.wait_for_removals(2).await;
-                stop.signal(Signal::Interrupt);
-                stop.signal(Signal::Interrupt);
-                stop.abandon();
-            }
-        };
-        let settings = settings(2, None);
-        let (outcomes, ()) = tokio::join!(run(&pass, &engine, &settings, None, &stop), signaller);
-        assert_eq!(results(&outcomes), [ResultKind::Failed, ResultKind::Failed]);
-        assert!(outcomes[0]
-            .error_message
-            .as_deref()
-            .unwrap()
-            .contains("abandoned"));
-        assert_eq!(status(&pass.path, "a"), "stopped", "not verifiably gone");
-        assert_eq!(log(&connect(&pass.path)).len(), 2, "each is still logged");
+        // The first try waits 200 ms and fails; the lock is gone 500 ms after it was taken, well
+        // within the two lock waits the result is tried for after that.
+        let (outcomes, stop) = run_with_lock_during_removal(
+            &pass,
+            &engine,
+            Duration::from_millis(200),
+            Some(Duration::from_millis(500)),
+        )
+        .await;
+        assert_eq!(
+            results(&outcomes),
+            [ResultKind::Removed, ResultKind::Deferred],
+            "{outcomes:?}"
+        );
+        assert_eq!(status(&pass.path, "a"), "removed");
+        assert_eq!(log(&connect(&pass.path)).len(), 1);
         assert!(
             leases(&connect(&pass.path)).is_empty(),
-            "and its lease released"
+            "the lease is released"
         );
+        assert!(
+            stop.take_state_failure()
+                .is_some_and(|error| error.is_busy()),
+            "the pass still stopped at the lock"
+        );
+        assert!(engine.exists("cb"), "no record was started after it");
+    }
+
+    #[tokio::test]
+    async fn a_result_refused_for_good_keeps_the_lease_and_says_until_when() {
+        let pass = pass_of(&[("a", Some("ca"), 1)]);
+        let engine = Arc::new(FakeEngine::default());
+        engine.add("ca0000", "ca", "exited", &[]);
+        let began = std::time::Instant::now();
+        let (outcomes, _) =
+            run_with_lock_during_removal(&pass, &engine, Duration::from_millis(100), None).await;
+        assert!(
+            began.elapsed() < Duration::from_secs(3),
+            "the tries are bounded: {:?}",
+            began.elapsed()
+        );
+        assert_eq!(outcomes[0].error_code, Some(ErrorCode::StateWriteFailed));
+        assert!(!engine.exists("ca"));
+        let until = outcomes[0].lease_kept_until.expect("the lease is kept");
+        let message = outcomes[0].error_message.as_deref().unwrap();
+        assert!(
+            message.contains(&crate::time::format_epoch_ms(until).unwrap()),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_result_refused_but_for_a_lock_is_given_up_for_the_release_of_its_lease() {
+        let pass = pass_of(&[("a", Some("ca"), 1)]);
+        // The runtime manager's file refuses every log row (a trigger of its own).
+        connect(&pass.path)
+            .execute_batch(
+                "CREATE TRIGGER refuse_rows BEFORE INSERT ON operation_log \
+                 BEGIN SELECT RAISE(ABORT, 'rows refused'); END;",
+            )
+            .unwrap();
+        let engine = FakeEngine::default();
+        engine.add("ca0000", "ca", "exited", &[]);
+        let settings = WorkerSettings {
+            lock_wait: Duration::from_millis(200),
+            ..settings(1, None)
+        };
+        let stop = Stop::new();
+        let outcomes = run(&pass, &engine, &settings, None, &stop).await;
+        assert_eq!(outcomes[0].error_code, Some(ErrorCode::StateWriteFailed));
+        let message = outcomes[0].error_message.as_deref().unwrap();
+        assert!(
+            message.contains("rows refused") && message.contains("released"),
+            "{message}"
+        );
+        assert_eq!(outcomes[0].lease_kept_until, None);
+        assert!(
+            leases(&connect(&pass.path)).is_empty(),
+            "the lease is released"
+        );
+        assert_eq!(
+            status(&pass.path, "a"),
+            "stopped",
+            "replayed by the next run"
+        );
+        assert!(stop.take_state_failure().is_some());
     }
 
     #[tokio::test]

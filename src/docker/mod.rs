@@ -31,7 +31,8 @@ use transport::{build_client, PingHeaders, Transport};
 
 use crate::candidate::ContainerRef;
 use crate::config::DockerHost;
-use crate::engine::{ContainerEngine, ContainerInfo, Inspection, Removal};
+use crate::engine::{ContainerEngine, ContainerInfo, Inspection, Removal, Unanswered};
+use crate::stop::{Cut, Stop};
 
 /// The oldest Docker Engine API this tool is tested against (Docker 20.10 and Podman 4.3,
 /// Debian 12).
@@ -139,6 +140,14 @@ pub enum DockerError {
         engine: EngineVersion,
         /// The daemon's API version.
         found: ApiVersion,
+    },
+    /// A signal came first: the call was not made, or its wait was abandoned.
+    #[error("the {call} of the Docker daemon at {host} was interrupted by a signal")]
+    Interrupted {
+        /// `--docker-host`.
+        host: String,
+        /// Which call: `ping`, `version query`, `listing`.
+        call: &'static str,
     },
     /// Listing the containers failed.
     #[error("cannot list the containers of the Docker daemon at {host}: {reason}")]
@@ -275,7 +284,8 @@ pub struct Daemon {
     pub wire_api: ApiVersion,
 }
 
-/// A connected, version-negotiated Docker client.
+/// A connected, version-negotiated Docker client. Every call it makes is bounded by
+/// `--docker-timeout` and obeys the pass's [`Stop`] (see [`call`]).
 #[derive(Debug, Clone)]
 pub struct DockerClient {
     docker: Docker,
@@ -284,37 +294,72 @@ pub struct DockerClient {
     host: String,
     timeout: Duration,
     daemon: Daemon,
+    stop: Arc<Stop>,
 }
 
-/// Why a `GET` read through the transport got no usable answer.
+/// Why a call got no answer that the daemon gave.
 #[derive(Debug)]
-enum GetFailure {
-    /// The daemon answered with an error status.
-    Status {
-        /// The HTTP status.
-        status: u16,
-        /// The daemon's message.
-        message: String,
-    },
-    /// Anything else, a timeout included, described in one line.
-    Failed(String),
+enum CallError {
+    /// The daemon answered with an error, or the transport failed.
+    Failed(BollardError),
+    /// No answer within `--docker-timeout`.
+    TimedOut,
+    /// A signal came first (see [`Stop::guard`]).
+    Cut(Cut),
 }
 
-impl fmt::Display for GetFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl CallError {
+    /// The failure in one line, for a listing's or a query's error.
+    fn describe(&self, timeout: Duration) -> String {
         match self {
-            GetFailure::Status { status, message } => {
-                write!(f, "Docker answered {status}: {message}")
+            CallError::Failed(BollardError::DockerResponseServerError {
+                status_code,
+                message,
+            }) => format!("Docker answered {status_code}: {message}"),
+            CallError::Failed(error) => diagnose::describe(error),
+            CallError::TimedOut => format!(
+                "no answer within {} (--docker-timeout)",
+                humantime::format_duration(timeout)
+            ),
+            CallError::Cut(Cut::NotStarted) => "not asked: the run was interrupted".to_owned(),
+            CallError::Cut(Cut::Abandoned) => {
+                "abandoned after a second signal before Docker answered".to_owned()
             }
-            GetFailure::Failed(reason) => f.write_str(reason),
         }
     }
 }
 
+/// Makes one call to the daemon: bounded by `timeout`, not started after a signal, and its wait
+/// abandoned after a second one. Every call of a pass, the preflight's included, goes through
+/// here, so that each obeys the signals the same way.
+async fn call<T>(
+    stop: &Stop,
+    timeout: Duration,
+    call: impl Future<Output = Result<T, BollardError>>,
+) -> Result<T, CallError> {
+    match stop.guard(tokio::time::timeout(timeout, call)).await {
+        Ok(Ok(Ok(answer))) => Ok(answer),
+        Ok(Err(_) | Ok(Err(BollardError::RequestTimeoutError))) => Err(CallError::TimedOut),
+        Ok(Ok(Err(error))) => Err(CallError::Failed(error)),
+        Err(cut) => Err(CallError::Cut(cut)),
+    }
+}
+
+/// Whether a failed request certainly never reached the daemon: only a connection that could
+/// not be made says so. Any other transport failure may have come after the request was
+/// written.
+fn never_sent(error: &BollardError) -> bool {
+    matches!(error, BollardError::HyperLegacyError { err } if err.is_connect())
+}
+
 impl DockerClient {
     /// Connects and runs the preflight: ping, then version negotiation. Each call is bounded by
-    /// `timeout`.
-    pub async fn connect(host: &DockerHost, timeout: Duration) -> Result<Self, DockerError> {
+    /// `timeout` and obeys `stop`, as every later call does.
+    pub async fn connect(
+        host: &DockerHost,
+        timeout: Duration,
+        stop: Arc<Stop>,
+    ) -> Result<Self, DockerError> {
         let host_text = host.to_string();
         let prefix = Arc::new(OnceLock::new());
         let ping = Arc::new(OnceLock::new());
@@ -325,16 +370,19 @@ impl DockerClient {
                     reason,
                 },
             )?;
-        match tokio::time::timeout(timeout, docker.ping()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => return Err(diagnose::ping_failure(host, &error)),
-            Err(_) => {
-                return Err(DockerError::Ping {
+        match call(&stop, timeout, docker.ping()).await {
+            Ok(_) => {}
+            Err(CallError::Failed(error)) => return Err(diagnose::ping_failure(host, &error)),
+            Err(CallError::Cut(_)) => {
+                return Err(DockerError::Interrupted {
                     host: host_text,
-                    reason: format!(
-                        "no answer within {} (--docker-timeout)",
-                        humantime::format_duration(timeout)
-                    ),
+                    call: "ping",
+                })
+            }
+            Err(error) => {
+                return Err(DockerError::Ping {
+                    reason: error.describe(timeout),
+                    host: host_text,
                 })
             }
         }
@@ -350,12 +398,19 @@ impl DockerClient {
                 "the daemon's answer to the ping does not name its engine and API version \
                  (a proxy that drops headers?); asking GET /version"
             );
-            let version = bounded(timeout, docker.version()).await.map_err(|reason| {
-                DockerError::Version {
-                    host: host_text.clone(),
-                    reason,
-                }
-            })?;
+            let version =
+                call(&stop, timeout, docker.version())
+                    .await
+                    .map_err(|error| match error {
+                        CallError::Cut(_) => DockerError::Interrupted {
+                            host: host_text.clone(),
+                            call: "version query",
+                        },
+                        error => DockerError::Version {
+                            host: host_text.clone(),
+                            reason: error.describe(timeout),
+                        },
+                    })?;
             let api_text = version.api_version.clone();
             let api = api_text
                 .as_deref()
@@ -387,6 +442,7 @@ impl DockerClient {
             host: host_text,
             timeout,
             daemon,
+            stop,
         })
     }
 
@@ -403,52 +459,44 @@ impl DockerClient {
     }
 
     /// The error of exit 69 for a listing of every container that failed where the records
-    /// needed it (a dry run, or `--owner-label`).
+    /// needed it (a dry run, or `--owner-label`); a listing fails with a signal only where the
+    /// signal cut it short.
     #[must_use]
     pub fn list_error(&self, reason: String) -> DockerError {
-        DockerError::List {
-            host: self.host.clone(),
-            reason,
+        if self.stop.signalled().is_some() {
+            DockerError::Interrupted {
+                host: self.host.clone(),
+                call: "listing",
+            }
+        } else {
+            DockerError::List {
+                host: self.host.clone(),
+                reason,
+            }
         }
     }
 
-    /// One `GET` through the transport, bounded by the timeout: the body of a successful answer.
-    /// `path` is the path and query without the version prefix, which the transport adds.
-    async fn get(&self, path: &str) -> Result<bytes::Bytes, GetFailure> {
+    /// One `GET` through the transport, made as every call is (see [`call`]): the body of a
+    /// successful answer; an error status is the daemon's error, as bollard reports it. `path`
+    /// is the path and query without the version prefix, which the transport adds.
+    async fn get(&self, path: &str) -> Result<bytes::Bytes, CallError> {
         let request = hyper::Request::get(path)
             .body(bollard::body_full(bytes::Bytes::new()))
-            .map_err(|error| {
-                GetFailure::Failed(format!("cannot make the request {path}: {error}"))
-            })?;
-        let call = async {
-            let response = self
-                .transport
-                .send(request)
-                .await
-                .map_err(|error| GetFailure::Failed(diagnose::describe(&error)))?;
+            .expect("a path of validated references and an encoded query is a valid request");
+        let answer = async {
+            let response = self.transport.send(request).await?;
             let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|error| GetFailure::Failed(diagnose::describe(&error)))?
-                .to_bytes();
+            let body = response.into_body().collect().await?.to_bytes();
             if status.is_success() {
                 Ok(body)
             } else {
-                Err(GetFailure::Status {
-                    status: status.as_u16(),
+                Err(BollardError::DockerResponseServerError {
+                    status_code: status.as_u16(),
                     message: answer::error_message(&body),
                 })
             }
         };
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(answer) => answer,
-            Err(_) => Err(GetFailure::Failed(format!(
-                "no answer within {}",
-                humantime::format_duration(self.timeout)
-            ))),
-        }
+        call(&self.stop, self.timeout, answer).await
     }
 }
 
@@ -462,25 +510,29 @@ impl ContainerEngine for DockerClient {
             v: false,
             link: false,
         };
-        match tokio::time::timeout(
-            self.timeout,
-            self.docker.remove_container(reference, Some(options)),
-        )
-        .await
-        {
-            Err(_) | Ok(Err(BollardError::RequestTimeoutError)) => Removal::TimedOut,
-            Ok(Ok(())) => Removal::Removed,
-            Ok(Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
+        let removal = self.docker.remove_container(reference, Some(options));
+        match call(&self.stop, self.timeout, removal).await {
+            Ok(()) => Removal::Removed,
+            Err(CallError::Failed(BollardError::DockerResponseServerError {
+                status_code: 404,
+                ..
             })) => Removal::NotFound,
-            Ok(Err(BollardError::DockerResponseServerError {
+            Err(CallError::Failed(BollardError::DockerResponseServerError {
                 status_code,
                 message,
             })) => Removal::Refused {
                 status: status_code,
                 message,
             },
-            Ok(Err(error)) => Removal::Unreachable(diagnose::describe(&error)),
+            Err(CallError::Failed(error)) if never_sent(&error) => {
+                Removal::Unreachable(diagnose::describe(&error))
+            }
+            Err(CallError::Failed(error)) => {
+                Removal::Unanswered(Unanswered::ConnectionLost(diagnose::describe(&error)))
+            }
+            Err(CallError::TimedOut) => Removal::Unanswered(Unanswered::TimedOut),
+            Err(CallError::Cut(Cut::NotStarted)) => Removal::Interrupted,
+            Err(CallError::Cut(Cut::Abandoned)) => Removal::Unanswered(Unanswered::Abandoned),
         }
     }
 
@@ -495,8 +547,12 @@ impl ContainerEngine for DockerClient {
                 Ok(info) => Inspection::Found(info),
                 Err(reason) => Inspection::Failed(reason),
             },
-            Err(GetFailure::Status { status: 404, .. }) => Inspection::NotFound,
-            Err(failure) => Inspection::Failed(failure.to_string()),
+            Err(CallError::Failed(BollardError::DockerResponseServerError {
+                status_code: 404,
+                ..
+            })) => Inspection::NotFound,
+            Err(CallError::Cut(_)) => Inspection::Interrupted,
+            Err(error) => Inspection::Failed(error.describe(self.timeout)),
         }
     }
 
@@ -524,7 +580,7 @@ impl DockerClient {
         let body = self
             .get(&format!("/containers/json?{}", query.finish()))
             .await
-            .map_err(|failure| failure.to_string())?;
+            .map_err(|error| error.describe(self.timeout))?;
         let listing = answer::listing(&body)?;
         for left_out in &listing.left_out {
             tracing::warn!(
@@ -534,25 +590,6 @@ impl DockerClient {
             );
         }
         Ok(listing.containers)
-    }
-}
-
-/// Runs a bollard call under a timeout, describing any failure in one line.
-async fn bounded<T>(
-    timeout: Duration,
-    call: impl Future<Output = Result<T, BollardError>>,
-) -> Result<T, String> {
-    match tokio::time::timeout(timeout, call).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(BollardError::DockerResponseServerError {
-            status_code,
-            message,
-        })) => Err(format!("Docker answered {status_code}: {message}")),
-        Ok(Err(error)) => Err(diagnose::describe(&error)),
-        Err(_) => Err(format!(
-            "no answer within {}",
-            humantime::format_duration(timeout)
-        )),
     }
 }
 

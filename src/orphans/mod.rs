@@ -172,6 +172,10 @@ pub async fn inspect_unclaimed<E: ContainerEngine>(
             match engine.inspect(&info.id).await {
                 Inspection::Found(inspected) => Ok(orphan_at(inspected, key, threshold_ms)),
                 Inspection::NotFound => Ok(None),
+                Inspection::Interrupted => Err(format!(
+                    "the search was interrupted by a signal before container {} was inspected",
+                    info.id
+                )),
                 Inspection::Failed(reason) => Err(format!(
                     "cannot inspect container {}, a possible orphan: {reason}",
                     info.id

@@ -4,11 +4,13 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::{Connection, ErrorCode as SqliteCode, OpenFlags};
 
 use super::{Store, StoreError, CONTRACT_USER_VERSION};
+use crate::stop::Stop;
 
 /// The columns this tool relies on, per table; the runtime manager may have more.
 const REQUIRED_COLUMNS: [(&str, &[&str]); 3] = [
@@ -34,8 +36,9 @@ const REQUIRED_COLUMNS: [(&str, &[&str]); 3] = [
     ),
 ];
 
-/// The longest `--lock-wait` SQLite's busy timeout can hold (an `i32` of milliseconds).
-const MAX_LOCK_WAIT: Duration = Duration::from_millis(i32::MAX as u64);
+/// How often a wait for a lock held by someone else tries again, and looks whether a signal
+/// ended it.
+const LOCK_POLL: Duration = Duration::from_millis(10);
 
 /// How the state file is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,23 +64,57 @@ enum WalRead {
 
 /// How a connection to the state file was opened: what another connection needs to read the
 /// same file the same way (the checks made on the first are not repeated).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct Opened {
     access: Access,
     wal_read: WalRead,
-    lock_wait: Duration,
+    /// `--lock-wait`.
+    pub(super) lock_wait: Duration,
+    /// The pass's signals: a lock wait before anything is done ends at the first one.
+    pub(super) stop: Arc<Stop>,
 }
 
 impl Opened {
-    /// Opens a connection to `path` in this way.
-    pub(super) fn open(self, path: &Path) -> rusqlite::Result<Connection> {
-        let connection = match self.wal_read {
+    /// Opens a connection to `path` in this way. Its waits for a lock held by someone else last
+    /// `--lock-wait`, or end at the first signal: nothing has been done yet that they could be
+    /// finishing.
+    pub(super) fn open(&self, path: &Path) -> rusqlite::Result<Connection> {
+        let mut connection = match self.wal_read {
             WalRead::Shared => open_plain(path, self.access),
             WalRead::Immutable => open_immutable(path),
         }?;
-        connection.busy_timeout(self.lock_wait)?;
+        let stop = Arc::clone(&self.stop);
+        wait_out_locks(&mut connection, self.lock_wait, move || {
+            stop.signalled().is_some()
+        })?;
         Ok(connection)
     }
+}
+
+/// Makes the connection wait for a lock held by someone else (SQLite's busy handler) for at most
+/// `limit` per lock, trying again every [`LOCK_POLL`], and give up at once when `give_up` says so
+/// (a signal). A wait given up fails as SQLite's "database is locked".
+///
+/// SQLite's own busy timeout sleeps in C where nothing can end it: a signal would be seen only
+/// after the whole `--lock-wait`.
+pub(super) fn wait_out_locks(
+    connection: &mut Connection,
+    limit: Duration,
+    give_up: impl Fn() -> bool + Send + 'static,
+) -> rusqlite::Result<()> {
+    let mut began = Instant::now();
+    connection.busy_handler(Some(move |attempts: i32| {
+        // SQLite counts the attempts of each lock it waits for from 0.
+        if attempts == 0 {
+            began = Instant::now();
+        }
+        let waited = began.elapsed();
+        if waited >= limit || give_up() {
+            return false;
+        }
+        std::thread::sleep(LOCK_POLL.min(limit.saturating_sub(waited)));
+        true
+    }))
 }
 
 /// A file's identity and last change, to tell whether someone wrote it while it was read.
@@ -128,8 +165,14 @@ fn is_wal_file(path: &Path) -> bool {
 impl Store {
     /// Opens the state file without ever creating it and checks `user_version` and the schema
     /// before anything else. A real run also proves that it can write the file and create its
-    /// journal; a dry run reads it without creating anything next to it.
-    pub fn open(path: &Path, access: Access, lock_wait: Duration) -> Result<Self, StoreError> {
+    /// journal; a dry run reads it without creating anything next to it. A lock held by someone
+    /// else is waited out for `lock_wait`, or until a signal reaches `stop`.
+    pub fn open(
+        path: &Path,
+        access: Access,
+        lock_wait: Duration,
+        stop: &Arc<Stop>,
+    ) -> Result<Self, StoreError> {
         match fs::metadata(path) {
             Err(_) => return Err(StoreError::Missing(path.to_owned())),
             Ok(metadata) if metadata.is_dir() => {
@@ -144,7 +187,8 @@ impl Store {
         let opened = Opened {
             access,
             wal_read,
-            lock_wait: lock_wait.min(MAX_LOCK_WAIT),
+            lock_wait,
+            stop: Arc::clone(stop),
         };
         let connection = opened.open(path).map_err(|source| StoreError::Open {
             path: path.to_owned(),

@@ -32,8 +32,11 @@ pub struct Claim {
 /// The answer to a [`Claim`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimResult {
-    /// The lease is ours and the guard holds.
-    Claimed,
+    /// The lease is ours until `expires_at` (epoch milliseconds), and the guard holds.
+    Claimed {
+        /// When the lease expires unless it is released first.
+        expires_at: i64,
+    },
     /// Someone else holds the lease.
     HeldBy(LiveLease),
     /// The guard does not hold (the record changed, or claims the container); the lease was
@@ -90,7 +93,7 @@ pub(super) fn apply_claim_and_settle(
 ) -> rusqlite::Result<Outcome> {
     let claim = &request.claim;
     let (holder, outcome) = match apply_claim(connection, claim, now_ms)? {
-        ClaimResult::Claimed => (Some(claim.holder.as_str()), request.outcome.clone()),
+        ClaimResult::Claimed { .. } => (Some(claim.holder.as_str()), request.outcome.clone()),
         ClaimResult::HeldBy(lease) => (None, lease_conflict(&lease)),
         ClaimResult::Changed(change) => (None, Outcome::conflict(change)),
     };
@@ -140,7 +143,7 @@ pub(super) fn apply_claim(
     }
     let current = read_record(connection, &claim.game)?;
     match claim.guard.check(current.as_ref()) {
-        Ok(()) => Ok(ClaimResult::Claimed),
+        Ok(()) => Ok(ClaimResult::Claimed { expires_at }),
         Err(change) => {
             release(connection, &claim.game, &claim.holder)?;
             Ok(ClaimResult::Changed(change))
@@ -171,7 +174,8 @@ pub(super) fn read_record(
 /// only where the record is still the selected row and the lease is still this holder's (a
 /// compare-and-set); where it moves nothing, the result becomes a `conflict` and the record is
 /// left for the next run to replay. Then one `operation_log` row (none for a deferral), then
-/// the release of the lease.
+/// the release of the lease, unless the result keeps it (a removal that may still be carried
+/// out).
 pub(super) fn apply_settlement(
     connection: &Connection,
     op_source: &str,
@@ -239,8 +243,11 @@ fn write_result(
                 now_ms,
             ])?;
     }
-    if let Some(holder) = holder {
-        release(connection, entry.game, holder)?;
+    match holder {
+        Some(holder) if outcome.lease_kept_until.is_none() => {
+            release(connection, entry.game, holder)?;
+        }
+        _ => {}
     }
     Ok(outcome)
 }
@@ -298,7 +305,12 @@ fn compare_and_set(
     })))
 }
 
-fn release(connection: &Connection, game: &FieldValue, holder: &str) -> rusqlite::Result<()> {
+/// Releases this holder's lease on a game; another holder's lease is never deleted.
+pub(super) fn release(
+    connection: &Connection,
+    game: &FieldValue,
+    holder: &str,
+) -> rusqlite::Result<()> {
     connection
         .prepare_cached("DELETE FROM game_leases WHERE game_id = ?1 AND holder = ?2")?
         .execute(params![Exact(game), holder])?;
@@ -383,7 +395,7 @@ mod tests {
     fn claimed(connection: &Connection, name: &str) {
         stopped(connection, name, "c1", 100);
         let result = apply_claim(connection, &claim(name, record_guard("c1", 100)), NOW).unwrap();
-        assert_eq!(result, ClaimResult::Claimed);
+        assert!(matches!(result, ClaimResult::Claimed { .. }), "{result:?}");
     }
 
     #[test]
@@ -423,7 +435,10 @@ mod tests {
             lease(&connection, "g", "rtmanager", expired_at);
             let result =
                 apply_claim(&connection, &claim("g", record_guard("c1", 100)), NOW).unwrap();
-            assert_eq!(result, ClaimResult::Claimed, "expired at {expired_at}");
+            assert!(
+                matches!(result, ClaimResult::Claimed { .. }),
+                "expired at {expired_at}: {result:?}"
+            );
             assert_eq!(leases(&connection)[0].1, US);
         }
     }
@@ -470,7 +485,9 @@ mod tests {
         };
         assert_eq!(
             apply_claim(&connection, &claim, NOW).unwrap(),
-            ClaimResult::Claimed
+            ClaimResult::Claimed {
+                expires_at: NOW + 300_000
+            }
         );
         assert_eq!(
             leases(&connection)[0].0,
@@ -494,6 +511,32 @@ mod tests {
         );
         assert_eq!(log(&connection)[0].0, odd);
         assert!(leases(&connection).is_empty());
+    }
+
+    #[test]
+    fn a_result_that_keeps_its_lease_is_logged_and_leaves_the_lease() {
+        let connection = memory();
+        claimed(&connection, "g");
+        let unanswered = Outcome::failed(ErrorCode::DockerError, "no answer; may still happen")
+            .keeping_lease(NOW + 300_000);
+        let outcome = apply_settlement(
+            &connection,
+            "auto_ttl",
+            &settlement("g", record_guard("c1", 100), unanswered.clone(), Some(US)),
+            NOW + 7,
+        )
+        .unwrap();
+        assert_eq!(outcome, unanswered);
+        assert_eq!(
+            record(&connection, &game("g")).unwrap().0,
+            FieldValue::text("stopped")
+        );
+        assert_eq!(log(&connection).len(), 1);
+        assert_eq!(
+            leases(&connection),
+            [(game("g"), US.to_owned(), NOW + 300_000)],
+            "the lease stays until it expires"
+        );
     }
 
     #[test]
@@ -781,7 +824,9 @@ mod tests {
         };
         assert_eq!(
             apply_claim(&connection, &claim, NOW).unwrap(),
-            ClaimResult::Claimed
+            ClaimResult::Claimed {
+                expires_at: NOW + 300_000
+            }
         );
         let settlement = Settlement {
             kind: JobKind::Orphan,

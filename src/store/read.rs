@@ -60,7 +60,7 @@ impl Store {
     /// candidate is read again under its lease before anything is done with it. A dry run's
     /// immutable read checks afterwards that nobody wrote the file, for both reads.
     pub fn select(&mut self, threshold_ms: i64) -> Result<Selection, StoreError> {
-        let (path, opened, connection) = (&self.path, self.opened, &mut self.connection);
+        let (path, opened, connection) = (&self.path, &self.opened, &mut self.connection);
         let (stopped, candidates) = std::thread::scope(|scope| {
             let counting = std::thread::Builder::new()
                 .name("count-stopped".to_owned())
@@ -197,6 +197,7 @@ mod tests {
     use super::super::testing::{insert, memory, to_file, SCHEMA};
     use super::super::{Access, Store};
     use super::*;
+    use crate::stop::Stop;
     use crate::value::Text;
 
     fn store_with(rows: &[(&str, FieldValue, &str, FieldValue)]) -> (tempfile::TempDir, Store) {
@@ -211,7 +212,13 @@ mod tests {
             );
         }
         let (dir, path) = to_file(&connection);
-        let store = Store::open(&path, Access::ReadOnly, std::time::Duration::ZERO).unwrap();
+        let store = Store::open(
+            &path,
+            Access::ReadOnly,
+            std::time::Duration::ZERO,
+            &Stop::new(),
+        )
+        .unwrap();
         (dir, store)
     }
 
@@ -226,7 +233,13 @@ mod tests {
             .pragma_update_and_check(None, "journal_mode", "wal", |_| Ok(()))
             .unwrap();
         drop(writer);
-        let store = Store::open(&path, Access::ReadOnly, std::time::Duration::ZERO).unwrap();
+        let store = Store::open(
+            &path,
+            Access::ReadOnly,
+            std::time::Duration::ZERO,
+            &Stop::new(),
+        )
+        .unwrap();
         assert!(store.immutable.is_some(), "read as immutable");
         (dir, store)
     }
@@ -287,7 +300,13 @@ mod tests {
             "the -wal is empty"
         );
 
-        let mut store = Store::open(&path, Access::ReadOnly, std::time::Duration::ZERO).unwrap();
+        let mut store = Store::open(
+            &path,
+            Access::ReadOnly,
+            std::time::Duration::ZERO,
+            &Stop::new(),
+        )
+        .unwrap();
         assert!(store.immutable.is_none(), "read with the writer's locks");
         let selection = store.select(10).unwrap();
         assert_eq!(selection.stopped, 1);
@@ -509,7 +528,13 @@ mod tests {
             &FieldValue::Integer(1),
         );
         let (_dir, path) = to_file(&connection);
-        let mut store = Store::open(&path, Access::ReadOnly, std::time::Duration::ZERO).unwrap();
+        let mut store = Store::open(
+            &path,
+            Access::ReadOnly,
+            std::time::Duration::ZERO,
+            &Stop::new(),
+        )
+        .unwrap();
         assert_eq!(store.select(10).unwrap().candidates[0].row.game_id, game);
     }
 }

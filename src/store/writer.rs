@@ -3,7 +3,13 @@
 //! that moment), so that a pass of hundreds of records needs far fewer commits than records. A
 //! record without Docker work is claimed and settled by one request, so that a backlog of them
 //! is written 64 records to a commit.
+//!
+//! Its waits for a lock held by someone else last `--lock-wait`. A signal ends them as it ends
+//! the pass's other waits: the first one ends a wait for work not yet begun (lease claims, and
+//! records without Docker work), a second one, after its grace, also a wait for the result of a
+//! container already handled.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -12,9 +18,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use std::collections::HashMap;
 
+use super::open::wait_out_locks;
 use super::protocol::{
-    apply_claim, apply_claim_and_settle, apply_settlement, Claim, ClaimAndSettle, ClaimResult,
-    Settlement,
+    apply_claim, apply_claim_and_settle, apply_settlement, release, Claim, ClaimAndSettle,
+    ClaimResult, Settlement,
 };
 use super::read::records_of;
 use super::{Store, StoreError};
@@ -34,18 +41,30 @@ enum Request {
     Settle(Settlement),
     ClaimAndSettle(ClaimAndSettle),
     Read(Vec<FieldValue>),
+    /// The release of a holder's lease on a game, without a result.
+    Release(FieldValue, String),
+}
+
+impl Request {
+    /// Whether it finishes a job whose container was handled: its lock wait then lasts until a
+    /// second signal, not only the first.
+    fn finishes_a_job(&self) -> bool {
+        matches!(self, Request::Settle(_) | Request::Release(..))
+    }
 }
 
 enum Answer {
     Claim(ClaimResult),
     Settle(Outcome),
     Read(Records),
+    Released,
 }
 
 enum Responder {
     Claim(oneshot::Sender<Result<ClaimResult, StoreError>>),
     Settle(oneshot::Sender<Result<Outcome, StoreError>>),
     Read(oneshot::Sender<Result<Records, StoreError>>),
+    Release(oneshot::Sender<Result<(), StoreError>>),
 }
 
 impl Responder {
@@ -70,6 +89,12 @@ impl Responder {
             (Responder::Read(sender), Err(error)) => {
                 let _ = sender.send(Err(error));
             }
+            (Responder::Release(sender), Ok(Answer::Released)) => {
+                let _ = sender.send(Ok(()));
+            }
+            (Responder::Release(sender), Err(error)) => {
+                let _ = sender.send(Err(error));
+            }
             // Answers are made from their own request, so the kinds always match.
             (_, Ok(_)) => unreachable!("an answer of another kind than its request"),
         }
@@ -80,6 +105,7 @@ impl Responder {
             Responder::Claim(_) => "a lease claim",
             Responder::Settle(_) => "a result",
             Responder::Read(_) => "a read of records",
+            Responder::Release(_) => "the release of a lease",
         }
     }
 }
@@ -108,10 +134,21 @@ impl Store {
     /// where the system cannot start one more thread.
     pub fn into_writer(self, op_source: String) -> Result<StateWriter, StoreError> {
         let (sender, receiver) = mpsc::unbounded_channel();
-        let connection = self.connection;
+        let mut connection = self.connection;
+        let finishing = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&self.opened.stop);
+        let batch_finishes = Arc::clone(&finishing);
+        wait_out_locks(&mut connection, self.opened.lock_wait, move || {
+            stop.is_abandoned()
+                || (stop.signalled().is_some() && !batch_finishes.load(Ordering::SeqCst))
+        })
+        .map_err(|source| StoreError::Write {
+            operation: "the writer's lock wait",
+            source: Arc::new(source),
+        })?;
         let thread = std::thread::Builder::new()
             .name("state-writer".into())
-            .spawn(move || write_loop(connection, &op_source, receiver))
+            .spawn(move || write_loop(connection, &op_source, receiver, &finishing))
             .map_err(|source| StoreError::WriterStart {
                 path: self.path,
                 source,
@@ -136,6 +173,14 @@ impl StateWriter {
     pub async fn records_of(&self, games: Vec<FieldValue>) -> Result<Records, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Read(games), Responder::Read(reply))?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Releases a holder's lease on a game, writing nothing else: what is left to do where the
+    /// state file refuses a job's result.
+    pub async fn release(&self, game: FieldValue, holder: String) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Release(game, holder), Responder::Release(reply))?;
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
@@ -192,10 +237,12 @@ impl Drop for StateWriter {
 }
 
 /// Applies what comes until every sender is gone; returns the number of transactions committed.
+/// `finishing` tells the connection's lock waits whether the batch finishes jobs.
 fn write_loop(
     mut connection: Connection,
     op_source: &str,
     mut jobs: mpsc::UnboundedReceiver<(Request, Responder)>,
+    finishing: &AtomicBool,
 ) -> usize {
     let mut committed = 0;
     while let Some(first) = jobs.blocking_recv() {
@@ -209,6 +256,10 @@ fn write_loop(
             responders.push(responder);
         }
         let batch = requests.len();
+        finishing.store(
+            requests.iter().any(Request::finishes_a_job),
+            Ordering::SeqCst,
+        );
         let began = std::time::Instant::now();
         match apply_batch(&mut connection, op_source, &requests) {
             Ok(answers) => {
@@ -324,6 +375,9 @@ fn apply(connection: &Connection, op_source: &str, request: &Request) -> rusqlit
             apply_claim_and_settle(connection, op_source, request, now).map(Answer::Settle)
         }
         Request::Read(games) => records_of(connection, games).map(Answer::Read),
+        Request::Release(game, holder) => {
+            release(connection, game, holder).map(|()| Answer::Released)
+        }
     }
 }
 

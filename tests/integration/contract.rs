@@ -435,6 +435,7 @@ fn the_json_summary_has_the_contract_shape() {
             "counts",
             "dry_run",
             "finished_at",
+            "leases_kept",
             "records",
             "retention_seconds",
             "started_at",
@@ -442,6 +443,7 @@ fn the_json_summary_has_the_contract_shape() {
             "threshold"
         ]
     );
+    assert_eq!(json["leases_kept"], serde_json::json!([]));
     assert_eq!(json["retention_seconds"], 604_800);
     assert_eq!(json["state"], state.path().display().to_string());
     for key in ["threshold", "started_at", "finished_at"] {

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use rusqlite::types::Value;
 
 use crate::harness::{
-    binary, command, daemon, days_ago, exists, finish, now_ms, pass, pass_args, run_with_env,
-    run_without_docker, Containers, Gate, Immutable, Journal, Run, Spawned, StateFile, TcpBridge,
-    OWNER_LABEL,
+    binary, command, daemon, days_ago, exists, finish, now_ms, pass, pass_args, rfc3339_ms,
+    run_with_env, run_without_docker, Containers, FaultProxy, Immutable, Journal, Match, Run,
+    Spawned, StateFile, TcpBridge, OWNER_LABEL,
 };
 
 /// Writes a plan with `--dry-run --plan-out` and returns its path (in `dir`) and its JSON.
@@ -707,56 +707,63 @@ fn empty_environment_variables_count_as_unset() {
 
 #[test]
 fn a_second_signal_abandons_the_removals_in_flight_after_a_short_grace() {
-    let containers = Containers::new("second-signal");
-    let state = StateFile::new(Journal::Wal);
-    let held = containers.create(&[]);
-    let later = containers.create(&[]);
-    state.stopped("g-held", Some(&held), 9);
-    state.stopped("g-later", Some(&later), 8);
-    let gate = Gate::in_front_of_test_daemon("DELETE ");
-    let args = pass_args(&state, &["--concurrency", "1"]);
-    let mut command = command(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    command.env("DOCKER_HOST", gate.host());
-    let running = Spawned::start(command);
-    assert!(
-        gate.wait_held(1, Duration::from_secs(20)),
-        "the removal never came"
-    );
+    for journal in [Journal::Rollback, Journal::Wal] {
+        let containers = Containers::new("second-signal");
+        let state = StateFile::new(journal);
+        let held = containers.create(&[]);
+        let later = containers.create(&[]);
+        state.stopped("g-held", Some(&held), 9);
+        state.stopped("g-later", Some(&later), 8);
+        let gate = FaultProxy::holding(Match::removal());
+        let args = pass_args(&state, &["--concurrency", "1"]);
+        let mut command = command(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        command.env("DOCKER_HOST", gate.host());
+        let running = Spawned::start(command);
+        assert!(
+            gate.wait_held(1, Duration::from_secs(20)),
+            "the removal never came"
+        );
 
-    running.signal("TERM");
-    assert!(running.wait_for_stderr("received SIGTERM", Duration::from_secs(5)));
-    running.signal("TERM");
-    let second = Instant::now();
-    assert!(
-        running.wait_for_stderr("received SIGTERM again", Duration::from_secs(5)),
-        "the second signal is logged"
-    );
-    let run = running.wait(Duration::from_secs(20));
-    let took = second.elapsed();
-    // The gate never lets the removal through: only the abandonment ends the wait.
-    run.assert_code(143);
-    assert!(
-        took < Duration::from_secs(6),
-        "took {took:?} after the second signal"
-    );
-    assert_eq!(run.result_of("g-held"), "failed");
-    assert_eq!(run.result_of("g-later"), "deferred");
-    assert_eq!(state.status("g-held"), "stopped", "not verifiably gone");
-    let log = state.log("g-held");
-    assert_eq!(log.len(), 1);
-    assert_eq!(log[0].error_code.as_deref(), Some("docker_error"));
-    assert!(log[0]
-        .error_message
-        .as_deref()
-        .unwrap()
-        .contains("abandoned"));
-    assert!(state.log("g-later").is_empty());
-    assert!(
-        state.leases().is_empty(),
-        "no lease left: {:?}",
-        state.leases()
-    );
-    drop(gate);
+        running.signal("TERM");
+        assert!(running.wait_for_stderr("received SIGTERM", Duration::from_secs(5)));
+        running.signal("TERM");
+        let second = Instant::now();
+        assert!(
+            running.wait_for_stderr("received SIGTERM again", Duration::from_secs(5)),
+            "the second signal is logged"
+        );
+        let run = running.wait(Duration::from_secs(20));
+        let took = second.elapsed();
+        // The proxy never lets the removal through: only the abandonment ends the wait.
+        run.assert_code(143);
+        assert!(
+            took < Duration::from_secs(6),
+            "{journal:?}: took {took:?} after the second signal"
+        );
+        assert_eq!(run.result_of("g-held"), "failed");
+        assert_eq!(run.result_of("g-later"), "deferred");
+        assert_eq!(state.status("g-held"), "stopped", "not verifiably gone");
+        let log = state.log("g-held");
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0].error_code.as_deref(), Some("docker_error"));
+        let message = log[0].error_message.as_deref().unwrap();
+        assert!(
+            message.contains("abandoned") && message.contains("may still"),
+            "{journal:?}: {message}"
+        );
+        assert!(state.log("g-later").is_empty());
+        // The abandoned removal was sent: the daemon may still carry it out, so its lease stays
+        // until it expires, and the summary says so.
+        let leases = state.leases();
+        assert_eq!(leases.len(), 1, "{journal:?}: {leases:?}");
+        assert_eq!(leases[0].0, "g-held");
+        assert_eq!(
+            run.json()["leases_kept"],
+            serde_json::json!([{"game_id": "g-held", "until": rfc3339_ms(leases[0].2)}]),
+            "{journal:?}"
+        );
+        drop(gate);
+    }
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -419,6 +419,14 @@ fn check_summary_shape(summary: &Value) {
         expected.extend(["orphans", "orphan_counts"]);
         check_orphans(summary);
     }
+    // The leases a real run keeps; a dry run takes none.
+    if summary["dry_run"] == false {
+        expected.insert("leases_kept");
+        for lease in summary["leases_kept"].as_array().unwrap() {
+            assert_eq!(keys(lease), BTreeSet::from(["game_id", "until"]), "{lease}");
+            contract_time(&lease["until"]);
+        }
+    }
     assert_eq!(keys(summary), expected, "{summary}");
     assert!(summary["dry_run"].is_boolean());
     assert!(summary["state"].is_string());

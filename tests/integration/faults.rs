@@ -9,7 +9,7 @@
 //! * `PRAGMA integrity_check` is ok;
 //! * after a clean run, every expired record is `removed` and its container is gone.
 //!
-//! To act at an exact point of a pass, the tests put a [`Gate`] between rt-cleanup and the daemon
+//! To act at an exact point of a pass, the tests put a [`FaultProxy`] between rt-cleanup and the daemon
 //! that holds a chosen request (the removal, or the container listing that follows the
 //! selection) until the test has done its part. Cases that freeze or kill a daemon use a
 //! [`PrivateDaemon`] of their own, never the shared one.
@@ -18,6 +18,8 @@
 //! (`scripts/test-daemon.sh`), and their invariants are about rt-cleanup and the state file, not
 //! about the engine. What differs between engines is pinned in `contract.rs`, on both.
 
+mod timing;
+
 use std::collections::HashSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -25,8 +27,9 @@ use std::time::{Duration, Instant};
 use rusqlite::types::Value;
 
 use crate::harness::{
-    daemon, days_ago, docker, now_ms, pass, pass_args, Containers, Gate, Immutable, Journal,
-    PrivateDaemon, Rng, Run, Spawned, StateFile, OWNER_LABEL, RUN_LABEL,
+    daemon, days_ago, docker, now_ms, pass, rfc3339_ms, spawn_pass, Containers, Fault, FaultProxy,
+    Immutable, Journal, Match, PrivateDaemon, Rng, Run, Spawned, StateFile, Which, OWNER_LABEL,
+    RUN_LABEL,
 };
 
 /// How long a test waits for a pass to reach a gated request before it gives up.
@@ -39,14 +42,6 @@ struct Game {
     container: String,
     /// Stopped and older than the retention when it was made: a container rt-cleanup may remove.
     candidate: bool,
-}
-
-/// Starts a JSON pass over the state file against `host` in the background.
-fn spawn_pass(state: &StateFile, host: &str, extra: &[&str]) -> Spawned {
-    let args = pass_args(state, extra);
-    let mut command = crate::harness::command(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    command.env("DOCKER_HOST", host);
-    Spawned::start(command)
 }
 
 /// Runs a JSON pass over the state file against `host` and waits for it.
@@ -297,7 +292,7 @@ fn a_signal_mid_pass_finishes_the_removals_in_flight_and_defers_the_rest(
     let containers = Containers::new("signal");
     let state = StateFile::new(Journal::Wal);
     let games = expired_games(&state, &containers, "g-sig", 6);
-    let gate = Gate::in_front_of_test_daemon("DELETE ");
+    let gate = FaultProxy::holding(Match::removal());
     let concurrency = in_flight.to_string();
     let running = spawn_pass(&state, &gate.host(), &["--concurrency", &concurrency]);
     assert!(
@@ -393,7 +388,7 @@ fn a_frozen_then_killed_daemon_fails_records_with_docker_error_and_a_later_run_f
             }
         })
         .collect();
-    let gate = Gate::new(&private.socket(), "DELETE ");
+    let gate = FaultProxy::new(&private.socket()).with(Match::removal(), Which::Every, Fault::Hold);
     let running = spawn_pass(
         &state,
         &gate.host(),
@@ -406,7 +401,7 @@ fn a_frozen_then_killed_daemon_fails_records_with_docker_error_and_a_later_run_f
             "2",
         ],
     );
-    // Both first removals wait at the gate; they reach the daemon only once it is frozen.
+    // Both first removals wait at the proxy; they reach the daemon only once it is frozen.
     assert!(gate.wait_held(2, REACH), "the pass never sent its removals");
     private.freeze();
     gate.open();
@@ -444,7 +439,18 @@ fn a_frozen_then_killed_daemon_fails_records_with_docker_error_and_a_later_run_f
             ("failure", Some("docker_error"))
         );
     }
-    assert!(state.leases().is_empty(), "{:?}", state.leases());
+    // Every removal was sent (to the frozen daemon, or on a connection that broke) and never
+    // answered: each game keeps its lease until it expires, and the summary names it.
+    assert_eq!(
+        json["leases_kept"].as_array().map(Vec::len),
+        Some(games.len()),
+        "{json}"
+    );
+    let leases = state.leases();
+    assert_eq!(leases.len(), games.len(), "{leases:?}");
+    assert!(leases
+        .iter()
+        .all(|(_, holder, _)| holder.starts_with("rt-cleanup/")));
 
     private.restart();
     let existing: HashSet<String> = games
@@ -459,6 +465,7 @@ fn a_frozen_then_killed_daemon_fails_records_with_docker_error_and_a_later_run_f
     );
     assert_invariants(&state, &games, &existing, "after the daemon died");
 
+    state.expire_own_leases();
     let later = pass_via(&state, &private.host, &["--docker-timeout", "5s"]);
     later.assert_code(0);
     assert_eq!(later.json()["counts"]["removed"], games.len());
@@ -483,7 +490,7 @@ fn changes_by_the_runtime_manager_between_selection_and_removal_are_conflicts() 
         let [restarted, leased, touched, plain] = [0, 1, 2, 3].map(|i| games[i].clone());
         // With --owner-label the pass lists the containers right after the selection and before
         // it takes any lease: holding that listing holds the pass between the two.
-        let gate = Gate::in_front_of_test_daemon("/containers/json");
+        let gate = FaultProxy::holding(Match::listing());
         let running = spawn_pass(&state, &gate.host(), &["--owner-label", OWNER_LABEL]);
         assert!(
             gate.wait_held(1, REACH),
@@ -552,7 +559,7 @@ fn a_game_restarted_while_its_removal_is_in_flight_is_refused_by_docker() {
     let state = StateFile::new(Journal::Rollback);
     let games = expired_games(&state, &containers, "g-late", 1);
     let game = &games[0];
-    let removal = Gate::in_front_of_test_daemon("DELETE ");
+    let removal = FaultProxy::holding(Match::removal());
     let running = spawn_pass(&state, &removal.host(), &[]);
     assert!(
         removal.wait_held(1, REACH),
@@ -662,10 +669,10 @@ fn result_in(run: &Run, game: &str) -> Option<String> {
 // 6. Locks and storage
 // ------------------------------------------------------------------------------------------------
 
-/// Starts a pass through a gate that holds its first removal, with one candidate.
-fn hold_first_removal(state: &StateFile, games: &[Game], extra: &[&str]) -> (Gate, Spawned) {
+/// Starts a pass through a proxy that holds its first removal, with one candidate.
+fn hold_first_removal(state: &StateFile, games: &[Game], extra: &[&str]) -> (FaultProxy, Spawned) {
     assert!(!games.is_empty());
-    let gate = Gate::in_front_of_test_daemon("DELETE ");
+    let gate = FaultProxy::holding(Match::removal());
     let mut args = vec!["--concurrency", "1"];
     args.extend_from_slice(extra);
     let running = spawn_pass(state, &gate.host(), &args);
@@ -696,32 +703,53 @@ fn a_writer_holding_the_state_file_mid_pass_for_a_few_seconds_is_waited_out() {
 
 #[test]
 fn a_writer_holding_the_state_file_past_the_lock_wait_mid_pass_exits_75_and_the_next_run_replays() {
-    let containers = Containers::new("lock-long");
-    let state = StateFile::new(Journal::Rollback);
-    let games = expired_games(&state, &containers, "g-lock", 3);
-    let (gate, running) = hold_first_removal(&state, &games, &["--lock-wait", "1s"]);
+    for journal in [Journal::Rollback, Journal::Wal] {
+        let containers = Containers::new("lock-long");
+        let state = StateFile::new(journal);
+        let games = expired_games(&state, &containers, "g-lock", 3);
+        let (gate, running) = hold_first_removal(&state, &games, &["--lock-wait", "1s"]);
 
-    let writer = state.connect();
-    writer.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    gate.open();
-    let run = running.wait(Duration::from_secs(30));
-    writer.execute_batch("COMMIT").unwrap();
+        let lock = state.lock_exclusive();
+        gate.open();
+        let run = running.wait(Duration::from_secs(30));
+        drop(lock);
 
-    run.assert_code(75);
-    let json = run.json();
-    // The first record's container is gone but its result could not be written; the others
-    // were never started.
-    assert_eq!(json["counts"]["failed"], 1, "{json}");
-    assert_eq!(json["counts"]["deferred"], games.len() - 1, "{json}");
-    assert!(
-        state.all_log().is_empty(),
-        "nothing was written, not half of it"
-    );
-    for game in &games {
-        assert_eq!(state.status(&game.id), "stopped");
+        run.assert_code(75);
+        let json = run.json();
+        // The first record's container is gone but its result could not be written, even
+        // after the retries; the others were never started.
+        assert_eq!(json["counts"]["failed"], 1, "{journal:?} {json}");
+        assert_eq!(
+            json["counts"]["deferred"],
+            games.len() - 1,
+            "{journal:?} {json}"
+        );
+        assert!(
+            state.all_log().is_empty(),
+            "nothing was written, not half of it"
+        );
+        for game in &games {
+            assert_eq!(state.status(&game.id), "stopped");
+        }
+        // Its lease could not be released either: the summary and the logs say until when.
+        let leases = state.leases();
+        assert_eq!(leases.len(), 1, "{journal:?} {leases:?}");
+        let until = crate::harness::rfc3339_ms(leases[0].2);
+        assert_eq!(
+            json["leases_kept"],
+            serde_json::json!([{"game_id": games[0].id, "until": until}]),
+            "{journal:?} {json}"
+        );
+        assert!(
+            run.stderr
+                .lines()
+                .any(|line| line.contains(&games[0].id) && line.contains(&until)),
+            "{journal:?}: the logs name the kept lease: {}",
+            run.stderr
+        );
+        assert_invariants(&state, &games, &existing_on_test_daemon(), "after exit 75");
+        assert_replayed_after_lease_expiry(&state, &games, &games[0]);
     }
-    assert_invariants(&state, &games, &existing_on_test_daemon(), "after exit 75");
-    assert_replayed_after_lease_expiry(&state, &games, &games[0]);
 }
 
 /// After a pass that removed `lost`'s container but could not write it: the lease it could not
@@ -983,8 +1011,12 @@ fn a_removal_without_answer_is_decided_by_an_inspection() {
         .strip_prefix("unix://")
         .expect("a unix:// test daemon")
         .to_owned();
-    // The gate holds both removals; inspections pass through to the daemon.
-    let gate = Gate::new(std::path::Path::new(&socket), "DELETE ");
+    // The proxy holds both removals; inspections pass through to the daemon.
+    let gate = FaultProxy::new(std::path::Path::new(&socket)).with(
+        Match::removal(),
+        Which::Every,
+        Fault::Hold,
+    );
     let running = spawn_pass(
         &state,
         &gate.host(),
@@ -1009,5 +1041,12 @@ fn a_removal_without_answer_is_decided_by_an_inspection() {
         message.contains("no answer within 1s") && message.contains("still exists"),
         "{message}"
     );
-    assert!(state.leases().is_empty());
+    // The one whose removal may still be carried out keeps its lease; the other's is released.
+    let leases = state.leases();
+    assert_eq!(leases.len(), 1, "{leases:?}");
+    assert_eq!(leases[0].0, "g-staying");
+    assert_eq!(
+        run.json()["leases_kept"],
+        serde_json::json!([{"game_id": "g-staying", "until": rfc3339_ms(leases[0].2)}])
+    );
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::harness::{
-    command, daemon, docker, exists, finish, now_ms, run, run_without_docker, Containers, Gate,
-    Journal, Run, Spawned, StateFile, OWNER_LABEL,
+    command, daemon, docker, exists, finish, now_ms, run, run_without_docker, Containers,
+    FaultProxy, Journal, Match, Run, Spawned, StateFile, OWNER_LABEL,
 };
 
 /// An owner label key of the test's own: the daemon is shared with every other test, whose
@@ -72,15 +72,14 @@ fn claiming(state: &StateFile, game: &str, status: &str, container: &str) {
     state.insert(game, Some(container), status, &(now_ms() + 86_400_000));
 }
 
-/// Runs the binary with `args` through a gate that holds nothing; returns the run and the
-/// request lines that went through.
-fn through_an_open_gate(args: &[String]) -> (Run, Vec<String>) {
-    let gate = Gate::in_front_of_test_daemon("never held: no request holds this text");
-    gate.open();
+/// Runs the binary with `args` through a fault proxy that passes every request; returns the run
+/// and the request lines that went through.
+fn through_an_open_proxy(args: &[String]) -> (Run, Vec<String>) {
+    let proxy = FaultProxy::in_front_of_test_daemon();
     let mut command = command(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    command.env("DOCKER_HOST", gate.host());
+    command.env("DOCKER_HOST", proxy.host());
     let run = finish(&command.output().unwrap());
-    (run, gate.requests())
+    (run, proxy.requests())
 }
 
 /// The request lines that list containers (`GET …/containers/json?…`).
@@ -288,7 +287,7 @@ fn a_record_that_claims_the_container_after_the_listing_makes_it_a_conflict() {
     let leaked = containers.create(&[(key, "g-late")]);
     older_than_the_retention();
     // Hold the pass at the inspection, after the listing and before the lease.
-    let gate = Gate::in_front_of_test_daemon(&format!("/containers/{leaked}/json"));
+    let gate = FaultProxy::holding(Match::inspection_of(&leaked));
     let args = args(&state, key, "1s", "remove", &[]);
     let mut command = command(&args.iter().map(String::as_str).collect::<Vec<_>>());
     command.env("DOCKER_HOST", gate.host());
@@ -553,7 +552,7 @@ fn applying_a_plan_inspects_only_its_orphans_and_one_no_longer_an_orphan_gets_no
     ]
     .map(str::to_owned)
     .to_vec();
-    let (applied, requests) = through_an_open_gate(&args);
+    let (applied, requests) = through_an_open_proxy(&args);
     applied.assert_code(0);
 
     assert_eq!(
@@ -592,7 +591,7 @@ fn a_dry_run_lists_the_containers_once_for_its_records_and_its_orphans() {
     let leaked = containers.create(&[(key, "g-leaked")]);
     older_than_the_retention();
 
-    let (run, requests) = through_an_open_gate(&args(&state, key, "1s", "remove", &["--dry-run"]));
+    let (run, requests) = through_an_open_proxy(&args(&state, key, "1s", "remove", &["--dry-run"]));
     run.assert_code(0);
     assert_eq!(run.result_of("g-record"), "removed");
     let found = orphans(&run);
@@ -612,7 +611,7 @@ fn an_immutable_dry_run_reads_again_when_the_state_file_is_written_during_its_or
     state.stopped("g-record", None, 8);
     let leaked = containers.create(&[(key, "g-leaked")]);
     older_than_the_retention();
-    let gate = Gate::in_front_of_test_daemon("/containers/json?");
+    let gate = FaultProxy::holding(Match::listing());
     let args = args(&state, key, "1s", "remove", &["--dry-run"]);
     let mut command = command(&args.iter().map(String::as_str).collect::<Vec<_>>());
     command.env("DOCKER_HOST", gate.host());
@@ -658,7 +657,7 @@ fn an_orphan_search_that_gets_no_answer_reports_no_orphans_no_counts_and_why() {
     let metrics_arg = metrics.display().to_string();
     for extra in [&["--dry-run"][..], &["--metrics-file", &metrics_arg][..]] {
         // The labelled listing is held past the Docker timeout.
-        let gate = Gate::in_front_of_test_daemon("filters=");
+        let gate = FaultProxy::holding(Match::target("filters="));
         let mut extra = extra.to_vec();
         extra.extend(["--docker-timeout", "1s"]);
         let args = args(&state, key, "1s", "remove", &extra);
@@ -781,7 +780,7 @@ fn looking_for_orphans_costs_one_listing_and_one_inspection_per_unclaimed_contai
             "--dry-run".to_owned(),
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let (run, requests) = through_an_open_gate(&args);
+        let (run, requests) = through_an_open_proxy(&args);
         run.assert_code(0);
         (run, requests)
     };

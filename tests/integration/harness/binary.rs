@@ -135,6 +135,14 @@ pub fn pass_args(state: &StateFile, extra: &[&str]) -> Vec<String> {
     args
 }
 
+/// Starts a JSON pass over a state file against the daemon at `host` in the background.
+pub fn spawn_pass(state: &StateFile, host: &str, extra: &[&str]) -> Spawned {
+    let args = pass_args(state, extra);
+    let mut command = command(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    command.env("DOCKER_HOST", host);
+    Spawned::start(command)
+}
+
 /// Runs a JSON pass over a state file against the test daemon.
 pub fn pass(state: &StateFile, extra: &[&str]) -> Run {
     let args = pass_args(state, extra);
@@ -184,9 +192,9 @@ fn with_the_request_named(line: &str) -> String {
 // ------------------------------------------------------------------------------------------------
 // Fault-suite helpers (docs/fault-suite.md: crashes, signals, races, locks and hostile input).
 //
-// A private dockerd per test for the cases that freeze or kill a daemon, a gate that holds chosen
-// Docker requests on their way to a daemon so that a test can act at an exact point of a pass, a
-// spawned binary whose stderr can be watched while it runs, signals by pid, a state file in a
+// A private dockerd per test for the cases that freeze or kill a daemon, a fault proxy that holds
+// chosen Docker requests on their way to a daemon so that a test can act at an exact point of a
+// pass, a spawned binary whose stderr can be watched while it runs, signals by pid, a state file in a
 // directory of the test's choosing, and a small seeded random generator.
 // ------------------------------------------------------------------------------------------------
 

@@ -115,7 +115,7 @@ impl PrivateDaemon {
         );
     }
 
-    /// The socket path, for a [`Gate`] in front of the daemon.
+    /// The socket path, for a [`FaultProxy`] in front of the daemon.
     pub fn socket(&self) -> PathBuf {
         PathBuf::from(self.host.trim_start_matches("unix://"))
     }

@@ -161,6 +161,33 @@ impl StateFile {
             .unwrap();
     }
 
+    /// Takes a game's lease as the runtime manager does (contract section 1: one statement that
+    /// inserts the row, or takes it over only where it expired), for `ttl_ms`; whether it was
+    /// taken.
+    pub fn acquire_lease(&self, game: &str, holder: &str, ttl_ms: i64) -> bool {
+        let now = now_ms();
+        let taken = self
+            .connect()
+            .execute(
+                "INSERT INTO game_leases (game_id, holder, expires_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (game_id) DO UPDATE \
+                   SET holder = excluded.holder, expires_at = excluded.expires_at \
+                   WHERE game_leases.expires_at <= ?4",
+                params![game, holder, now + ttl_ms, now],
+            )
+            .unwrap();
+        taken == 1
+    }
+
+    /// Takes the file's write lock (`BEGIN EXCLUSIVE`) on a connection of the test's own, as a
+    /// runtime manager in a long transaction would; it is held until the lock is released or
+    /// dropped.
+    pub fn lock_exclusive(&self) -> ExclusiveLock {
+        let connection = self.connect();
+        connection.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        ExclusiveLock(Some(connection))
+    }
+
     /// The leases, as `(game_id, holder, expires_at)`.
     pub fn leases(&self) -> Vec<(String, String, i64)> {
         let connection = self.connect();
@@ -268,5 +295,28 @@ impl StateFile {
                 [now_ms() - 1],
             )
             .unwrap()
+    }
+}
+
+/// The state file's write lock, held by a connection of the test's own (see
+/// [`StateFile::lock_exclusive`]); released (committed) when dropped.
+pub struct ExclusiveLock(Option<Connection>);
+
+impl ExclusiveLock {
+    /// Releases the lock after `delay`, from a thread of its own.
+    pub fn release_after(mut self, delay: Duration) -> std::thread::JoinHandle<()> {
+        let connection = self.0.take().expect("the lock is held");
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            connection.execute_batch("COMMIT").unwrap();
+        })
+    }
+}
+
+impl Drop for ExclusiveLock {
+    fn drop(&mut self) {
+        if let Some(connection) = self.0.take() {
+            connection.execute_batch("COMMIT").unwrap();
+        }
     }
 }

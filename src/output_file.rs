@@ -16,7 +16,7 @@ const RANDOM_NAME_CHARACTERS: usize = 12;
 /// pointing at an empty one.
 ///
 /// The temporary file is created exclusively (`O_CREAT | O_EXCL`, which never follows a
-/// symlink) under an unpredictable name: node_exporter's textfile directory is often writable
+/// symlink) under an unpredictable name: `node_exporter`'s textfile directory is often writable
 /// by other users, and a symlink planted at a name this tool would use must never make it
 /// write into another file. The rename replaces a symlink at `path` itself rather than
 /// following it.

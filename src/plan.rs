@@ -141,7 +141,7 @@ pub enum PlanError {
     GameIdNotText {
         /// The plan file.
         path: PathBuf,
-        /// The value, for people.
+        /// The value as the plan has it, e.g. `1`.
         game: String,
         /// Its type, e.g. "an integer".
         kind: &'static str,
@@ -407,7 +407,9 @@ impl Plan {
             if let Some(kind) = kind {
                 return Err(PlanError::GameIdNotText {
                     path: path.to_owned(),
-                    game: record.game_id.to_string(),
+                    // As the plan writes it: a number or null, which cannot fail to serialise.
+                    game: serde_json::to_string(&record.game_id)
+                        .expect("a number or null serialises"),
                     kind,
                 });
             }

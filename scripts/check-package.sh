@@ -98,15 +98,17 @@ changelog_version=$(dpkg-parsechangelog -l debian/changelog -S Version)
 
 # lintian unpacks what it checks; as root it says it should not, so it runs as nobody on a
 # copy that nobody can read ($work itself is private to root), with a TMPDIR of its own,
-# because it leaves a cache file (mldbm-elf-*) behind in TMPDIR.
+# because it leaves a cache file (mldbm-elf-*) behind in TMPDIR. It runs from that directory:
+# lintian changes back to its working directory, and the checkout may be one that nobody cannot
+# enter (a clone in root's home directory, mode 700: "Can't cd to ...: Permission denied").
 log "lintian $(basename "$deb")"
 lint_dir=$(mktemp -d)
 chmod 0755 "$lint_dir"
 install -m 0644 "$deb" "$lint_dir/"
 install -d -m 0700 -o nobody "$lint_dir/tmp"
 lint_rc=0
-runuser -u nobody -- env TMPDIR="$lint_dir/tmp" lintian --fail-on error,warning --display-info \
-  --pedantic "$lint_dir/$(basename "$deb")" || lint_rc=$?
+(cd "$lint_dir" && runuser -u nobody -- env TMPDIR="$lint_dir/tmp" lintian \
+  --fail-on error,warning --display-info --pedantic "$(basename "$deb")") || lint_rc=$?
 rm -rf "$lint_dir"
 [ "$lint_rc" -eq 0 ] || die "lintian exited $lint_rc: errors or warnings (above)"
 log "lintian: no errors, no warnings; overridden, with the reason beside it:" \
@@ -219,8 +221,9 @@ systemd-tmpfiles --create rt-cleanup.conf
   die "$PLAN_DIR is $(stat -c '%U:%G %a' "$PLAN_DIR"), not rt-cleanup:rt-cleanup 750"
 probe=$PLAN_DIR/probe.prom
 probe_rc=0
-runuser -u "$USER_NAME" -- rt-cleanup --retention 7d --state "$work/no-such-state.db" \
-  --metrics-file "$probe" 2>"$work/probe.log" || probe_rc=$?
+# From / as systemd starts it, not from the checkout, which the user may not be able to enter.
+(cd / && runuser -u "$USER_NAME" -- rt-cleanup --retention 7d --state "$work/no-such-state.db" \
+  --metrics-file "$probe") 2>"$work/probe.log" || probe_rc=$?
 [ "$probe_rc" -eq 2 ] || [ "$probe_rc" -eq 69 ] ||
   die "the run as $USER_NAME exited $probe_rc: $(cat "$work/probe.log")"
 grep -q "^rt_cleanup_last_run_exit_status $probe_rc\$" "$probe" ||

@@ -91,7 +91,8 @@ pub struct Arguments {
     )]
     pub retention: String,
 
-    /// The runtime manager's SQLite state file. Never created: it must exist.
+    /// The runtime manager's SQLite state file. Never created: it must exist, as a regular file
+    /// or a symlink to one.
     #[arg(
         long,
         env = "RT_CLEANUP_STATE",
@@ -219,6 +220,7 @@ pub struct Arguments {
 
     /// Write Prometheus metrics of each real run to this file (atomically), for
     /// node_exporter's textfile collector, e.g. /var/lib/prometheus/node-exporter/rt_cleanup.prom.
+    /// A path that leads to the state file or its -wal, -shm or -journal is refused (exit 2).
     #[arg(long, env = "RT_CLEANUP_METRICS_FILE", value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
 
@@ -229,7 +231,8 @@ pub struct Arguments {
     pub orphans: Option<OrphanMode>,
 
     /// With --dry-run: write the exact set of records a real run would act on to FILE, for
-    /// review and a later --apply-plan.
+    /// review and a later --apply-plan. A path that leads to the state file or its -wal, -shm
+    /// or -journal is refused (exit 2).
     #[arg(long, env = "RT_CLEANUP_PLAN_OUT", value_name = "FILE")]
     pub plan_out: Option<PathBuf>,
 

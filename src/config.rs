@@ -1,7 +1,9 @@
 //! Turns the raw [`Arguments`] into a validated [`Config`], in one place.
 
+use std::fs::{self, FileType};
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
@@ -207,6 +209,46 @@ pub enum ConfigError {
     /// A text option was empty.
     #[error("invalid {0} \"\": it must not be empty")]
     Empty(&'static str),
+    /// An output file would replace the state file, one of SQLite's files beside it, or the
+    /// plan being applied.
+    #[error(
+        "{option} {} resolves to {}, {what}; rt-cleanup would replace it with its own output: \
+         name another file", path.display(), target.display()
+    )]
+    OutputReplaces {
+        /// The option.
+        option: &'static str,
+        /// The path given.
+        path: PathBuf,
+        /// The file it resolves to.
+        target: PathBuf,
+        /// What that file is, with the option that named it.
+        what: String,
+    },
+    /// An output file names something that is not a regular file.
+    #[error(
+        "{option} {} is {kind}, not a regular file; rt-cleanup replaces the file it writes (it \
+         renames a new file over it), so name a regular file, or one that does not exist yet",
+        path.display()
+    )]
+    OutputNotAFile {
+        /// The option.
+        option: &'static str,
+        /// The path given.
+        path: PathBuf,
+        /// What it is, e.g. "a directory".
+        kind: &'static str,
+    },
+    /// An output file cannot be created where it is named.
+    #[error("{option} {} cannot be written: {reason}", path.display())]
+    OutputPlace {
+        /// The option.
+        option: &'static str,
+        /// The path given.
+        path: PathBuf,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// The lease could expire while this tool still works on the game.
     #[error(
         "invalid --lease-ttl {lease_ttl}: it must be longer than every wait that can happen \
@@ -287,6 +329,19 @@ impl TryFrom<Arguments> for Config {
                 return Err(ConfigError::OrphansWithoutOwnerLabel("remove"));
             }
             _ => {}
+        }
+        for (option, output) in [
+            ("--plan-out", &arguments.plan_out),
+            ("--metrics-file", &arguments.metrics_file),
+        ] {
+            if let Some(output) = output {
+                check_output(
+                    option,
+                    output,
+                    &arguments.state,
+                    arguments.apply_plan.as_deref(),
+                )?;
+            }
         }
         let docker_host = docker_host(&arguments)?;
         Ok(Self {
@@ -396,6 +451,160 @@ fn retention(value: &str) -> Result<Duration, ConfigError> {
         return Err(ConfigError::RetentionBeforeEpoch(value.to_owned()));
     }
     Ok(retention)
+}
+
+/// The state file and the files SQLite keeps beside it, by the suffix of their names, with what
+/// each is.
+const STATE_FILES: [(&str, &str); 4] = [
+    ("", "the state file"),
+    ("-wal", "the state file's write-ahead log"),
+    ("-shm", "the state file's shared-memory index"),
+    ("-journal", "the state file's rollback journal"),
+];
+
+/// Refuses an output file (`--plan-out`, `--metrics-file`) that would replace the state file,
+/// one of SQLite's files beside it (whether they exist now or not), or the plan being applied:
+/// by the path it resolves to (symlinks followed, `.` and `..` applied) or, where it exists, by
+/// its device and inode (a hard link). Refuses too what cannot be replaced by a file (a
+/// directory, a FIFO, a device) and a file whose directory does not exist, before anything is
+/// opened. Nothing is opened here: every check is a `stat` or a `readlink`.
+fn check_output(
+    option: &'static str,
+    output: &Path,
+    state: &Path,
+    apply_plan: Option<&Path>,
+) -> Result<(), ConfigError> {
+    let target = resolve(output);
+    let state_resolved = resolve(state);
+    // SQLite names its journal after the state file's resolved path; the name as given, in its
+    // resolved directory, is checked as well, for a SQLite that would not follow the symlink.
+    let state_as_named = match (state.parent(), state.file_name()) {
+        (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => resolve(parent).join(name),
+        _ => resolve(Path::new(".")).join(state),
+    };
+    let mut protected = Vec::with_capacity(2 * STATE_FILES.len() + 1);
+    for base in [&state_resolved, &state_as_named] {
+        for (suffix, what) in STATE_FILES {
+            let mut name = base.clone().into_os_string();
+            name.push(suffix);
+            protected.push((
+                PathBuf::from(name),
+                format!("{what} (--state {})", state.display()),
+            ));
+        }
+    }
+    if let Some(plan) = apply_plan {
+        protected.push((
+            resolve(plan),
+            format!("the plan being applied (--apply-plan {})", plan.display()),
+        ));
+    }
+    // Follows symlinks: what a write through this name would reach.
+    let existing = fs::metadata(output).ok();
+    for (file, what) in protected {
+        let same_file = existing
+            .as_ref()
+            .zip(fs::metadata(&file).ok())
+            .is_some_and(|(output, file)| output.dev() == file.dev() && output.ino() == file.ino());
+        if target == file || same_file {
+            return Err(ConfigError::OutputReplaces {
+                option,
+                path: output.to_owned(),
+                target: file,
+                what,
+            });
+        }
+    }
+    if let Some(metadata) = existing {
+        if !metadata.is_file() {
+            return Err(ConfigError::OutputNotAFile {
+                option,
+                path: output.to_owned(),
+                kind: file_kind(metadata.file_type()),
+            });
+        }
+    }
+    let place = |reason: String| ConfigError::OutputPlace {
+        option,
+        path: output.to_owned(),
+        reason,
+    };
+    let Some(directory) = target.parent().filter(|_| output.file_name().is_some()) else {
+        return Err(place("it names no file".to_owned()));
+    };
+    match fs::metadata(directory) {
+        Ok(metadata) if metadata.is_dir() => Ok(()),
+        Ok(metadata) => Err(place(format!(
+            "{} is {}, not a directory",
+            directory.display(),
+            file_kind(metadata.file_type())
+        ))),
+        Err(error) => Err(place(format!(
+            "its directory {} cannot be used ({error}); create it, or name a file in a \
+             directory that exists",
+            directory.display()
+        ))),
+    }
+}
+
+/// What a file is, for messages: "a directory", "a FIFO (named pipe)", ….
+#[must_use]
+pub fn file_kind(file_type: FileType) -> &'static str {
+    if file_type.is_file() {
+        "a regular file"
+    } else if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else if file_type.is_symlink() {
+        "a symlink"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// The most symlinks followed while resolving one path: the kernel's own limit.
+const MAX_SYMLINK_HOPS: u32 = 40;
+
+/// Where `path` leads, whether or not the file exists yet: absolute, with the symlinks of every
+/// part that exists followed (a dangling one to where its target would be created), and the
+/// `.` and `..` of the part that does not applied by name.
+fn resolve(path: &Path) -> PathBuf {
+    let absolute = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir().map_or_else(|_| path.to_owned(), |cwd| cwd.join(path))
+    };
+    resolve_from(&absolute, 0)
+}
+
+fn resolve_from(path: &Path, hops: u32) -> PathBuf {
+    if let Ok(resolved) = path.canonicalize() {
+        return resolved;
+    }
+    if hops < MAX_SYMLINK_HOPS {
+        if let Ok(link) = fs::read_link(path) {
+            let base = path.parent().unwrap_or_else(|| Path::new("/"));
+            return resolve_from(&base.join(link), hops + 1);
+        }
+    }
+    let mut components = path.components();
+    match components.next_back() {
+        Some(Component::Normal(name)) => resolve_from(components.as_path(), hops).join(name),
+        Some(Component::ParentDir) => {
+            let mut parent = resolve_from(components.as_path(), hops);
+            parent.pop();
+            parent
+        }
+        Some(Component::CurDir) => resolve_from(components.as_path(), hops),
+        Some(Component::RootDir | Component::Prefix(_)) | None => path.to_owned(),
+    }
 }
 
 /// The daemon and how to speak to it, as the Docker CLI reads `DOCKER_HOST`,
@@ -765,6 +974,135 @@ mod tests {
             "{error}"
         );
         assert!(config(&["--retention", "1d", "--lease-ttl", "141s"]).is_ok());
+    }
+
+    /// A state file in a directory of its own, and `config` of a pass over it with `extra`.
+    fn over_state(extra: &[&str]) -> (tempfile::TempDir, PathBuf, Result<Config, ConfigError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.db");
+        fs::write(&state, b"").unwrap();
+        let config = over(&state, extra);
+        (dir, state, config)
+    }
+
+    fn over(state: &Path, extra: &[&str]) -> Result<Config, ConfigError> {
+        let state = state.to_str().unwrap();
+        let mut args = vec!["--retention", "1d", "--state", state];
+        args.extend_from_slice(extra);
+        config(&args)
+    }
+
+    fn replaced(result: Result<Config, ConfigError>) -> PathBuf {
+        match result {
+            Err(ConfigError::OutputReplaces { target, .. }) => target,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_output_file_that_resolves_to_the_state_file_or_its_journals_is_refused() {
+        let (dir, state, _) = over_state(&[]);
+        let state_text = state.to_str().unwrap().to_owned();
+        let dir_name = dir.path().file_name().unwrap().to_str().unwrap().to_owned();
+        let dotted = format!("{}/../{dir_name}/./state.db", dir.path().display());
+        std::os::unix::fs::symlink(&state, dir.path().join("link.prom")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("dir-link")).unwrap();
+        std::os::unix::fs::symlink(
+            dir.path().join("state.db-wal"),
+            dir.path().join("dangling.prom"),
+        )
+        .unwrap();
+        fs::hard_link(&state, dir.path().join("hard.prom")).unwrap();
+        let canonical = state.canonicalize().unwrap();
+        let journal = |suffix: &str| PathBuf::from(format!("{}{suffix}", canonical.display()));
+        for (output, target) in [
+            (state_text.clone(), canonical.clone()),
+            (dotted, canonical.clone()),
+            (
+                format!("{}/link.prom", dir.path().display()),
+                canonical.clone(),
+            ),
+            (
+                format!("{}/hard.prom", dir.path().display()),
+                canonical.clone(),
+            ),
+            (format!("{state_text}-wal"), journal("-wal")),
+            (format!("{state_text}-shm"), journal("-shm")),
+            (
+                format!("{}/dir-link/state.db-journal", dir.path().display()),
+                journal("-journal"),
+            ),
+            (
+                format!("{}/dangling.prom", dir.path().display()),
+                journal("-wal"),
+            ),
+        ] {
+            for option in ["--metrics-file", "--plan-out"] {
+                let result = over(&state, &["--dry-run", option, &output]);
+                assert_eq!(replaced(result), target, "{option} {output}");
+            }
+        }
+        let message = over(&state, &["--metrics-file", &state_text])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with(&format!("--metrics-file {state_text} resolves to ")),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("(--state {state_text})")),
+            "{message}"
+        );
+        assert!(!message.contains('\n'), "one line: {message}");
+    }
+
+    #[test]
+    fn the_metrics_file_may_not_replace_the_plan_being_applied() {
+        let (dir, state, _) = over_state(&[]);
+        let plan = dir.path().join("plan.json");
+        let plan = plan.to_str().unwrap();
+        let target = replaced(over(
+            &state,
+            &["--apply-plan", plan, "--metrics-file", plan],
+        ));
+        assert_eq!(target, dir.path().canonicalize().unwrap().join("plan.json"));
+    }
+
+    #[test]
+    fn an_output_file_beside_the_state_file_is_accepted() {
+        let (dir, state, _) = over_state(&[]);
+        let beside = dir.path().join("state.db.prom");
+        let config = over(&state, &["--metrics-file", beside.to_str().unwrap()]).unwrap();
+        assert_eq!(config.metrics_file, Some(beside));
+    }
+
+    #[test]
+    fn an_output_file_that_is_not_a_regular_file_or_has_no_directory_is_refused() {
+        let (dir, state, _) = over_state(&[]);
+        let directory = dir.path().to_str().unwrap();
+        for (output, kind) in [
+            (directory, "a directory"),
+            ("/dev/null", "a character device"),
+        ] {
+            match over(&state, &["--metrics-file", output]) {
+                Err(ConfigError::OutputNotAFile { kind: found, .. }) => {
+                    assert_eq!(found, kind, "{output}");
+                }
+                other => panic!("{output}: {other:?}"),
+            }
+        }
+        let missing = format!("{directory}/no/such/dir/out.prom");
+        let error = over(&state, &["--metrics-file", &missing]).unwrap_err();
+        assert!(matches!(error, ConfigError::OutputPlace { .. }), "{error}");
+        assert!(error.to_string().contains("no/such/dir"), "{error}");
+        let under_a_file = format!("{}/out.prom", state.display());
+        let error = over(&state, &["--metrics-file", &under_a_file]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("is a regular file, not a directory"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -66,7 +66,7 @@ impl ExitStatus {
                 "the Docker daemon is unreachable or unusable; nothing changed"
             }
             ExitStatus::StateBusy => {
-                "the state file stayed locked past --lock-wait; try again later"
+                "the state file stayed locked, or awaits a crashed writer's rollback; retry later"
             }
             ExitStatus::Interrupted => {
                 "interrupted by SIGINT: in-flight records finished, the rest deferred"

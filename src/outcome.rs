@@ -373,21 +373,26 @@ fn short_id(id: &str) -> &str {
 /// A lease row that is still in force.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveLease {
-    /// Who holds it.
+    /// Who holds it, quoted and escaped for messages (a value of the state file).
     pub holder: String,
-    /// When it expires, epoch milliseconds.
+    /// When it expires, epoch milliseconds; `i64::MAX` where its `expires_at` is not a number
+    /// (it never expires).
     pub expires_at: i64,
 }
 
 /// The outcome for a game whose lease someone else holds.
 #[must_use]
 pub fn lease_conflict(lease: &LiveLease) -> Outcome {
-    Outcome::conflict(format!(
-        "the game is leased by {} until {}",
-        lease.holder,
-        crate::time::format_epoch_ms(lease.expires_at)
-            .unwrap_or_else(|| lease.expires_at.to_string())
-    ))
+    let until = match crate::time::format_epoch_ms(lease.expires_at) {
+        Some(time) => format!("until {time}"),
+        None if lease.expires_at == i64::MAX => {
+            "with an expires_at that is not a time, so it never expires; only its holder can \
+             release it"
+                .to_owned()
+        }
+        None => format!("until {} (epoch milliseconds)", lease.expires_at),
+    };
+    Outcome::conflict(format!("the game is leased by {} {until}", lease.holder))
 }
 
 /// Predicts, for `--dry-run`, the result a real run would give the job of this game and target

@@ -130,6 +130,22 @@ pub enum PlanError {
         /// The game or container, for people.
         what: String,
     },
+    /// A record entry names its game by a number or null, which SQLite would compare with the
+    /// text key of the same digits: one record could be listed twice under two spellings.
+    #[error(
+        "plan {} names game {game} as {kind}; a game id is text (a JSON string, or \
+         {{\"text_hex\": …}}) or, for a key stored as a blob, an array of bytes, as --plan-out \
+         writes it: a number would match the record whose id is its digits, under a second \
+         name; make a new plan with --dry-run --plan-out", path.display()
+    )]
+    GameIdNotText {
+        /// The plan file.
+        path: PathBuf,
+        /// The value as the plan has it, e.g. `1`.
+        game: String,
+        /// Its type, e.g. "an integer".
+        kind: &'static str,
+    },
     /// The state file's path could not be resolved.
     #[error("cannot resolve state file {}: {source}", path.display())]
     StatePath {
@@ -377,8 +393,26 @@ impl Plan {
                 threshold: plan.threshold.clone(),
             });
         }
+        // The state file's game_id is TEXT: SQLite compares a number bound against it as the
+        // text of its digits, and text and blobs byte for byte. With numbers and nulls refused,
+        // two entries name one record exactly when their values are equal.
         let mut games = HashSet::with_capacity(plan.records.len());
         for record in &plan.records {
+            let kind = match &record.game_id {
+                FieldValue::Text(_) | FieldValue::Blob(_) => None,
+                FieldValue::Integer(_) => Some("an integer"),
+                FieldValue::Real(_) => Some("a real number"),
+                FieldValue::Null => Some("null"),
+            };
+            if let Some(kind) = kind {
+                return Err(PlanError::GameIdNotText {
+                    path: path.to_owned(),
+                    // As the plan writes it: a number or null, which cannot fail to serialise.
+                    game: serde_json::to_string(&record.game_id)
+                        .expect("a number or null serialises"),
+                    kind,
+                });
+            }
             if !games.insert(&record.game_id) {
                 return Err(PlanError::Duplicate {
                     path: path.to_owned(),
@@ -549,6 +583,44 @@ mod tests {
             Plan::load(&fixture.plan, &apply(&fixture.state, None)),
             Err(PlanError::Duplicate { .. })
         ));
+    }
+
+    #[test]
+    fn a_game_named_by_a_number_or_null_is_refused() {
+        let fixture = fixture();
+        let plan = made(
+            &fixture,
+            None,
+            &[candidate("1", FieldValue::Null, FieldValue::Integer(5))],
+        );
+        for (game_id, kind) in [
+            (serde_json::json!(1), "an integer"),
+            (serde_json::json!(1.5), "a real number"),
+            (serde_json::Value::Null, "null"),
+        ] {
+            let mut value = serde_json::to_value(&plan).unwrap();
+            let second = value["records"][0].clone();
+            value["records"].as_array_mut().unwrap().push(second);
+            value["records"][1]["game_id"] = game_id.clone();
+            std::fs::write(&fixture.plan, value.to_string()).unwrap();
+            match Plan::load(&fixture.plan, &apply(&fixture.state, None)) {
+                Err(error @ PlanError::GameIdNotText { .. }) => {
+                    assert!(error.to_string().contains(kind), "{error}");
+                }
+                other => panic!("{game_id}: {other:?}"),
+            }
+        }
+        // Text and a blob of the same bytes are two keys to SQLite: both may be listed.
+        let text_and_blob = [
+            candidate("1", FieldValue::Null, FieldValue::Integer(5)),
+            Candidate::from_row(StoppedRow {
+                game_id: FieldValue::Blob(b"1".to_vec()),
+                container_id: FieldValue::Null,
+                last_op_at: FieldValue::Integer(5),
+            }),
+        ];
+        made(&fixture, None, &text_and_blob);
+        assert!(Plan::load(&fixture.plan, &apply(&fixture.state, None)).is_ok());
     }
 
     #[test]

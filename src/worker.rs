@@ -5,6 +5,7 @@
 //! them is in the job (its guard and its `op_kind`), not here.
 
 use std::cell::{OnceCell, RefCell};
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use futures_util::future;
@@ -27,7 +28,7 @@ use crate::time::{format_epoch_ms, now_ms};
 /// What the worker needs besides its jobs.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    /// This run's lease holder name, `rt-cleanup/<host>/<pid>`.
+    /// This run's lease holder name, `rt-cleanup/<host>/<pid>/<random>`.
     pub holder: String,
     /// The lifetime of a lease.
     pub lease_ttl: Duration,
@@ -42,14 +43,77 @@ pub struct WorkerSettings {
     pub concurrency: usize,
 }
 
-/// The holder name of this process.
+/// The lease holder name of this run, `rt-cleanup/<host>/<pid>/<random>`: unique to the run,
+/// since two runs in containers that share a hostname can share a pid (1) too, and a holder
+/// name is what the compare-and-set and the release of a lease trust. The random part is 32
+/// bits from the OS's random source; where that cannot be read, the clock's nanoseconds.
 #[must_use]
 pub fn holder_name() -> String {
-    format!(
-        "rt-cleanup/{}/{}",
-        gethostname::gethostname().to_string_lossy(),
-        std::process::id()
+    let random = getrandom::u32().unwrap_or_else(|_| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos()
+    });
+    holder_name_of(
+        gethostname::gethostname().as_encoded_bytes(),
+        std::process::id(),
+        random,
     )
+}
+
+/// The most bytes of the hostname kept in a holder name (Linux's own limit).
+const HOST_NAME_MAX: usize = 64;
+
+/// A holder name from its parts. The hostname is outside data: every byte but letters, digits,
+/// `-`, `.` and `_` is written `%XX`, so that it can hold no `/` of the name's own, no control
+/// character and no byte that is not UTF-8; an empty one is `unknown`.
+fn holder_name_of(host: &[u8], pid: u32, random: u32) -> String {
+    let mut shown = String::with_capacity(host.len().min(HOST_NAME_MAX));
+    for byte in host.iter().take(HOST_NAME_MAX) {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_') {
+            shown.push(char::from(*byte));
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(shown, "%{byte:02X}");
+        }
+    }
+    if shown.is_empty() {
+        shown.push_str("unknown");
+    }
+    format!("rt-cleanup/{shown}/{pid}/{random:08x}")
+}
+
+#[cfg(test)]
+mod holder_tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_name_is_readable_and_unique_to_the_run() {
+        assert_eq!(
+            holder_name_of(b"game-host-1.example", 1, 0x00c0_ffee),
+            "rt-cleanup/game-host-1.example/1/00c0ffee"
+        );
+        let first = holder_name();
+        let second = holder_name();
+        assert_ne!(first, second, "two runs of one process id differ");
+        let prefix = format!("/{}/", std::process::id());
+        assert!(first.contains(&prefix), "{first}");
+        let random = first.rsplit('/').next().unwrap();
+        assert_eq!(random.len(), 8, "{first}");
+        assert!(random.bytes().all(|b| b.is_ascii_hexdigit()), "{first}");
+    }
+
+    #[test]
+    fn a_hostname_cannot_forge_a_part_of_the_name_or_a_line() {
+        assert_eq!(
+            holder_name_of(b"evil/1/x\nERROR \xff", 7, 1),
+            "rt-cleanup/evil%2F1%2Fx%0AERROR%20%FF/7/00000001"
+        );
+        assert_eq!(holder_name_of(b"", 7, 1), "rt-cleanup/unknown/7/00000001");
+        let long = holder_name_of(&[b'h'; 300], 7, 1);
+        assert_eq!(long.len(), "rt-cleanup//7/00000001".len() + HOST_NAME_MAX);
+    }
 }
 
 /// How many of `jobs` are acted on under `--max-removals`; the rest are deferred.

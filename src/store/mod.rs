@@ -22,6 +22,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode as SqliteCode, ToSql};
 use thiserror::Error;
 
+use crate::outcome::LiveLease;
 use crate::value::{FieldValue, Text};
 
 pub use open::Access;
@@ -40,12 +41,18 @@ pub enum StoreError {
          manager's state file (rt-cleanup never creates one)", .0.display()
     )]
     Missing(PathBuf),
-    /// The path is a directory.
+    /// The path is not a regular file (a directory, a FIFO, a socket, a device).
     #[error(
-        "state file {} is a directory; point --state (RT_CLEANUP_STATE) at the runtime \
-         manager's state file inside it", .0.display()
+        "state file {} is {kind}, not a regular file, and was not opened; point --state \
+         (RT_CLEANUP_STATE) at the runtime manager's SQLite file (or a symlink to it)",
+        path.display()
     )]
-    Directory(PathBuf),
+    NotAFile {
+        /// The state file.
+        path: PathBuf,
+        /// What it is, e.g. "a FIFO (named pipe)".
+        kind: &'static str,
+    },
     /// SQLite could not open the file.
     #[error("cannot open state file {}: {source}", path.display())]
     Open {
@@ -108,6 +115,20 @@ pub enum StoreError {
         /// Why, and what to do.
         reason: String,
     },
+    /// A dry run found a crashed writer's rollback journal, which only a writer may roll back.
+    #[error(
+        "state file {} has a hot rollback journal {}: a writer crashed in the middle of a \
+         transaction, and the file holds part of it until the journal is rolled back; a dry run \
+         never writes, so it neither rolls it back nor predicts from the half-written file; the \
+         runtime manager's next write, or a real run, rolls it back; nothing was read or \
+         changed; try again after that", path.display(), journal.display()
+    )]
+    HotJournal {
+        /// The state file.
+        path: PathBuf,
+        /// Its `-journal` file.
+        journal: PathBuf,
+    },
     /// A dry run's read without locks met a writer each time it tried.
     #[error(
         "state file {} was written during each of {attempts} attempts to read it (a dry run \
@@ -158,9 +179,12 @@ impl StoreError {
     #[must_use]
     pub fn is_busy(&self) -> bool {
         let source = match self {
-            // Written by someone else each time it was read, or no thread to spare: as busy as
-            // a held lock, and as worth trying again later.
-            StoreError::ChangedWhileRead { .. } | StoreError::WriterStart { .. } => return true,
+            // Written by someone else each time it was read, no thread to spare, or a crashed
+            // writer's journal that the next writer rolls back: as busy as a held lock, and as
+            // worth trying again later.
+            StoreError::ChangedWhileRead { .. }
+            | StoreError::WriterStart { .. }
+            | StoreError::HotJournal { .. } => return true,
             StoreError::Open { source, .. }
             | StoreError::Inspect { source, .. }
             | StoreError::NotWritable { source, .. }
@@ -212,16 +236,19 @@ impl ToSql for Exact<'_> {
     }
 }
 
-/// A text column for people: its value shown, or empty where it is not text.
-fn shown_text(value: ValueRef<'_>) -> String {
-    field(value).to_text().unwrap_or_default()
-}
-
-/// An epoch-milliseconds column, or "never" (`i64::MAX`) where it is not an integer.
-fn epoch_or_never(value: ValueRef<'_>) -> i64 {
-    match value {
-        ValueRef::Integer(ms) => ms,
-        _ => i64::MAX,
+/// A lease in force, as read from its `holder` and `expires_at` columns, for the message of a
+/// conflict. The holder is a value of the state file: it is shown quoted and escaped, never as
+/// raw bytes that could break a log line. An `expires_at` that is a real is shown rounded up to
+/// the millisecond at which the lease is free; NULL, text or a blob is "never" (`i64::MAX`).
+fn live_lease(holder: ValueRef<'_>, expires_at: ValueRef<'_>) -> LiveLease {
+    LiveLease {
+        holder: field(holder).to_string(),
+        expires_at: match expires_at {
+            ValueRef::Integer(ms) => ms,
+            // Saturating: a real beyond i64 is as good as never.
+            ValueRef::Real(ms) if ms.is_finite() => ms.ceil() as i64,
+            _ => i64::MAX,
+        },
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rusqlite::{Connection, ErrorCode as SqliteCode, OpenFlags};
 
 use super::{Store, StoreError, CONTRACT_USER_VERSION};
+use crate::config::file_kind;
 use crate::stop::Stop;
 
 /// The columns this tool relies on, per table; the runtime manager may have more.
@@ -154,6 +155,24 @@ fn directory_of(path: &Path) -> PathBuf {
         .unwrap_or_else(|_| directory.to_owned())
 }
 
+/// Whether SQLite refused a read-only connection because the file has a hot rollback journal
+/// (a crashed writer's), which it must roll back before anyone reads, and cannot read-only.
+pub(super) fn is_hot_journal(source: &rusqlite::Error) -> bool {
+    matches!(
+        source,
+        rusqlite::Error::SqliteFailure(error, _)
+            if error.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK
+    )
+}
+
+/// The error of a dry run that met a hot rollback journal.
+pub(super) fn hot_journal(path: &Path) -> StoreError {
+    StoreError::HotJournal {
+        path: path.to_owned(),
+        journal: sidecar(path, "-journal"),
+    }
+}
+
 /// Whether the file's header says write-ahead log (format versions 2 at offsets 18 and 19).
 fn is_wal_file(path: &Path) -> bool {
     let mut header = [0_u8; 20];
@@ -173,10 +192,16 @@ impl Store {
         lock_wait: Duration,
         stop: &Arc<Stop>,
     ) -> Result<Self, StoreError> {
+        // Judged by `stat` alone, before SQLite or the WAL check opens it: opening a FIFO for
+        // reading blocks until a writer comes (a dry run hung there, deaf to signals), and a
+        // device or socket is no database either.
         match fs::metadata(path) {
             Err(_) => return Err(StoreError::Missing(path.to_owned())),
-            Ok(metadata) if metadata.is_dir() => {
-                return Err(StoreError::Directory(path.to_owned()));
+            Ok(metadata) if !metadata.is_file() => {
+                return Err(StoreError::NotAFile {
+                    path: path.to_owned(),
+                    kind: file_kind(metadata.file_type()),
+                });
             }
             Ok(_) => {}
         }
@@ -215,6 +240,9 @@ impl Store {
                 // fell back to read-only (the file is not writable), or could not create them
                 // (the directory is not). The cause is the missing write access, so say that.
                 return Err(store.not_writable(source));
+            }
+            Err(StoreError::Inspect { source, .. }) if is_hot_journal(&source) => {
+                return Err(hot_journal(path));
             }
             checked => checked?,
         }
@@ -392,4 +420,59 @@ fn open_immutable(path: &Path) -> rusqlite::Result<Connection> {
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
     Connection::open_with_flags(uri, flags)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixListener;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Opens `path` on a thread of its own, so that an open that blocks (a FIFO opened for
+    /// reading waits for a writer) fails the test after a few seconds instead of hanging it.
+    fn open_within_seconds(path: &Path, access: Access) -> Result<Store, StoreError> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let owned = path.to_owned();
+        std::thread::spawn(move || {
+            let _ = sender.send(Store::open(&owned, access, Duration::ZERO, &Stop::new()));
+        });
+        receiver
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| panic!("opening {} blocked", path.display()))
+    }
+
+    fn refused_kind(path: &Path) -> &'static str {
+        match open_within_seconds(path, Access::ReadOnly).unwrap_err() {
+            StoreError::NotAFile { kind, .. } => kind,
+            other => panic!("{}: {other}", path.display()),
+        }
+    }
+
+    #[test]
+    fn a_state_path_that_is_not_a_regular_file_is_named_without_being_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let socket = dir.path().join("socket");
+        let _listener = UnixListener::bind(&socket).unwrap();
+        let link_to_fifo = dir.path().join("link");
+        std::os::unix::fs::symlink(&fifo, &link_to_fifo).unwrap();
+        for access in [Access::ReadOnly, Access::ReadWrite] {
+            let error = open_within_seconds(&fifo, access).unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "state file {} is a FIFO (named pipe), not a regular file, and was not \
+                     opened; point --state (RT_CLEANUP_STATE) at the runtime manager's SQLite \
+                     file (or a symlink to it)",
+                    fifo.display()
+                )
+            );
+        }
+        assert_eq!(refused_kind(&link_to_fifo), "a FIFO (named pipe)");
+        assert_eq!(refused_kind(&socket), "a socket");
+        assert_eq!(refused_kind(Path::new("/dev/null")), "a character device");
+        assert_eq!(refused_kind(dir.path()), "a directory");
+    }
 }

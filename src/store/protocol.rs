@@ -11,10 +11,22 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{epoch_or_never, field, shown_text, Exact};
+use super::{field, live_lease, Exact};
 use crate::job::{CurrentRecord, Guard, JobKind};
 use crate::outcome::{lease_conflict, ErrorCode, LiveLease, Outcome};
 use crate::value::FieldValue;
+
+/// The one rule that says whether a lease row is free at the time bound to `$now` (a
+/// placeholder such as `"?4"`): the condition under which a claim takes a lease over, and, by
+/// the same text, what a dry run counts as a lease in force. The comparison is SQLite's own: a
+/// REAL `expires_at` compares as a number; a NULL one makes it unknown, and a TEXT or BLOB one
+/// sorts after every number, so none of those is ever free: only its holder can delete it.
+macro_rules! lease_is_free {
+    ($now:literal) => {
+        concat!("game_leases.expires_at <= ", $now)
+    };
+}
+pub(super) use lease_is_free;
 
 /// A request to take a game's lease and re-read its record under it.
 #[derive(Debug, Clone)]
@@ -118,12 +130,13 @@ pub(super) fn apply_claim(
     let ttl_ms = i64::try_from(claim.lease_ttl.as_millis()).unwrap_or(i64::MAX);
     let expires_at = now_ms.saturating_add(ttl_ms);
     let taken = connection
-        .prepare_cached(
+        .prepare_cached(concat!(
             "INSERT INTO game_leases (game_id, holder, expires_at) VALUES (?1, ?2, ?3) \
              ON CONFLICT (game_id) DO UPDATE \
                SET holder = excluded.holder, expires_at = excluded.expires_at \
-               WHERE game_leases.expires_at <= ?4",
-        )?
+               WHERE ",
+            lease_is_free!("?4")
+        ))?
         .execute(params![
             Exact(&claim.game),
             claim.holder,
@@ -134,10 +147,7 @@ pub(super) fn apply_claim(
         let lease = connection
             .prepare_cached("SELECT holder, expires_at FROM game_leases WHERE game_id = ?1")?
             .query_row([Exact(&claim.game)], |row| {
-                Ok(LiveLease {
-                    holder: shown_text(row.get_ref(0)?),
-                    expires_at: epoch_or_never(row.get_ref(1)?),
-                })
+                Ok(live_lease(row.get_ref(0)?, row.get_ref(1)?))
             })?;
         return Ok(ClaimResult::HeldBy(lease));
     }
@@ -417,7 +427,7 @@ mod tests {
         assert_eq!(
             result,
             ClaimResult::HeldBy(LiveLease {
-                holder: "rtmanager".into(),
+                holder: "\"rtmanager\"".into(),
                 expires_at: NOW + 1
             })
         );
@@ -425,6 +435,117 @@ mod tests {
             leases(&connection),
             [(game("g"), "rtmanager".to_owned(), NOW + 1)]
         );
+    }
+
+    /// A state file whose `game_leases` declares no `NOT NULL`, as only column names are
+    /// checked: any value can be stored in a lease row.
+    fn with_loose_leases() -> Connection {
+        let connection = memory();
+        connection
+            .execute_batch(
+                "DROP TABLE game_leases;
+                 CREATE TABLE game_leases (game_id TEXT PRIMARY KEY, holder TEXT, expires_at);",
+            )
+            .unwrap();
+        connection
+    }
+
+    #[test]
+    fn the_dry_runs_live_leases_are_exactly_those_a_claim_does_not_take_over() {
+        let cases: [(FieldValue, FieldValue, bool); 10] = [
+            (FieldValue::Null, FieldValue::text("rtmanager"), true),
+            (
+                FieldValue::text("soon"),
+                FieldValue::text("rtmanager"),
+                true,
+            ),
+            (
+                FieldValue::Blob(vec![1]),
+                FieldValue::text("rtmanager"),
+                true,
+            ),
+            (
+                FieldValue::Real(NOW as f64 + 0.5),
+                FieldValue::text("rtmanager"),
+                true,
+            ),
+            (
+                FieldValue::Real(NOW as f64 - 0.5),
+                FieldValue::text("rtmanager"),
+                false,
+            ),
+            (
+                FieldValue::Integer(NOW),
+                FieldValue::text("rtmanager"),
+                false,
+            ),
+            (
+                FieldValue::Integer(NOW + 1),
+                FieldValue::text("rtmanager"),
+                true,
+            ),
+            (FieldValue::Integer(NOW + 1), FieldValue::Null, true),
+            (FieldValue::Null, FieldValue::Null, true),
+            (FieldValue::Integer(NOW - 1), FieldValue::Null, false),
+        ];
+        for (expires_at, holder, live) in cases {
+            let connection = with_loose_leases();
+            stopped(&connection, "g", "c1", 100);
+            connection
+                .execute(
+                    "INSERT INTO game_leases VALUES ('g', ?1, ?2)",
+                    params![Exact(&holder), Exact(&expires_at)],
+                )
+                .unwrap();
+            let in_force: Vec<String> = connection
+                .prepare(super::super::read::SELECT_LIVE_LEASES)
+                .unwrap()
+                .query_map([NOW], |row| row.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let claimed =
+                apply_claim(&connection, &claim("g", record_guard("c1", 100)), NOW).unwrap();
+            let case = format!("expires_at {expires_at:?}, holder {holder:?}");
+            assert_eq!(in_force.len() == 1, live, "dry run: {case}");
+            assert_eq!(
+                matches!(claimed, ClaimResult::HeldBy(_)),
+                live,
+                "claim: {case}: {claimed:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_lease_that_never_expires_or_has_an_odd_holder_is_shown_escaped() {
+        let connection = with_loose_leases();
+        stopped(&connection, "g", "c1", 100);
+        connection
+            .execute(
+                "INSERT INTO game_leases VALUES ('g', 'evil\nERROR forged', NULL)",
+                [],
+            )
+            .unwrap();
+        let ClaimResult::HeldBy(lease) =
+            apply_claim(&connection, &claim("g", record_guard("c1", 100)), NOW).unwrap()
+        else {
+            panic!("the lease is in force");
+        };
+        let message = lease_conflict(&lease).error_message.unwrap().into_owned();
+        assert_eq!(
+            message,
+            "the game is leased by \"evil\\nERROR forged\" with an expires_at that is not a \
+             time, so it never expires; only its holder can release it"
+        );
+        connection
+            .execute("UPDATE game_leases SET holder = NULL", [])
+            .unwrap();
+        let ClaimResult::HeldBy(lease) =
+            apply_claim(&connection, &claim("g", record_guard("c1", 100)), NOW).unwrap()
+        else {
+            panic!("the lease is in force");
+        };
+        assert_eq!(lease.holder, "NULL");
     }
 
     #[test]

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 
 use rusqlite::Connection;
 
-use super::protocol::read_record;
-use super::{epoch_or_never, field, shown_text, Store, StoreError};
+use super::open::{hot_journal, is_hot_journal};
+use super::protocol::{lease_is_free, read_record};
+use super::{field, live_lease, Store, StoreError};
 use crate::candidate::{self, Candidate, StoppedRow};
 use crate::job::CurrentRecord;
 use crate::outcome::LiveLease;
@@ -38,6 +39,15 @@ pub const SELECT_CANDIDATES: &str = "\
     UNION ALL \
     SELECT game_id, container_id, last_op_at FROM runtime_records \
      WHERE status = 'stopped' AND last_op_at >= ''";
+
+/// The leases in force at `?1`: those the claim's statement would not take over, by the very
+/// expression it uses ([`lease_is_free`]). `IS NOT TRUE` keeps a lease whose `expires_at` is
+/// NULL, for which the comparison is neither true nor false: the claim does not take it.
+pub const SELECT_LIVE_LEASES: &str = concat!(
+    "SELECT game_id, holder, expires_at FROM game_leases WHERE (",
+    lease_is_free!("?1"),
+    ") IS NOT TRUE"
+);
 
 /// The stopped records of the state file as read at the start of a pass.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,45 +91,46 @@ impl Store {
             };
             (stopped, candidates)
         });
-        let select_error = |source| StoreError::Select {
-            path: self.path.clone(),
-            source,
-        };
         Ok(Selection {
-            stopped: stopped.map_err(select_error)?,
-            candidates: candidates.map_err(select_error)?,
+            stopped: stopped.map_err(|source| self.select_error(source))?,
+            candidates: candidates.map_err(|source| self.select_error(source))?,
         })
     }
 
     /// Counts the stopped records (for a pass over a plan, which selects nothing itself).
     pub fn count_stopped(&self) -> Result<u64, StoreError> {
-        count_stopped(&self.connection).map_err(|source| StoreError::Select {
-            path: self.path.clone(),
-            source,
-        })
+        count_stopped(&self.connection).map_err(|source| self.select_error(source))
     }
 
     /// The leases in force at `now_ms`, by game exactly as stored, for a dry run's prediction
-    /// of conflicts.
+    /// of conflicts: every lease that a real run's claim at `now_ms` would not take over.
     pub fn live_leases(&self, now_ms: i64) -> Result<HashMap<FieldValue, LiveLease>, StoreError> {
-        let select_error = |source| StoreError::Select {
-            path: self.path.clone(),
-            source,
-        };
         let mut statement = self
             .connection
-            .prepare("SELECT game_id, holder, expires_at FROM game_leases WHERE expires_at > ?1")
-            .map_err(select_error)?;
+            .prepare(SELECT_LIVE_LEASES)
+            .map_err(|source| self.select_error(source))?;
         statement
             .query_map([now_ms], |row| {
-                let lease = LiveLease {
-                    holder: shown_text(row.get_ref(1)?),
-                    expires_at: epoch_or_never(row.get_ref(2)?),
-                };
-                Ok((field(row.get_ref(0)?), lease))
+                Ok((
+                    field(row.get_ref(0)?),
+                    live_lease(row.get_ref(1)?, row.get_ref(2)?),
+                ))
             })
             .and_then(Iterator::collect)
-            .map_err(select_error)
+            .map_err(|source| self.select_error(source))
+    }
+
+    /// A failed read: a crashed writer's journal that a dry run may not roll back (exit 75), or
+    /// any other failure to read the records or leases.
+    fn select_error(&self, source: rusqlite::Error) -> StoreError {
+        if is_hot_journal(&source) {
+            hot_journal(&self.path)
+        } else {
+            StoreError::Select {
+                path: self.path.clone(),
+                source,
+            }
+        }
     }
 }
 

@@ -7,36 +7,17 @@ use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rusqlite::types::Value;
 
 use crate::harness::{
-    binary, command, daemon, days_ago, exists, finish, now_ms, pass, pass_args, rfc3339_ms,
-    run_with_env, run_without_docker, Containers, FaultProxy, Immutable, Journal, Match, Run,
-    Spawned, StateFile, TcpBridge, OWNER_LABEL,
+    binary, command, daemon, days_ago, directory_listing, exists, finish, now_ms, pass, pass_args,
+    plan_of, rfc3339_ms, run_with_env, run_without_docker, write_plan, Containers, FaultProxy,
+    Immutable, Journal, Match, Run, Spawned, StateFile, TcpBridge, OWNER_LABEL,
 };
-
-/// Writes a plan with `--dry-run --plan-out` and returns its path (in `dir`) and its JSON.
-fn plan_of(state: &StateFile, dir: &Path, extra: &[&str]) -> (String, serde_json::Value) {
-    let plan = dir.join("plan.json").display().to_string();
-    let mut args = vec!["--dry-run", "--plan-out", plan.as_str()];
-    args.extend_from_slice(extra);
-    let dry = pass(state, &args);
-    assert!(
-        matches!(dry.code, Some(0 | 1)),
-        "the dry run writes the plan\n{}",
-        dry.stderr
-    );
-    let json = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
-    (plan, json)
-}
-
-fn write_plan(path: &str, plan: &serde_json::Value) {
-    std::fs::write(path, serde_json::to_vec_pretty(plan).unwrap()).unwrap();
-}
 
 /// A planned entry for a record exactly as it is in the state file now.
 fn entry_as_it_is(state: &StateFile, game: &str) -> serde_json::Value {
@@ -558,15 +539,6 @@ fn a_writable_state_file_in_a_directory_that_is_not_refuses_a_real_run_at_the_st
 // ------------------------------------------------------------------------------------------------
 // A dry run changes nothing, the directory included, and never predicts from stale data
 // ------------------------------------------------------------------------------------------------
-
-fn directory_listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
 
 #[test]
 fn a_dry_run_on_a_closed_wal_file_leaves_no_wal_or_shm_behind() {

@@ -10,8 +10,9 @@
 //! (`…::docker_unstable`, `…::podman_unstable`, ignored unless `scripts/test.sh --unstable`
 //! runs them); so does `orphans.rs` (`orphans::<test>` on Debian 12's Docker,
 //! `orphans::on_podman::<test>` and so on); `engines.rs` covers API versions, TLS and unreachable
-//! daemons. The other modules test the command line, the state file, plans and faults, which do
-//! not depend on the engine, against Docker; `faults.rs` also freezes and kills private dockerds,
+//! daemons. The other modules test the command line, the state file, plans, the files rt-cleanup
+//! writes (`files.rs`), leases (`leases.rs`) and faults, which do not depend on the engine,
+//! against Docker; `faults.rs` also freezes and kills private dockerds,
 //! which only Docker can be here.
 
 /// Why the tests on Debian unstable's engines are ignored in a plain `cargo test`.
@@ -105,6 +106,24 @@ macro_rules! also_on_the_other_engines {
     };
 }
 
+/// Runs a test body that takes the journal mode of its state file in each mode:
+/// `<body>::rollback_journal` and `<body>::wal`. (`contract.rs` has its own, per engine.)
+macro_rules! in_both_journal_modes {
+    ($body:ident) => {
+        mod $body {
+            use crate::harness::Journal;
+            #[test]
+            fn rollback_journal() {
+                super::$body(Journal::Rollback);
+            }
+            #[test]
+            fn wal() {
+                super::$body(Journal::Wal);
+            }
+        }
+    };
+}
+
 mod harness;
 
 mod cli;
@@ -114,6 +133,8 @@ mod engines;
 mod examples;
 mod exits;
 mod faults;
+mod files;
+mod leases;
 mod ops;
 mod orphans;
 mod properties;

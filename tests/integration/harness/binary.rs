@@ -1,6 +1,7 @@
 //! The built binary, run as an operator would run it, or spawned in the background.
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -81,7 +82,21 @@ pub fn binary() -> String {
 /// A command for the built binary with a clean environment: no `RT_CLEANUP_*` or `DOCKER_HOST`
 /// of the caller leaks in, and `DOCKER_HOST` points at the test daemon.
 pub fn command(args: &[&str]) -> Command {
-    let mut command = Command::new(binary());
+    with_clean_environment(Command::new(binary()), args)
+}
+
+/// A command for the built binary as [`command`] makes it, started as process 1 of a new pid
+/// namespace (`unshare --pid --fork`, which needs root): its process id is known before it
+/// starts, as in a container, where every run is pid 1. `--kill-child` ends it with `unshare`.
+pub fn command_as_pid_1(args: &[&str]) -> Command {
+    let mut unshare = Command::new("unshare");
+    unshare
+        .args(["--pid", "--fork", "--kill-child", "--"])
+        .arg(binary());
+    with_clean_environment(unshare, args)
+}
+
+fn with_clean_environment(mut command: Command, args: &[&str]) -> Command {
     command.args(args).stdin(Stdio::null());
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
@@ -148,6 +163,27 @@ pub fn pass(state: &StateFile, extra: &[&str]) -> Run {
     let args = pass_args(state, extra);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run(&args)
+}
+
+/// Writes a plan of `state` with `--dry-run --plan-out` and returns its path (in `dir`) and its
+/// JSON.
+pub fn plan_of(state: &StateFile, dir: &Path, extra: &[&str]) -> (String, serde_json::Value) {
+    let plan = dir.join("plan.json").display().to_string();
+    let mut args = vec!["--dry-run", "--plan-out", plan.as_str()];
+    args.extend_from_slice(extra);
+    let dry = pass(state, &args);
+    assert!(
+        matches!(dry.code, Some(0 | 1)),
+        "the dry run writes the plan\n{}",
+        dry.stderr
+    );
+    let json = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    (plan, json)
+}
+
+/// Writes a plan's JSON, as a reviewer who edited it would.
+pub fn write_plan(path: &str, plan: &serde_json::Value) {
+    std::fs::write(path, serde_json::to_vec_pretty(plan).unwrap()).unwrap();
 }
 
 /// The request log lines of the running test's daemon that mention `needle` (dockerd's

@@ -320,3 +320,81 @@ impl Drop for ExclusiveLock {
         }
     }
 }
+
+impl StateFile {
+    /// Leaves the file as a writer killed in the middle of a transaction leaves it. A copy of
+    /// the file runs a transaction too large for a one-page cache, so that SQLite spills it into
+    /// the copy's main file (rollback journal) or its `-wal` (WAL); while it is open, the copy
+    /// and the files beside it are copied over this file's, as a crash would leave them; then
+    /// the copy rolls back. Here, in rollback-journal mode, a hot journal is left beside the
+    /// file (its main file holds part of the transaction); in WAL mode, a `-wal` with frames of
+    /// a transaction that never committed. The transaction inserts 2,000 stopped records
+    /// `crash-0001`… that no reader may ever see.
+    pub fn crash_mid_transaction(&self) {
+        let scratch = tempfile::tempdir().unwrap();
+        let copy = scratch.path().join("state.db");
+        std::fs::copy(&self.path, &copy).unwrap();
+        let writer = Connection::open(&copy).unwrap();
+        writer
+            .execute_batch(
+                "PRAGMA cache_size = 1;
+                 BEGIN;
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+                 INSERT INTO runtime_records (game_id, container_id, status, last_op_at)
+                 SELECT printf('crash-%04d-%.200c', i, 'x'), NULL, 'stopped', 1 FROM n;",
+            )
+            .unwrap();
+        let beside = |suffix: &str| {
+            let mut name = copy.clone().into_os_string();
+            name.push(suffix);
+            PathBuf::from(name)
+        };
+        std::fs::copy(&copy, &self.path).unwrap();
+        let mut left = 0;
+        for suffix in ["-journal", "-wal", "-shm"] {
+            if beside(suffix).exists() {
+                let mut name = self.path.clone().into_os_string();
+                name.push(suffix);
+                std::fs::copy(beside(suffix), PathBuf::from(name)).unwrap();
+                left += 1;
+            }
+        }
+        assert!(
+            left > 0,
+            "the writer left a journal or a -wal beside the file"
+        );
+        writer.execute_batch("ROLLBACK").unwrap();
+    }
+
+    /// Makes `game_leases` declare no `NOT NULL` and no types, keeping its column names (which
+    /// is all the contract's check of the schema looks at), so that a lease row can hold any
+    /// value, as a runtime manager with a looser schema could have written it.
+    pub fn loosen_leases(&self) {
+        self.connect()
+            .execute_batch(
+                "DROP TABLE game_leases;
+                 CREATE TABLE game_leases (game_id TEXT PRIMARY KEY, holder, expires_at);",
+            )
+            .unwrap();
+    }
+
+    /// Inserts a lease with any values (after [`StateFile::loosen_leases`] for odd ones).
+    pub fn lease_of_values(&self, game: &str, holder: &dyn ToSql, expires_at: &dyn ToSql) {
+        self.connect()
+            .execute(
+                "INSERT INTO game_leases (game_id, holder, expires_at) VALUES (?1, ?2, ?3)",
+                params![game, holder, expires_at],
+            )
+            .unwrap();
+    }
+}
+
+/// The names in a directory, sorted: to prove that a run created or removed nothing there.
+pub fn directory_listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}

@@ -110,8 +110,11 @@ EOF
   rm -f "$dir/containerd.sock"
   log "starting the release's containerd on $dir/containerd.sock (log: $ROOT/containerd.log)"
   # shellcheck disable=SC2016 # $$ and $@ are the inner shell's.
-  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$CONTAINERD_PIDFILE" \
-    containerd --config "$CONTAINERD_CONFIG" >"$ROOT/containerd.log" 2>&1 </dev/null &
+  # From /, as a daemon should run: a process inherits its working directory, and one that
+  # was removed under it (a deleted checkout) makes conmon fail "Failed to get working
+  # directory" on every container start.
+  (cd / && exec setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$CONTAINERD_PIDFILE" \
+    containerd --config "$CONTAINERD_CONFIG" >"$ROOT/containerd.log" 2>&1 </dev/null) &
   for _ in $(seq 1 80); do
     [ -S "$dir/containerd.sock" ] && return 0
     sleep 0.25
@@ -138,10 +141,13 @@ start_private() {
   log "starting a private dockerd ($(dockerd --version)) on unix://$SOCK (log: $ROOT/dockerd.log)"
   # --debug makes the daemon log every request path: the tests read it to check which API
   # version rt-cleanup really puts on the wire.
-  setsid dockerd --debug "${containerd[@]}" \
+  # From /, as a daemon should run: a process inherits its working directory, and one that
+  # was removed under it (a deleted checkout) makes conmon fail "Failed to get working
+  # directory" on every container start.
+  (cd / && exec setsid dockerd --debug "${containerd[@]}" \
     --data-root "$ROOT/data" --exec-root "$ROOT/exec" --pidfile "$ROOT/dockerd.pid" \
     --host "unix://$SOCK" --bridge=none --iptables=false --ip-masq=false \
-    >"$ROOT/dockerd.log" 2>&1 </dev/null &
+    >"$ROOT/dockerd.log" 2>&1 </dev/null) &
   for _ in $(seq 1 120); do
     reachable "unix://$SOCK" && return 0
     sleep 0.25

@@ -165,9 +165,12 @@ start_private() {
   # `system service` has no pid file option, so the shell that becomes the service writes its
   # own pid first.
   # shellcheck disable=SC2016 # $$ and $@ are the inner shell's.
-  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PIDFILE" \
+  # From /, as a daemon should run: a process inherits its working directory, and one that
+  # was removed under it (a deleted checkout) makes conmon fail "Failed to get working
+  # directory" on every container start.
+  (cd / && exec setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PIDFILE" \
     "${PODMAN[@]}" --log-level=info system service --time=0 "unix://$SOCK" \
-    >"$LOG" 2>&1 </dev/null &
+    >"$LOG" 2>&1 </dev/null) &
   for _ in $(seq 1 120); do
     reachable "unix://$SOCK" && return 0
     sleep 0.25

@@ -140,13 +140,16 @@ start_private() {
   # The unix socket is for setting up (the image) and for tests that need to act on the daemon
   # behind rt-cleanup's back; TCP is TLS-only (--tlsverify: a client certificate of the CA is
   # required). --debug logs each request path, as the plain test daemon does.
-  setsid dockerd --debug \
+  # From /, as a daemon should run: a process inherits its working directory, and one that
+  # was removed under it (a deleted checkout) makes conmon fail "Failed to get working
+  # directory" on every container start.
+  (cd / && exec setsid dockerd --debug \
     --data-root "$ROOT/data" --exec-root "$ROOT/exec" --pidfile "$PIDFILE" \
     --host "unix://$SOCK" --host "tcp://127.0.0.1:$PORT" \
     --tlsverify --tlscacert "$CERTS/ca.pem" --tlscert "$CERTS/server-cert.pem" \
     --tlskey "$CERTS/server-key.pem" \
     --bridge=none --iptables=false --ip-masq=false \
-    >"$LOG" 2>&1 </dev/null &
+    >"$LOG" 2>&1 </dev/null) &
   for _ in $(seq 1 120); do
     reachable_unix && break
     sleep 0.25

@@ -29,7 +29,9 @@
 # and its own containers.conf and storage.conf, all under the release's root ($PREFIX_ROOT,
 # default /tmp/rt-cleanup-test-podman, /tmp/rt-cleanup-test-podman5 or
 # /tmp/rt-cleanup-test-podman-unstable), so it touches no other Podman store, container or network
-# of the machine. Debian's podman and runc (debian12), docker.io (for the docker CLI the tests
+# of the machine. Every start (also one that reuses a running service) writes `$ROOT/podman`, the
+# one place the service's podman binary, roots, configuration and flags are written down: a
+# wrapper that runs podman on this store (`$ROOT/podman ps -a`), for this script and the tests. Debian's podman and runc (debian12), docker.io (for the docker CLI the tests
 # drive containers with) and busybox-static are installed first when missing. The test image has
 # the same name as the Docker test image and is built the same way, with `podman import` (no
 # registry is reachable).
@@ -86,11 +88,33 @@ fi
 # configuration, given both as flags and in the files (the flags win over any system-wide
 # /etc/containers configuration; the files cover what has no flag). Podman 5 warns on every
 # command that cgroups v1 is deprecated, as it is on this kind of host: the warning is known.
-PODMAN=(env CONTAINERS_CONF="$ROOT/containers.conf" CONTAINERS_STORAGE_CONF="$ROOT/storage.conf"
-  PODMAN_IGNORE_CGROUPSV1_WARNING=1
-  "$PODMAN_PROGRAM" --root "$ROOT/storage" --runroot "$ROOT/runroot" --storage-driver vfs
-  --cgroup-manager cgroupfs --events-backend file --runtime runc --runtime-flag "root=$ROOT/runc")
+# They are written once, into $ROOT/podman (write_cli), which this script and the tests run:
+# `$ROOT/podman ps -a` is podman on this store. $ROOT/podman.program links to the release's
+# podman binary, which the wrapper runs unless RT_CLEANUP_TEST_PODMAN_PROGRAM names another
+# (the tests run a copy of it that they delete, to leave a container `stopped`: see
+# `Containers::run_left_stopped` in tests/integration/harness/daemon.rs).
+PODMAN=("$ROOT/podman")
 podman_private() { "${PODMAN[@]}" "$@"; }
+
+write_cli() {
+  mkdir -p "$ROOT"
+  ln -sfn "$(command -v "$PODMAN_PROGRAM")" "$ROOT/podman.program"
+  local flags
+  flags=$(printf ' %q' --root "$ROOT/storage" --runroot "$ROOT/runroot" --storage-driver vfs \
+    --cgroup-manager cgroupfs --events-backend file --runtime runc --runtime-flag "root=$ROOT/runc")
+  cat >"$ROOT/podman.new" <<EOF
+#!/bin/bash
+# Written by scripts/test-podman.sh ($release): podman on the store of the private service at
+# unix://$SOCK, with its roots and configuration.
+program=$(printf %q "$ROOT/podman.program")
+[ -z "\${RT_CLEANUP_TEST_PODMAN_PROGRAM:-}" ] || program=\$RT_CLEANUP_TEST_PODMAN_PROGRAM
+exec env CONTAINERS_CONF=$(printf %q "$ROOT/containers.conf") \\
+  CONTAINERS_STORAGE_CONF=$(printf %q "$ROOT/storage.conf") PODMAN_IGNORE_CGROUPSV1_WARNING=1 \\
+  "\$program"$flags "\$@"
+EOF
+  chmod 755 "$ROOT/podman.new"
+  mv "$ROOT/podman.new" "$ROOT/podman"
+}
 
 write_config() {
   mkdir -p "$ROOT"/{storage,runroot,runc,tmp,static,volumes,networks}
@@ -147,7 +171,8 @@ EOF
 
 start_private() {
   [ "$(id -u)" = 0 ] || die "a private podman service needs root; or set $HOST_VAR"
-  mkdir -p "$ROOT"
+  # Written on every start, also when the service is reused: it is how the tests reach the store.
+  write_cli
   if [ -S "$SOCK" ] && reachable "unix://$SOCK"; then
     log "reusing the private podman service at unix://$SOCK"
     STARTED=no
@@ -219,6 +244,7 @@ case "$command" in
       # private store first, so that nothing it started keeps running. The store is ours alone and
       # is used directly, so this works even when the service has died.
       if [ -f "$ROOT/containers.conf" ]; then
+        write_cli
         podman_private rm --all --force --time 0 >/dev/null 2>&1 ||
           log "could not remove every container of the private store (see podman ps -a there)"
       fi

@@ -53,6 +53,8 @@ case "$release" in
 esac
 root_var=${PREFIX}_ROOT
 ROOT=${!root_var:-$default_root}
+# Absolute: the service is started from / (start_private).
+[[ "$ROOT" == /* ]] || ROOT=$PWD/$ROOT
 HOST_VAR=${PREFIX}_HOST
 SOCK="$ROOT/podman.sock"
 PIDFILE="$ROOT/podman.pid"
@@ -188,9 +190,12 @@ start_private() {
   # exists (no syslog daemon, as here), so a container that exits by itself is never cleaned up
   # and stays "stopped" instead of "exited". --time=0: the service never exits for idleness.
   # `system service` has no pid file option, so the shell that becomes the service writes its
-  # own pid first.
+  # own pid first. It runs in /, not in the caller's directory: every conmon it starts inherits
+  # its working directory and exits at once ("Failed to get working directory", every container
+  # start then fails with "conmon failed: exit status 1") once that directory is removed, as a
+  # checkout or worktree the tests ran from may be while the service runs on.
   # shellcheck disable=SC2016 # $$ and $@ are the inner shell's.
-  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PIDFILE" \
+  setsid bash -c 'cd / && echo $$ >"$1"; shift; exec "$@"' _ "$PIDFILE" \
     "${PODMAN[@]}" --log-level=info system service --time=0 "unix://$SOCK" \
     >"$LOG" 2>&1 </dev/null &
   for _ in $(seq 1 120); do

@@ -127,6 +127,13 @@ write_config() {
   # - cgroupfs and the file events logger: no systemd (nor journald) needs to be running.
   # - runc, with its state under our root: the runtime docker.io uses too, and no state is shared
   #   with another runc user.
+  # - file locks, under our temp directory ($ROOT/tmp/locks): Podman's default is one shared
+  #   memory segment, /dev/shm/libpod_lock, for every rootful Podman of the machine, whatever its
+  #   store or release. Sharing it, stores hand out lock numbers from one pool: a store refreshed
+  #   after a reboot re-takes its containers' numbers and fails where another store holds one
+  #   (the two containers then share a lock), and `podman system renumber` or `reset` on any of
+  #   them frees every lock of the segment. With its own lock files, no other Podman (the host's,
+  #   another release's service, scripts/bench.sh's) can touch this service's locks, nor it theirs.
   cat >"$ROOT/containers.conf" <<EOF
 [containers]
 default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
@@ -143,16 +150,13 @@ runtime = "runc"
 tmp_dir = "$ROOT/tmp"
 static_dir = "$ROOT/static"
 volume_path = "$ROOT/volumes"
+lock_type = "file"
 EOF
   # A newer release's Podman runs every program of its own release: conmon, runc (its crun
   # fails here: "cgroups in hybrid mode not supported"), netavark (looked for among the helper
-  # binaries even with no network), and its seccomp profile. Its locks are files under its own
-  # temp directory: the default, one shared memory segment (/dev/shm/libpod_lock) for every
-  # rootful Podman of the machine, would be shared with the Debian 12 service, and a Podman that
-  # starts afresh frees every lock of that segment, other stores' included.
+  # binaries even with no network), and its seccomp profile.
   if [ "$release" != debian12 ]; then
     cat >>"$ROOT/containers.conf" <<EOF
-lock_type = "file"
 conmon_path = ["$ENGINE/bin/conmon"]
 helper_binaries_dir = ["$ENGINE/bin"]
 

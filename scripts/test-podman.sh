@@ -29,7 +29,9 @@
 # and its own containers.conf and storage.conf, all under the release's root ($PREFIX_ROOT,
 # default /tmp/rt-cleanup-test-podman, /tmp/rt-cleanup-test-podman5 or
 # /tmp/rt-cleanup-test-podman-unstable), so it touches no other Podman store, container or network
-# of the machine. Debian's podman and runc (debian12), docker.io (for the docker CLI the tests
+# of the machine. Every start (also one that reuses a running service) writes `$ROOT/podman`, the
+# one place the service's podman binary, roots, configuration and flags are written down: a
+# wrapper that runs podman on this store (`$ROOT/podman ps -a`), for this script and the tests. Debian's podman and runc (debian12), docker.io (for the docker CLI the tests
 # drive containers with) and busybox-static are installed first when missing. The test image has
 # the same name as the Docker test image and is built the same way, with `podman import` (no
 # registry is reachable).
@@ -51,6 +53,8 @@ case "$release" in
 esac
 root_var=${PREFIX}_ROOT
 ROOT=${!root_var:-$default_root}
+# Absolute: the service is started from / (start_private).
+[[ "$ROOT" == /* ]] || ROOT=$PWD/$ROOT
 HOST_VAR=${PREFIX}_HOST
 SOCK="$ROOT/podman.sock"
 PIDFILE="$ROOT/podman.pid"
@@ -86,11 +90,33 @@ fi
 # configuration, given both as flags and in the files (the flags win over any system-wide
 # /etc/containers configuration; the files cover what has no flag). Podman 5 warns on every
 # command that cgroups v1 is deprecated, as it is on this kind of host: the warning is known.
-PODMAN=(env CONTAINERS_CONF="$ROOT/containers.conf" CONTAINERS_STORAGE_CONF="$ROOT/storage.conf"
-  PODMAN_IGNORE_CGROUPSV1_WARNING=1
-  "$PODMAN_PROGRAM" --root "$ROOT/storage" --runroot "$ROOT/runroot" --storage-driver vfs
-  --cgroup-manager cgroupfs --events-backend file --runtime runc --runtime-flag "root=$ROOT/runc")
+# They are written once, into $ROOT/podman (write_cli), which this script and the tests run:
+# `$ROOT/podman ps -a` is podman on this store. $ROOT/podman.program links to the release's
+# podman binary, which the wrapper runs unless RT_CLEANUP_TEST_PODMAN_PROGRAM names another
+# (the tests run a copy of it that they delete, to leave a container `stopped`: see
+# `Containers::run_left_stopped` in tests/integration/harness/daemon.rs).
+PODMAN=("$ROOT/podman")
 podman_private() { "${PODMAN[@]}" "$@"; }
+
+write_cli() {
+  mkdir -p "$ROOT"
+  ln -sfn "$(command -v "$PODMAN_PROGRAM")" "$ROOT/podman.program"
+  local flags
+  flags=$(printf ' %q' --root "$ROOT/storage" --runroot "$ROOT/runroot" --storage-driver vfs \
+    --cgroup-manager cgroupfs --events-backend file --runtime runc --runtime-flag "root=$ROOT/runc")
+  cat >"$ROOT/podman.new" <<EOF
+#!/bin/bash
+# Written by scripts/test-podman.sh ($release): podman on the store of the private service at
+# unix://$SOCK, with its roots and configuration.
+program=$(printf %q "$ROOT/podman.program")
+[ -z "\${RT_CLEANUP_TEST_PODMAN_PROGRAM:-}" ] || program=\$RT_CLEANUP_TEST_PODMAN_PROGRAM
+exec env CONTAINERS_CONF=$(printf %q "$ROOT/containers.conf") \\
+  CONTAINERS_STORAGE_CONF=$(printf %q "$ROOT/storage.conf") PODMAN_IGNORE_CGROUPSV1_WARNING=1 \\
+  "\$program"$flags "\$@"
+EOF
+  chmod 755 "$ROOT/podman.new"
+  mv "$ROOT/podman.new" "$ROOT/podman"
+}
 
 write_config() {
   mkdir -p "$ROOT"/{storage,runroot,runc,tmp,static,volumes,networks}
@@ -101,6 +127,13 @@ write_config() {
   # - cgroupfs and the file events logger: no systemd (nor journald) needs to be running.
   # - runc, with its state under our root: the runtime docker.io uses too, and no state is shared
   #   with another runc user.
+  # - file locks, under our temp directory ($ROOT/tmp/locks): Podman's default is one shared
+  #   memory segment, /dev/shm/libpod_lock, for every rootful Podman of the machine, whatever its
+  #   store or release. Sharing it, stores hand out lock numbers from one pool: a store refreshed
+  #   after a reboot re-takes its containers' numbers and fails where another store holds one
+  #   (the two containers then share a lock), and `podman system renumber` or `reset` on any of
+  #   them frees every lock of the segment. With its own lock files, no other Podman (the host's,
+  #   another release's service, scripts/bench.sh's) can touch this service's locks, nor it theirs.
   cat >"$ROOT/containers.conf" <<EOF
 [containers]
 default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
@@ -117,16 +150,13 @@ runtime = "runc"
 tmp_dir = "$ROOT/tmp"
 static_dir = "$ROOT/static"
 volume_path = "$ROOT/volumes"
+lock_type = "file"
 EOF
   # A newer release's Podman runs every program of its own release: conmon, runc (its crun
   # fails here: "cgroups in hybrid mode not supported"), netavark (looked for among the helper
-  # binaries even with no network), and its seccomp profile. Its locks are files under its own
-  # temp directory: the default, one shared memory segment (/dev/shm/libpod_lock) for every
-  # rootful Podman of the machine, would be shared with the Debian 12 service, and a Podman that
-  # starts afresh frees every lock of that segment, other stores' included.
+  # binaries even with no network), and its seccomp profile.
   if [ "$release" != debian12 ]; then
     cat >>"$ROOT/containers.conf" <<EOF
-lock_type = "file"
 conmon_path = ["$ENGINE/bin/conmon"]
 helper_binaries_dir = ["$ENGINE/bin"]
 
@@ -147,7 +177,8 @@ EOF
 
 start_private() {
   [ "$(id -u)" = 0 ] || die "a private podman service needs root; or set $HOST_VAR"
-  mkdir -p "$ROOT"
+  # Written on every start, also when the service is reused: it is how the tests reach the store.
+  write_cli
   if [ -S "$SOCK" ] && reachable "unix://$SOCK"; then
     log "reusing the private podman service at unix://$SOCK"
     STARTED=no
@@ -163,14 +194,14 @@ start_private() {
   # exists (no syslog daemon, as here), so a container that exits by itself is never cleaned up
   # and stays "stopped" instead of "exited". --time=0: the service never exits for idleness.
   # `system service` has no pid file option, so the shell that becomes the service writes its
-  # own pid first.
+  # own pid first. It runs in /, not in the caller's directory: every conmon it starts inherits
+  # its working directory and exits at once ("Failed to get working directory", every container
+  # start then fails with "conmon failed: exit status 1") once that directory is removed, as a
+  # checkout or worktree the tests ran from may be while the service runs on.
   # shellcheck disable=SC2016 # $$ and $@ are the inner shell's.
-  # From /, as a daemon should run: a process inherits its working directory, and one that
-  # was removed under it (a deleted checkout) makes conmon fail "Failed to get working
-  # directory" on every container start.
-  (cd / && exec setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PIDFILE" \
+  setsid bash -c 'cd / && echo $$ >"$1"; shift; exec "$@"' _ "$PIDFILE" \
     "${PODMAN[@]}" --log-level=info system service --time=0 "unix://$SOCK" \
-    >"$LOG" 2>&1 </dev/null) &
+    >"$LOG" 2>&1 </dev/null &
   for _ in $(seq 1 120); do
     reachable "unix://$SOCK" && return 0
     sleep 0.25
@@ -222,6 +253,7 @@ case "$command" in
       # private store first, so that nothing it started keeps running. The store is ours alone and
       # is used directly, so this works even when the service has died.
       if [ -f "$ROOT/containers.conf" ]; then
+        write_cli
         podman_private rm --all --force --time 0 >/dev/null 2>&1 ||
           log "could not remove every container of the private store (see podman ps -a there)"
       fi

@@ -1,17 +1,19 @@
 //! Engines and transports (docs/contract.md, sections 4 and 6): the API version the preflight
 //! picks from each engine release's ping, against a fake daemon that answers as that release
 //! would; TLS to a real dockerd behind mutual TLS, and each way it can fail; and what an
-//! unreachable daemon's message says. The contract's own tests run on Docker and on Podman in
-//! `contract.rs`.
+//! unreachable daemon's message says; states and answers rt-cleanup does not know, against a
+//! fake daemon, and the two that real engines send, on each engine of the family that sends them
+//! (`on_each_podman!`, `on_each_docker!`): Podman's `stopped`, and a container Docker failed to
+//! remove. The contract's own tests run on every engine in `contract.rs`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::harness::{
-    binary, command, container_state, daemon, docker, exists, exists_on, finish, on_engine, pass,
-    pass_args, tls_daemon, Containers, Engine, FakeAnswer, FakeDaemon, Immutable, Journal, Run,
-    StateFile, TcpBridge, OWNER_LABEL,
+    binary, command, container_state, daemon, docker, exists, exists_on, finish, listed_state,
+    on_engine, pass, pass_args, tls_daemon, Containers, Engine, FakeAnswer, FakeDaemon, Immutable,
+    Journal, Run, StateFile, TcpBridge, OWNER_LABEL,
 };
 
 /// The newest API version this build knows (`NEWEST_API` in src/docker/mod.rs): a newer daemon
@@ -1038,43 +1040,74 @@ fn a_failed_orphan_search_reports_no_orphans_no_counts_and_why_and_exits_1() {
     );
 }
 
-#[test]
-fn podmans_stopped_state_fails_no_listing_and_is_predicted_and_removed() {
-    on_engine(Engine::Podman, || {
-        let containers = Containers::new("podman-stopped");
-        let state = StateFile::new(Journal::Wal);
-        // One of no game at all, and the record's own.
-        let unrelated = containers.run_left_stopped(&[], &["sleep", "1"]);
-        let own = containers.run_left_stopped(&[(OWNER_LABEL, "g-stopped")], &["sleep", "1"]);
-        state.stopped("g-stopped", Some(&own), 8);
-
-        let dry = pass(&state, &["--dry-run", "--owner-label", OWNER_LABEL]);
-        dry.assert_code(0);
-        assert_eq!(dry.result_of("g-stopped"), "removed", "{}", dry.stderr);
-        assert!(exists(&own), "a dry run removes nothing");
-
-        let real = pass(&state, &["--owner-label", OWNER_LABEL]);
-        real.assert_code(0);
-        assert_eq!(
-            real.outcomes(),
-            dry.outcomes(),
-            "the dry run predicted the real run"
-        );
-        assert!(!exists(&own));
-        assert_eq!(state.status("g-stopped"), "removed");
-        assert_eq!(
-            container_state(&unrelated).as_deref(),
-            Some("stopped"),
-            "the other stopped container is left as it was"
-        );
-    });
+/// Asserts that a real run did to each record what the dry run before it predicted: the same
+/// records, results and error codes.
+fn assert_predicted(dry: &Run, real: &Run) {
+    assert_eq!(
+        real.outcomes(),
+        dry.outcomes(),
+        "the dry run predicted the real run\ndry run: {}\nreal run: {}",
+        dry.stdout,
+        real.stdout
+    );
 }
 
-#[test]
+on_each_podman!(podmans_stopped_state_fails_no_listing_and_is_predicted_and_removed);
+fn podmans_stopped_state_fails_no_listing_and_is_predicted_and_removed() {
+    let containers = Containers::new("podman-stopped");
+    let state = StateFile::new(Journal::Wal);
+    // One of no game at all, the expired record's own, and the container of a record stopped
+    // too recently to be removed.
+    let unrelated = containers.run_left_stopped(&[], &["sleep", "1"]);
+    let own = containers.run_left_stopped(&[(OWNER_LABEL, "g-stopped")], &["sleep", "1"]);
+    let recent = containers.create(&[(OWNER_LABEL, "g-recent")]);
+    state.stopped("g-stopped", Some(&own), 8);
+    state.stopped("g-recent", Some(&recent), 1);
+
+    let dry = pass(&state, &["--dry-run", "--owner-label", OWNER_LABEL]);
+    dry.assert_code(0);
+    assert_eq!(
+        dry.outcomes(),
+        [("g-stopped".to_owned(), "removed".to_owned(), None)],
+        "{}",
+        dry.stderr
+    );
+    assert_eq!(
+        listed_state(&own).as_deref(),
+        Some("stopped"),
+        "a dry run removes nothing"
+    );
+
+    let real = pass(&state, &["--owner-label", OWNER_LABEL]);
+    real.assert_code(0);
+    assert_predicted(&dry, &real);
+    assert!(!exists(&own));
+    assert_eq!(state.status("g-stopped"), "removed");
+    let log = state.log("g-stopped");
+    assert_eq!(
+        (log.len(), log[0].outcome.as_str()),
+        (1, "success"),
+        "{log:?}"
+    );
+
+    assert_eq!(
+        listed_state(&unrelated).as_deref(),
+        Some("stopped"),
+        "the other stopped container is left as it was"
+    );
+    assert!(exists(&recent), "the recent record's container is kept");
+    assert_eq!(state.status("g-recent"), "stopped");
+    assert!(state.log("g-recent").is_empty());
+}
+
+on_each_docker!(a_container_docker_failed_to_remove_is_predicted_as_the_real_run_fails_on_it);
 fn a_container_docker_failed_to_remove_is_predicted_as_the_real_run_fails_on_it() {
     let containers = Containers::new("docker-dead");
     let state = StateFile::new(Journal::Rollback);
     let id = containers.create(&[]);
+    // Beside it: a container of no game, and the container of a record stopped too recently.
+    let unrelated = containers.create(&[]);
+    let recent = containers.create(&[]);
     // A file even root cannot delete in the container's upper directory makes Docker fail to
     // remove its root filesystem, and mark it dead.
     let upper = docker(&["inspect", "--format", "{{.GraphDriver.Data.UpperDir}}", &id]);
@@ -1099,17 +1132,11 @@ fn a_container_docker_failed_to_remove_is_predicted_as_the_real_run_fails_on_it(
         "docker rm must fail on the pinned file"
     );
     assert_eq!(container_state(&id).as_deref(), Some("dead"));
-    let listed = docker(&[
-        "ps",
-        "-a",
-        "--filter",
-        &format!("id={id}"),
-        "--format",
-        "{{.State}}",
-    ]);
+    let listed = listed_state(&id).unwrap_or_default();
     // Docker 20.10 to 26 list it `removing`, Docker 28 `dead`.
     assert!(matches!(listed.as_str(), "removing" | "dead"), "{listed}");
     state.stopped("g-dead", Some(&id), 8);
+    state.stopped("g-recent", Some(&recent), 1);
 
     let dry = pass(&state, &["--dry-run"]);
     dry.assert_code(1);
@@ -1124,14 +1151,15 @@ fn a_container_docker_failed_to_remove_is_predicted_as_the_real_run_fails_on_it(
         message.contains("dead after a removal that failed") && message.contains("try to remove"),
         "{message}"
     );
+    assert!(
+        state.all_log().is_empty(),
+        "a dry run writes nothing: {:?}",
+        state.all_log()
+    );
 
     let real = pass(&state, &[]);
     real.assert_code(1);
-    assert_eq!(
-        real.outcomes(),
-        expected,
-        "the dry run predicted the real run"
-    );
+    assert_predicted(&dry, &real);
     assert!(exists(&id));
     assert_eq!(state.status("g-dead"), "stopped", "retried by the next run");
     let log = state.log("g-dead");
@@ -1145,4 +1173,14 @@ fn a_container_docker_failed_to_remove_is_predicted_as_the_real_run_fails_on_it(
             .contains("failed to remove root filesystem"),
         "{log:?}"
     );
+
+    for other in [&unrelated, &recent] {
+        assert_eq!(
+            container_state(other).as_deref(),
+            Some("created"),
+            "the other containers are left as they were"
+        );
+    }
+    assert_eq!(state.status("g-recent"), "stopped");
+    assert!(state.log("g-recent").is_empty());
 }

@@ -10,7 +10,8 @@
 //! (`…::docker_unstable`, `…::podman_unstable`, ignored unless `scripts/test.sh --unstable`
 //! runs them); so does `orphans.rs` (`orphans::<test>` on Debian 12's Docker,
 //! `orphans::on_podman::<test>` and so on); `engines.rs` covers API versions, TLS and unreachable
-//! daemons. The other modules test the command line, the state file, plans, the files rt-cleanup
+//! daemons, and runs what only one family does on each engine of it (`on_each_docker!`,
+//! `on_each_podman!`): Podman's `stopped` state, a container Docker failed to remove. The other modules test the command line, the state file, plans, the files rt-cleanup
 //! writes (`files.rs`), leases (`leases.rs`) and faults, which do not depend on the engine,
 //! against Docker; `faults.rs` also freezes and kills private dockerds,
 //! which only Docker can be here.
@@ -50,6 +51,30 @@ macro_rules! on_each_engine {
             engine_test!(docker26, Docker26, super::$body());
             engine_test!(podman5, Podman5, super::$body());
             engine_test!(@unstable docker_unstable, DockerUnstable, super::$body());
+            engine_test!(@unstable podman_unstable, PodmanUnstable, super::$body());
+        }
+    };
+}
+
+/// Runs a test body on each Docker Engine: `<body>::docker`, `::docker26`, `::docker_unstable`
+/// (for what only Docker does, e.g. a container it failed to remove).
+macro_rules! on_each_docker {
+    ($body:ident) => {
+        mod $body {
+            engine_test!(docker, Docker, super::$body());
+            engine_test!(docker26, Docker26, super::$body());
+            engine_test!(@unstable docker_unstable, DockerUnstable, super::$body());
+        }
+    };
+}
+
+/// Runs a test body on each Podman: `<body>::podman`, `::podman5`, `::podman_unstable` (for
+/// what only Podman does, e.g. its `stopped` state).
+macro_rules! on_each_podman {
+    ($body:ident) => {
+        mod $body {
+            engine_test!(podman, Podman, super::$body());
+            engine_test!(podman5, Podman5, super::$body());
             engine_test!(@unstable podman_unstable, PodmanUnstable, super::$body());
         }
     };

@@ -87,6 +87,16 @@ impl Engine {
         }
     }
 
+    /// The variable that names the root directory of the engine's private daemon, which its
+    /// start script uses instead of the default, e.g. `RT_CLEANUP_TEST_PODMAN5_ROOT` (Debian 12's
+    /// Docker has `RT_CLEANUP_TEST_ROOT`).
+    pub fn root_variable(self) -> String {
+        match self {
+            Engine::Docker => "RT_CLEANUP_TEST_ROOT".to_owned(),
+            _ => format!("{}_ROOT", self.prefix()),
+        }
+    }
+
     /// The variable that names the engine's daemon, e.g. `RT_CLEANUP_TEST_PODMAN5_HOST`.
     pub fn host_variable(self) -> String {
         format!("{}_HOST", self.prefix())
@@ -386,88 +396,98 @@ impl Containers {
 }
 
 impl Containers {
-    /// On the private Podman service of `scripts/test-podman.sh`: starts a container running
-    /// `command` with a copy of the podman binary, and deletes the copy while the container
-    /// still runs. Podman's exit clean-up (conmon runs that binary's `container cleanup`) then
-    /// cannot run, so the container stays `stopped` for good, as Podman shows a container whose
-    /// clean-up failed or has not run yet. Waits, at most 30 s, until the service shows it
-    /// `stopped`; returns its full id. Labelled as every container of the case, it is removed
-    /// with the case.
+    /// On the private Podman service of `scripts/test-podman.sh` (any release): starts a
+    /// container running `command` with a copy of the service's podman binary, and deletes the
+    /// copy while the container still runs. Podman's exit clean-up (conmon runs that binary's
+    /// `container cleanup`) then cannot run, so the container stays `stopped` for good, as Podman
+    /// shows a container whose clean-up failed or has not run yet. The container is made through
+    /// the podman wrapper the start script wrote into the service's root ([`PodmanCli`]), with
+    /// the program it runs replaced by the copy: the service's own store, configuration and
+    /// locks. Waits, at most 30 s, until the service lists it `stopped` (the listing, not the
+    /// inspection: Podman 5.8 inspects such a container as `exited`); returns its full id.
+    /// Labelled as every container of the case, it is removed with the case.
     pub fn run_left_stopped(&self, extra_labels: &[(&str, &str)], command: &[&str]) -> String {
-        let daemon = daemon();
-        assert_eq!(
-            daemon.engine,
-            Engine::Podman,
-            "only Podman has a stopped state"
-        );
-        // The service's own store and configuration, as scripts/test-podman.sh starts it (its
-        // PODMAN array): the container must be one the service sees.
-        let root = std::env::var_os("RT_CLEANUP_TEST_PODMAN_ROOT")
-            .map(PathBuf::from)
-            .or_else(|| daemon.pidfile.as_ref()?.parent().map(PathBuf::from))
-            .filter(|root| root.join("containers.conf").is_file())
-            .unwrap_or_else(|| {
-                panic!(
-                    "this test needs the private Podman service of scripts/test-podman.sh (its \
-                     store and containers.conf under RT_CLEANUP_TEST_PODMAN_ROOT, or beside \
-                     RT_CLEANUP_TEST_PODMAN_PIDFILE): run it through scripts/test.sh"
-                )
-            });
+        let cli = PodmanCli::of(daemon());
         let copies = tempfile::tempdir().expect("a temp dir can be made");
         let copy = copies.path().join("podman");
-        std::fs::copy("/usr/bin/podman", &copy)
-            .unwrap_or_else(|error| panic!("cannot copy /usr/bin/podman: {error}"));
-        let at = |part: &str| root.join(part).display().to_string();
-        let mut args: Vec<String> = [
-            "--root",
-            &at("storage"),
-            "--runroot",
-            &at("runroot"),
-            "--storage-driver",
-            "vfs",
-            "--cgroup-manager",
-            "cgroupfs",
-            "--events-backend",
-            "file",
-            "--runtime",
-            "runc",
-            "--runtime-flag",
-            &format!("root={}", at("runc")),
-            "run",
-            "-d",
-            "--network",
-            "none",
-        ]
-        .map(str::to_owned)
-        .to_vec();
+        std::fs::copy(&cli.program, &copy)
+            .unwrap_or_else(|error| panic!("cannot copy {}: {error}", cli.program.display()));
+        let mut args: Vec<String> = ["run", "-d", "--network", "none"]
+            .map(str::to_owned)
+            .to_vec();
         args.extend(self.labels(extra_labels));
         args.push(self.image.clone());
         args.extend(command.iter().map(|part| (*part).to_owned()));
-        let output = Command::new(&copy)
+        let output = Command::new(&cli.wrapper)
             .args(&args)
-            .env("CONTAINERS_CONF", at("containers.conf"))
-            .env("CONTAINERS_STORAGE_CONF", at("storage.conf"))
+            .env("RT_CLEANUP_TEST_PODMAN_PROGRAM", &copy)
             .stdin(Stdio::null())
             .output()
-            .expect("the copy of podman runs");
+            .unwrap_or_else(|error| panic!("cannot run {}: {error}", cli.wrapper.display()));
         std::fs::remove_file(&copy).expect("the copy of podman can be deleted");
         assert!(
             output.status.success(),
-            "podman run failed: {}",
+            "{} run (with a copy of {}) failed: {}",
+            cli.wrapper.display(),
+            cli.program.display(),
             String::from_utf8_lossy(&output.stderr).trim()
         );
         let id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
-            let state = container_state_on(&self.host, &id);
+            let state = listed_state_on(&self.host, &id);
             if state.as_deref() == Some("stopped") {
                 return id;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "container {id} is {state:?} 30 s after it was started, not stopped"
+                "container {id} is listed {state:?} 30 s after it was started, not stopped"
             );
             std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+/// What `scripts/test-podman.sh` wrote into the root of a private Podman service for a command
+/// line on its store: the wrapper `ROOT/podman`, which runs podman with the service's roots,
+/// configuration files and flags (and runs the program `RT_CLEANUP_TEST_PODMAN_PROGRAM` names
+/// instead, when set), and `ROOT/podman.program`, the release's podman binary it runs.
+pub struct PodmanCli {
+    /// `ROOT/podman`.
+    pub wrapper: PathBuf,
+    /// `ROOT/podman.program`.
+    pub program: PathBuf,
+}
+
+impl PodmanCli {
+    /// The wrapper of a test daemon's Podman service: in the root its start script names in
+    /// `<PREFIX>_ROOT`, or beside its pid file. Panics, saying what to run, when there is none.
+    pub fn of(daemon: &Daemon) -> Self {
+        let engine = daemon.engine;
+        assert!(
+            engine.is_podman(),
+            "only Podman has a podman command line, not {}",
+            engine.describe()
+        );
+        let root_variable = engine.root_variable();
+        let root = std::env::var_os(&root_variable)
+            .map(PathBuf::from)
+            .or_else(|| daemon.pidfile.as_ref()?.parent().map(PathBuf::from));
+        let cli = root.map(|root| Self {
+            wrapper: root.join("podman"),
+            program: root.join("podman.program"),
+        });
+        match cli {
+            Some(cli) if cli.wrapper.is_file() && cli.program.is_file() => cli,
+            _ => panic!(
+                "this test needs the private {} service of scripts/test-podman.sh and the podman \
+                 wrapper it writes into the service's root (ROOT/podman and ROOT/podman.program, \
+                 ROOT from {root_variable} or beside {}): there is none. Start it with {} (a \
+                 start that reuses a running service writes them too).",
+                engine.describe(),
+                engine.variables()[3],
+                engine.script(),
+            ),
         }
     }
 }
@@ -481,6 +501,40 @@ pub fn exists(reference: &str) -> bool {
 /// exist.
 pub fn container_state(reference: &str) -> Option<String> {
     container_state_on(&daemon().host, reference)
+}
+
+/// A container's state as the test daemon lists it (`docker ps`), or `None` when it is not
+/// listed. It can differ from the inspected state: Podman 5.8 lists a container `stopped` that
+/// it inspects as `exited`.
+pub fn listed_state(id: &str) -> Option<String> {
+    listed_state_on(&daemon().host, id)
+}
+
+/// A container's state as the daemon at `host` lists it, or `None` when it is not listed.
+pub fn listed_state_on(host: &str, id: &str) -> Option<String> {
+    let output = docker_cli(
+        host,
+        &[
+            "ps",
+            "-a",
+            "--no-trunc",
+            "--filter",
+            &format!("id={id}"),
+            "--format",
+            "{{.ID}} {{.State}}",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "docker ps at {host} failed: {}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| {
+            let (listed, state) = line.split_once(' ')?;
+            (listed == id).then(|| state.trim().to_owned())
+        })
 }
 
 /// Whether a container exists on the daemon at `host`.

@@ -105,20 +105,19 @@ impl Progress for ProgressLine {
     }
 
     fn job_done(&self, result: ResultKind) {
+        // The job is counted as done before its result is, so that a line drawn in between
+        // never shows more removed and failed than done.
+        self.bar.inc(1);
         let counter = match result {
             ResultKind::Removed => &self.removed,
             ResultKind::Failed => &self.failed,
-            ResultKind::ReplayNoOp | ResultKind::Conflict | ResultKind::Deferred => {
-                self.bar.inc(1);
-                return;
-            }
+            ResultKind::ReplayNoOp | ResultKind::Conflict | ResultKind::Deferred => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.bar.set_message(counts_message(
             self.removed.load(Ordering::Relaxed),
             self.failed.load(Ordering::Relaxed),
         ));
-        self.bar.inc(1);
     }
 
     fn finish(&self) {

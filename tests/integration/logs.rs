@@ -610,7 +610,7 @@ fn without_csi(text: &str) -> String {
 
 /// What a terminal shows of each line a run wrote to it, and what it drew and took away:
 /// each line (up to `\n`) as it stays on screen (what follows the last clearing of the line,
-/// `\r` and `ESC [2K`), and everything that was cleared.
+/// `\r` and `ESC [2K`), and everything that was cleared (where something was).
 fn screen_of(output: &str) -> (Vec<String>, Vec<String>) {
     let mut shown = Vec::new();
     let mut cleared = Vec::new();
@@ -620,7 +620,8 @@ fn screen_of(output: &str) -> (Vec<String>, Vec<String>) {
         cleared.extend(
             parts
                 .iter()
-                .map(|part| without_csi(part).trim_end().to_owned()),
+                .map(|part| without_csi(part).trim_end().to_owned())
+                .filter(|part| !part.is_empty()),
         );
         let last = without_csi(last.trim_end_matches('\r'));
         if !last.is_empty() {

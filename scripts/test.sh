@@ -13,7 +13,9 @@
 #     orphans' tests run on them too;
 #   * Docker behind mutual TLS: scripts/test-tls-daemon.sh (a second private dockerd on
 #     127.0.0.1 with --tlsverify and certificates made by openssl), for the TLS tests
-#     (docs/contract.md section 4).
+#     (docs/contract.md section 4);
+#   * systemd-journald: scripts/test-journald.sh (Debian 12's, started when none answers), for
+#     the tests of the logs in the journal (tests/integration/logs.rs).
 #
 #   scripts/test.sh                 # all tests
 #   scripts/test.sh contract::      # extra arguments go to `cargo test`, e.g. a filter
@@ -35,7 +37,7 @@ export RT_CLEANUP_TEST_RUN
 # Whatever the caller's environment says about daemons this run did not start must not make the
 # cleanup stop them.
 unset RT_CLEANUP_TEST_DAEMON_STARTED RT_CLEANUP_TEST_PODMAN_STARTED RT_CLEANUP_TEST_TLS_STARTED \
-  RT_CLEANUP_TEST_DOCKER26_STARTED RT_CLEANUP_TEST_PODMAN5_STARTED \
+  RT_CLEANUP_TEST_JOURNALD_STARTED RT_CLEANUP_TEST_DOCKER26_STARTED RT_CLEANUP_TEST_PODMAN5_STARTED \
   RT_CLEANUP_TEST_DOCKER_UNSTABLE_STARTED RT_CLEANUP_TEST_PODMAN_UNSTABLE_STARTED
 
 unstable=""
@@ -70,6 +72,7 @@ cleanup() {
     [ "${RT_CLEANUP_TEST_PODMAN5_STARTED:-}" != yes ] || scripts/test-podman.sh stop debian13 || true
     [ "${RT_CLEANUP_TEST_DOCKER26_STARTED:-}" != yes ] || scripts/test-daemon.sh stop debian13 || true
     [ "${RT_CLEANUP_TEST_TLS_STARTED:-}" != yes ] || scripts/test-tls-daemon.sh stop || true
+    [ "${RT_CLEANUP_TEST_JOURNALD_STARTED:-}" != yes ] || scripts/test-journald.sh stop || true
     [ "${RT_CLEANUP_TEST_PODMAN_STARTED:-}" != yes ] || scripts/test-podman.sh stop || true
     [ "${RT_CLEANUP_TEST_DAEMON_STARTED:-}" != yes ] || scripts/test-daemon.sh stop || true
   fi
@@ -84,7 +87,8 @@ trap cleanup EXIT
 # programs to this machine (scripts/fetch-engine.sh).
 scripts/ensure-packages.sh prometheus-node-exporter=prometheus-node-exporter \
   dockerd=docker.io docker=docker.io /bin/busybox=busybox-static podman=podman \
-  /usr/sbin/runc=runc openssl=openssl patchelf=patchelf
+  /usr/sbin/runc=runc openssl=openssl patchelf=patchelf /lib/systemd/systemd-journald=systemd \
+  journalctl=systemd systemd-cat=systemd
 # What each start printed is taken in even when it failed half-way (a daemon started, its image
 # not built), so that the cleanup knows of every daemon started.
 start() {
@@ -106,6 +110,7 @@ else
   start scripts/test-daemon.sh start
   start scripts/test-podman.sh start
   start scripts/test-tls-daemon.sh start
+  start scripts/test-journald.sh start
   start scripts/test-daemon.sh start debian13
   start scripts/test-podman.sh start debian13
   echo "test.sh: Docker $RT_CLEANUP_TEST_DOCKER_HOST, Podman $RT_CLEANUP_TEST_PODMAN_HOST," \

@@ -35,7 +35,8 @@ pub enum OrphanMode {
 /// The format of the logs on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
-    /// Human-readable lines, coloured only when stderr is a terminal.
+    /// Human-readable lines, coloured only when stderr is a terminal (which also gets a
+    /// progress line); where stderr is the journal, journald's own entries instead.
     Text,
     /// One JSON object per line, for log shippers.
     Json,
@@ -60,7 +61,8 @@ Results (one per expired record): removed, replay_no_op (container already gone)
 
 Exit status:
 {}
-Logs go to stderr, filtered by RT_CLEANUP_LOG (or RUST_LOG), e.g. RT_CLEANUP_LOG=debug.
+Logs go to stderr (natively to journald where stderr is the journal, text logs only),
+filtered by RT_CLEANUP_LOG (or RUST_LOG), e.g. RT_CLEANUP_LOG=debug.
 Every option can also be set by the environment variable shown beside it; a variable set to
 the empty string counts as unset.
 

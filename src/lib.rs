@@ -8,6 +8,8 @@
 pub mod cli;
 pub mod config;
 pub mod exit;
+pub mod logging;
+pub mod progress;
 pub mod stop;
 
 pub(crate) mod candidate;
@@ -48,11 +50,12 @@ use crate::orphans::{HandledOrphan, Orphan, OrphanPass};
 use crate::outcome::{LiveLease, Outcome, ResultKind};
 use crate::pass::SecondLooks;
 use crate::plan::{ApplyContext, Plan, PlanContext, PlanError};
+use crate::progress::Progress;
 use crate::stop::{Signal, Stop};
 use crate::store::{Access, Store, StoreError};
 use crate::summary::{Counts, KeptLease, OrphanReport, OrphanSection, RecordReport, Summary};
 use crate::time::{epoch_ms, format_epoch_ms, format_time, Timestamp};
-use crate::value::FieldValue;
+use crate::value::{Escaped, FieldValue};
 use crate::worker::WorkerSettings;
 
 /// A pass that could not start: nothing was changed.
@@ -129,7 +132,7 @@ impl Report {
     /// Logs why the pass ended early, if it did.
     pub fn log_early_end(&self) {
         if let Some(error) = &self.state_failure {
-            tracing::error!("the pass stopped early: {error}");
+            tracing::error!("the pass stopped early: {}", Escaped(error));
         }
         if let Some(OrphanSection::Failed { error }) = &self.summary.orphans {
             tracing::error!(
@@ -145,7 +148,7 @@ impl Report {
         }
         for lease in self.summary.leases_kept.iter().flatten() {
             tracing::warn!(
-                game_id = %lease.game_id.escape_debug(),
+                game_id = %lease.game_id,
                 until = %lease.until,
                 "this run keeps its lease on game {} until {}: the runtime manager cannot take \
                  the game before then",
@@ -153,6 +156,51 @@ impl Report {
                 lease.until
             );
         }
+    }
+
+    /// Logs the end of the pass with its counts as fields (`REMOVED`, `FAILED`, ...,
+    /// `EXIT_STATUS`), for the journal only (see [`logging::JOURNAL_ONLY`]): at error priority
+    /// when the run's exit status alerts, a warning when a signal ended it, else information.
+    pub fn log_end(&self) {
+        let counts = &self.summary.counts;
+        let orphans = match &self.summary.orphans {
+            Some(OrphanSection::Searched { orphan_counts, .. }) => Some(orphan_counts),
+            _ => None,
+        };
+        let status = self.exit_status();
+        let level = match status {
+            ExitStatus::Success => tracing::Level::INFO,
+            ExitStatus::Interrupted | ExitStatus::Terminated => tracing::Level::WARN,
+            _ => tracing::Level::ERROR,
+        };
+        logging::event_at!(
+            target: logging::JOURNAL_ONLY,
+            level,
+            dry_run = self.summary.dry_run,
+            stopped = counts.stopped,
+            expired = counts.expired,
+            removed = counts.removed,
+            replay_no_op = counts.replay_no_op,
+            conflict = counts.conflict,
+            failed = counts.failed,
+            deferred = counts.deferred,
+            orphans_found = orphans.map(|orphans| orphans.found),
+            orphans_removed = orphans.map(|orphans| orphans.removed),
+            orphans_failed = orphans.map(|orphans| orphans.failed),
+            leases_kept = self.summary.leases_kept.as_ref().map(Vec::len),
+            exit_status = status.code(),
+            "{} finished: {} expired of {} stopped: {} removed, {} replay_no_op, {} conflict, {} \
+             failed, {} deferred; exit status {}",
+            if self.summary.dry_run { "dry run" } else { "pass" },
+            counts.expired,
+            counts.stopped,
+            counts.removed,
+            counts.replay_no_op,
+            counts.conflict,
+            counts.failed,
+            counts.deferred,
+            status.code()
+        );
     }
 }
 
@@ -223,8 +271,13 @@ struct StateRead {
 /// How often a dry run reads a file again that was written while it read it.
 const CONSISTENT_READ_ATTEMPTS: usize = 3;
 
-/// Runs one pass as configured. `stop` is shared with the signal listener.
-pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
+/// Runs one pass as configured. `stop` is shared with the signal listener; the pass reports its
+/// jobs to `progress`.
+pub async fn run(
+    config: &Config,
+    stop: Arc<Stop>,
+    progress: Arc<dyn Progress>,
+) -> Result<Report, RunError> {
     let started = SystemTime::now();
     let now_ms = epoch_ms(started);
     let retention_ms = i64::try_from(config.retention.as_millis()).unwrap_or(i64::MAX);
@@ -288,12 +341,13 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
         stop: &stop,
         orphans: orphan_pass.as_ref(),
         settings: WorkerSettings {
-            holder: worker::holder_name(),
+            holder: worker::run_holder().to_owned(),
             lease_ttl: config.lease_ttl,
             lock_wait: config.lock_wait,
             owner_label: owner_label.clone(),
             docker_timeout: config.docker_timeout,
             concurrency: config.concurrency.get(),
+            progress,
         },
     };
     let (stopped, candidates, outcomes, orphans) = if config.dry_run {
@@ -361,7 +415,7 @@ async fn connect(config: &Config, stop: &Arc<Stop>) -> Result<DockerClient, Dock
         server_api = %daemon.server_api,
         api = %daemon.wire_api,
         "{} answered the preflight; requests use API {}",
-        daemon.engine_version,
+        Escaped(&daemon.engine_version),
         daemon.wire_api
     );
     Ok(docker)

@@ -1,29 +1,37 @@
 //! The `rt-cleanup` command: parse, set up logging, run one pass, print the summary, exit.
 
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{BufWriter, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
-use rt_cleanup::cli::{Arguments, LogFormat};
+use rt_cleanup::cli::Arguments;
 use rt_cleanup::config::Config;
 use rt_cleanup::exit::ExitStatus;
+use rt_cleanup::logging::{self, Escaped};
 use rt_cleanup::stop::{listen_for_signals, Stop};
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let arguments = Arguments::from_env();
+    let arguments = Arguments::try_from_args(std::env::args_os()).unwrap_or_else(|error| {
+        if error.use_stderr() {
+            let _ = write!(std::io::stderr(), "{}", error_priority());
+        }
+        error.exit()
+    });
     let config = match Config::try_from(arguments) {
         Ok(config) => config,
         Err(error) => {
             // A closed stderr must not turn a refusal into a panic: the exit status says it.
             let _ = writeln!(
                 std::io::stderr(),
-                "rt-cleanup: error: {error}\n\nFor more information, try '--help'."
+                "{}rt-cleanup: error: {error}\n\nFor more information, try '--help'.",
+                error_priority()
             );
             return ExitStatus::Usage.into();
         }
     };
-    init_logging(config.log_format);
+    let logs = logging::init(config.log_format);
+    let progress = logs.progress();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -40,10 +48,12 @@ fn main() -> ExitCode {
         tracing::error!("cannot listen for SIGINT and SIGTERM: {error}");
         return ExitStatus::Usage.into();
     }
-    let report = match runtime.block_on(rt_cleanup::run(&config, stop)) {
+    let report = runtime.block_on(rt_cleanup::run(&config, stop, Arc::clone(&progress)));
+    progress.finish();
+    let report = match report {
         Ok(report) => report,
         Err(error) => {
-            tracing::error!("{error}");
+            tracing::error!("{}", Escaped(&error));
             let status = error.exit_status();
             rt_cleanup::write_metrics(&config, started.elapsed(), status, None);
             return status.into();
@@ -59,6 +69,7 @@ fn main() -> ExitCode {
         tracing::error!("cannot write the summary to stdout: {error}");
     }
     report.log_early_end();
+    report.log_end();
     let status = report.exit_status();
     rt_cleanup::write_metrics(&config, started.elapsed(), status, Some(&report));
     // The process ends here: freeing every record's strings one at a time would only delay the
@@ -84,38 +95,13 @@ fn widen_stdout_pipe() {
     );
 }
 
-/// Logs go to stderr, filtered by `RT_CLEANUP_LOG`, else `RUST_LOG`, else `info`.
-fn init_logging(format: LogFormat) {
-    let filter = std::env::var("RT_CLEANUP_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .ok()
-        .and_then(|spec| EnvFilter::try_new(spec).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| LossyStderr)
-        // The subscriber reports its own write errors with eprintln!, which panics on a closed
-        // stderr: a log line that cannot be written is simply dropped instead.
-        .log_internal_errors(false);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-    }
-}
-
-/// stderr for the logs, where a line that cannot be written is dropped. Logging must never
-/// abort a pass or change its result: `rt-cleanup … 2>&1 | head -3` closes the pipe after three
-/// lines, while containers are being removed.
-struct LossyStderr;
-
-impl Write for LossyStderr {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let _ = std::io::stderr().write_all(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        let _ = std::io::stderr().flush();
-        Ok(())
+/// What leads the line of a bad invocation on stderr: where stderr is the journal, `<3>`, which
+/// gives the line the error priority (systemd reads a syslog priority prefix on a service's
+/// stream), so that `journalctl -p err` shows a bad invocation too; elsewhere nothing.
+fn error_priority() -> &'static str {
+    if logging::stderr_is_journal() {
+        "<3>"
+    } else {
+        ""
     }
 }

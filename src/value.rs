@@ -74,6 +74,55 @@ pub fn escape_invalid_utf8(bytes: &[u8]) -> Cow<'_, str> {
     Cow::Owned(shown)
 }
 
+/// Whether a character is escaped in logs and messages: every control character (C0, DEL and
+/// C1), which could end a line, return to its start or drive a terminal.
+fn is_escaped(character: char) -> bool {
+    character.is_control()
+}
+
+/// Writes `text` to `out` with every control character written as its Rust escape (`\n`,
+/// `\r`, `\t`, `\u{1b}`, ...) and everything else as it is, so that the text can neither end
+/// the line it is in nor drive a terminal.
+///
+/// A backslash is kept as it is: a value that holds the two characters `\n` looks like one that
+/// holds a newline (as [`Text::display`]'s `\xNN` does); the state file, plans, the JSON logs
+/// and the journal's fields keep the exact value.
+fn write_escaping_controls(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
+    let mut rest = text;
+    while let Some(at) = rest.find(is_escaped) {
+        out.write_str(&rest[..at])?;
+        let mut characters = rest[at..].chars();
+        // `find` stopped at a character, so there is one.
+        let control = characters.next().unwrap_or_default();
+        write!(out, "{}", control.escape_debug())?;
+        rest = characters.as_str();
+    }
+    out.write_str(rest)
+}
+
+/// A value read from the state file or the daemon, or a message built from such values, as a
+/// log message shows it: its `Display` with every control character escaped
+/// ([`write_escaping_controls`]). Every log message that holds such a value formats it through
+/// this wrapper, so that the journal's `MESSAGE` and the JSON logs' `message` hold no line of a
+/// value's own; the fields of an event carry values as they are, and each log format escapes
+/// them in its own way (see `src/logging.rs`).
+pub struct Escaped<T>(pub T);
+
+impl<T: fmt::Display> fmt::Display for Escaped<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(EscapingWriter(f), "{}", self.0)
+    }
+}
+
+/// A writer that escapes the control characters of everything written through it.
+pub struct EscapingWriter<W>(pub W);
+
+impl<W: fmt::Write> fmt::Write for EscapingWriter<W> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        write_escaping_controls(&mut self.0, text)
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     let mut text = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
@@ -291,6 +340,25 @@ mod tests {
             serde_json::to_string(&FieldValue::Text(Text::from_bytes(vec![b'g', 0xff]))).unwrap(),
             r#"{"text_hex":"67FF"}"#
         );
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_nothing_else() {
+        let shown = |text: &str| Escaped(text).to_string();
+        assert_eq!(shown("g-1"), "g-1");
+        assert_eq!(shown("g \\n \"é\" \u{202e}"), "g \\n \"é\" \u{202e}");
+        assert_eq!(
+            shown("g\n2026 ERROR forged\r\t\u{1b}[31m\u{7f}\u{85}\0end"),
+            "g\\n2026 ERROR forged\\r\\t\\u{1b}[31m\\u{7f}\\u{85}\\0end"
+        );
+        assert_eq!(
+            Escaped(format_args!("game {} gone", "a\nb")).to_string(),
+            "game a\\nb gone"
+        );
+        let mut written = String::new();
+        let (text, number) = ("x\ry", 7);
+        write!(EscapingWriter(&mut written), "{text}|{number}").unwrap();
+        assert_eq!(written, "x\\ry|7");
     }
 
     #[test]

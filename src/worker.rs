@@ -6,6 +6,7 @@
 
 use std::cell::{OnceCell, RefCell};
 use std::fmt::Write as _;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::future;
@@ -15,15 +16,18 @@ use tokio::sync::{mpsc, Semaphore, SemaphorePermit};
 use crate::candidate::Target;
 use crate::engine::{ContainerEngine, ContainerIndex, Inspection, Lookup};
 use crate::job::{Job, JobKind};
+use crate::logging::{event_at, level_of, JOURNAL_ONLY, STDERR_ONLY};
 use crate::outcome::{
     check_owner, decide_after_unanswered, decide_removal, lease_conflict, without_force_advice,
     ErrorCode, Outcome,
 };
+use crate::progress::Progress;
 use crate::stop::Stop;
 use crate::store::{
     Claim, ClaimAndSettle, ClaimResult, PendingSettlement, Settlement, StateWriter, StoreError,
 };
 use crate::time::{format_epoch_ms, now_ms};
+use crate::value::Escaped;
 
 /// What the worker needs besides its jobs.
 #[derive(Debug, Clone)]
@@ -41,6 +45,8 @@ pub struct WorkerSettings {
     pub lock_wait: Duration,
     /// Jobs worked on at once.
     pub concurrency: usize,
+    /// Where the jobs' progress is reported (a terminal's progress line, or nowhere).
+    pub progress: Arc<dyn Progress>,
 }
 
 /// The lease holder name of this run, `rt-cleanup/<host>/<pid>/<random>`: unique to the run,
@@ -60,6 +66,13 @@ pub fn holder_name() -> String {
         std::process::id(),
         random,
     )
+}
+
+/// The lease holder name of this process's run, made once with [`holder_name`]: the pass's
+/// leases carry it, and so does every journal entry of the run (`HOLDER`).
+pub fn run_holder() -> &'static str {
+    static HOLDER: OnceLock<String> = OnceLock::new();
+    HOLDER.get_or_init(holder_name)
 }
 
 /// The most bytes of the hostname kept in a holder name (Linux's own limit).
@@ -188,6 +201,7 @@ where
     let jobs = jobs.into_iter();
     let total = jobs.len();
     let acted = acted_on(total, max_removals);
+    settings.progress.jobs_added(acted);
     let worker = Worker {
         engine,
         writer,
@@ -212,7 +226,10 @@ where
                         return;
                     }
                     match worker.process(job).await {
-                        Step::Done(outcome) => outcomes.borrow_mut()[position] = Some(outcome),
+                        Step::Done(outcome) => {
+                            settings.progress.job_done(outcome.result);
+                            outcomes.borrow_mut()[position] = Some(outcome);
+                        }
                         Step::Queued(pending) => {
                             // The receiver lives until this task ends, so this cannot fail.
                             let _ = queued.send(Queued {
@@ -232,6 +249,7 @@ where
     let confirmations = async {
         while let Some(queued) = to_confirm.recv().await {
             let (position, outcome) = worker.confirm(queued).await;
+            settings.progress.job_done(outcome.result);
             outcomes.borrow_mut()[position] = Some(outcome);
         }
     };
@@ -506,22 +524,7 @@ impl<E: ContainerEngine> Worker<'_, E> {
                 }
             }
         };
-        let lease_kept_until = outcome.lease_kept_until.and_then(format_epoch_ms);
-        // Each job's result is logged once, with the fields a log search needs.
-        tracing::info!(
-            op_kind = job.kind.op_kind(),
-            game_id = %job.game_text(),
-            container_id = job.logged_container.as_deref().unwrap_or("-"),
-            result = %outcome.result,
-            error_code = outcome.error_code.map_or("-", ErrorCode::as_str),
-            error_message = %without_force_advice(outcome.error_message.as_deref().unwrap_or("")),
-            lease_kept_until = lease_kept_until.as_deref().unwrap_or("-"),
-            "{} handled",
-            match job.kind {
-                JobKind::Record => "record",
-                JobKind::Orphan => "orphan",
-            }
-        );
+        log_result(&job, &outcome);
         (position, outcome)
     }
 
@@ -603,6 +606,63 @@ impl<E: ContainerEngine> Worker<'_, E> {
     }
 }
 
+/// Logs a job's result once in each place, at the level of its severity, with the fields a log
+/// search needs (in the journal, `GAME_ID=…`, `RESULT=…`): on stderr as one line of fields, as
+/// it always was; in the journal with a message that says what happened, since journalctl
+/// shows only the message of an entry unless asked for more.
+fn log_result(job: &Job, outcome: &Outcome) {
+    let kind = match job.kind {
+        JobKind::Record => "record",
+        JobKind::Orphan => "orphan",
+    };
+    let game = job.game_text();
+    let container = job.logged_container.as_deref().unwrap_or("-");
+    let code = outcome.error_code.map_or("-", ErrorCode::as_str);
+    let message = without_force_advice(outcome.error_message.as_deref().unwrap_or(""));
+    let lease_kept_until = outcome.lease_kept_until.and_then(format_epoch_ms);
+    let kept = lease_kept_until.as_deref().unwrap_or("-");
+    let level = level_of(outcome.result);
+    // The same fields for both; only the message differs.
+    macro_rules! result_event {
+        ($to:ident: $value:expr; $($message:tt)+) => {
+            event_at!(
+                $to: $value,
+                level,
+                op_kind = job.kind.op_kind(),
+                game_id = %game,
+                container_id = container,
+                result = %outcome.result,
+                error_code = code,
+                error_message = %message,
+                lease_kept_until = kept,
+                $($message)+
+            )
+        };
+    }
+    result_event!(name: STDERR_ONLY; "{kind} handled");
+    // `failed (container_running): …`, `conflict: …`: the code where it says more than the result.
+    let code_shown = outcome
+        .error_code
+        .filter(|code| code.as_str() != outcome.result.as_str())
+        .map(|code| format!(" ({})", code.as_str()))
+        .unwrap_or_default();
+    let detail = if message.is_empty() {
+        code_shown
+    } else {
+        format!("{code_shown}: {}", Escaped(&message))
+    };
+    let until = lease_kept_until
+        .as_deref()
+        .map(|until| format!("; this run keeps its lease until {until}"))
+        .unwrap_or_default();
+    result_event!(
+        target: JOURNAL_ONLY;
+        "{kind} {}: {}{detail}{until}",
+        Escaped(&game),
+        outcome.result
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
@@ -616,6 +676,7 @@ mod tests {
     use crate::engine::{Removal, Unanswered};
     use crate::job::Guard;
     use crate::outcome::ResultKind;
+    use crate::progress::NoProgress;
     use crate::stop::Signal;
     use crate::store::testing::{insert, leases, log, memory, record, to_file};
     use crate::store::{Access, Store};
@@ -669,6 +730,7 @@ mod tests {
             docker_timeout: Duration::from_secs(1),
             lock_wait: LOCK_WAIT,
             concurrency,
+            progress: Arc::new(NoProgress),
         }
     }
 
@@ -742,6 +804,69 @@ mod tests {
         assert_eq!(status(&pass.path, "b"), "removed");
         assert_eq!(log(&connect(&pass.path)).len(), 2);
         assert!(leases(&connect(&pass.path)).is_empty());
+    }
+
+    /// Progress that keeps what it was told.
+    #[derive(Default)]
+    struct Told {
+        added: std::sync::Mutex<Vec<usize>>,
+        done: std::sync::Mutex<Vec<ResultKind>>,
+    }
+
+    impl Progress for Told {
+        fn jobs_added(&self, count: usize) {
+            self.added.lock().unwrap().push(count);
+        }
+
+        fn job_done(&self, result: ResultKind) {
+            self.done.lock().unwrap().push(result);
+        }
+
+        fn finish(&self) {}
+    }
+
+    #[tokio::test]
+    async fn each_job_acted_on_is_reported_to_the_progress_once_with_its_result() {
+        let pass = pass_of(&[
+            ("a", Some("ca"), 1),
+            ("b", Some("cb"), 2),
+            ("c", None, 3),
+            ("d", Some("cd"), 4),
+        ]);
+        let engine = FakeEngine::default();
+        engine.add("ca0000", "ca", "exited", &[]);
+        engine.add("cb0000", "cb", "running", &[]);
+        engine.add("cd0000", "cd", "exited", &[]);
+        let told = Arc::new(Told::default());
+        let settings = WorkerSettings {
+            progress: Arc::clone(&told) as Arc<dyn Progress>,
+            ..settings(2, None)
+        };
+        let outcomes = run(&pass, &engine, &settings, Some(3), &Stop::new()).await;
+        assert_eq!(
+            results(&outcomes),
+            [
+                ResultKind::Removed,
+                ResultKind::Failed,
+                ResultKind::ReplayNoOp,
+                ResultKind::Deferred
+            ]
+        );
+        assert_eq!(
+            *told.added.lock().unwrap(),
+            [3],
+            "the jobs over the cap are not counted"
+        );
+        let mut done = told.done.lock().unwrap().clone();
+        done.sort();
+        assert_eq!(
+            done,
+            [
+                ResultKind::Removed,
+                ResultKind::ReplayNoOp,
+                ResultKind::Failed
+            ]
+        );
     }
 
     #[tokio::test]

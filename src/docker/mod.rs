@@ -33,6 +33,7 @@ use crate::candidate::ContainerRef;
 use crate::config::DockerHost;
 use crate::engine::{ContainerEngine, ContainerInfo, Inspection, Removal, Unanswered};
 use crate::stop::{Cut, Stop};
+use crate::value::Escaped;
 
 /// The oldest Docker Engine API this tool is tested against (Docker 20.10 and Podman 4.3,
 /// Debian 12).
@@ -584,9 +585,9 @@ impl DockerClient {
         let listing = answer::listing(&body)?;
         for left_out in &listing.left_out {
             tracing::warn!(
-                names = %left_out.names.join(",").escape_debug(),
+                names = %left_out.names.join(","),
                 "the daemon listed a container that this pass leaves out: {}",
-                left_out.reason
+                Escaped(&left_out.reason)
             );
         }
         Ok(listing.containers)

@@ -99,8 +99,8 @@ impl OrphanPass<'_> {
         for orphan in &found {
             tracing::info!(
                 container_id = %orphan.info.id,
-                game_id = %orphan.label.escape_debug(),
-                state = %orphan.info.state.escape_debug(),
+                game_id = %orphan.label,
+                state = %orphan.info.state,
                 "orphan found"
             );
         }

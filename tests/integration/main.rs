@@ -160,6 +160,7 @@ mod exits;
 mod faults;
 mod files;
 mod leases;
+mod logs;
 mod ops;
 mod orphans;
 mod properties;

@@ -96,6 +96,47 @@ pub fn command_as_pid_1(args: &[&str]) -> Command {
     with_clean_environment(unshare, args)
 }
 
+/// A command for the built binary as [`command`] makes it, started as a systemd service with
+/// `StandardOutput=journal` and `StandardError=journal` is: `systemd-cat -t rt-cleanup` connects
+/// its stdout and stderr to journald's stream socket (`sd_journal_stream_fd`, which systemd uses
+/// for a service's stream too), and `JOURNAL_STREAM` names that socket's device and inode as
+/// systemd sets it (`st_dev:st_ino` in decimal, read with `stat` from the process's own stderr;
+/// systemd-cat does not set it). The process keeps the pid of the spawned command (each program
+/// `exec`s the next), which journald records as `_PID` of its entries.
+pub fn command_on_journal(args: &[&str]) -> Command {
+    let mut cat = Command::new("systemd-cat");
+    cat.args([
+        "-t",
+        "rt-cleanup",
+        "sh",
+        "-c",
+        r#"JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) && export JOURNAL_STREAM && exec "$0" "$@""#,
+    ])
+    .arg(binary());
+    with_clean_environment(cat, args)
+}
+
+/// A command for the built binary as [`command`] makes it, run on a terminal: `script` gives it
+/// a pseudo-terminal of 160 columns as its stdin, stdout and stderr, and copies what it writes
+/// there, as a terminal receives it, to its own stdout; its exit status is the binary's.
+pub fn command_on_terminal(args: &[&str]) -> Command {
+    let quoted: Vec<String> = std::iter::once(binary())
+        .chain(args.iter().map(|arg| (*arg).to_owned()))
+        .map(|word| format!("'{}'", word.replace('\'', r"'\''")))
+        .collect();
+    let mut script = Command::new("script");
+    script.args([
+        "--quiet",
+        "--flush",
+        "--return",
+        "--command",
+        &format!("stty cols 160 rows 50 && exec {}", quoted.join(" ")),
+        "/dev/null",
+    ]);
+    // `args` are in the command line above; the environment is cleaned all the same.
+    with_clean_environment(script, &[])
+}
+
 fn with_clean_environment(mut command: Command, args: &[&str]) -> Command {
     command.args(args).stdin(Stdio::null());
     for (key, _) in std::env::vars_os() {

@@ -12,6 +12,7 @@
 //! * `bridge`: a TCP listener in front of the test daemon's socket;
 //! * `tls_daemon`: the second dockerd, behind mutual TLS, and its certificates;
 //! * `fake_daemon`: a tiny HTTP daemon that answers the ping as a given engine release would;
+//! * `journal`: the systemd-journald of the tests, and the entries it stored;
 //! * `immutable`, `clock`, `rng`: files even root cannot write, epoch times, a seeded generator.
 //!
 //! The daemons come from `scripts/test.sh` through `RT_CLEANUP_TEST_DOCKER_HOST`,
@@ -27,6 +28,7 @@ mod clock;
 mod daemon;
 mod fake_daemon;
 mod immutable;
+mod journal;
 mod private_daemon;
 mod proxy;
 mod rng;
@@ -39,6 +41,7 @@ pub use clock::*;
 pub use daemon::*;
 pub use fake_daemon::*;
 pub use immutable::*;
+pub use journal::*;
 pub use private_daemon::*;
 pub use proxy::*;
 pub use rng::*;

@@ -621,13 +621,15 @@ fn log_result(job: &Job, outcome: &Outcome) {
     let message = without_force_advice(outcome.error_message.as_deref().unwrap_or(""));
     let lease_kept_until = outcome.lease_kept_until.and_then(format_epoch_ms);
     let kept = lease_kept_until.as_deref().unwrap_or("-");
-    let level = level_of(outcome.result);
-    // The same fields for both; only the message differs.
+    // The same fields for both; the message differs, and the level: on stderr every result is
+    // logged at info as it always was (a terminal, a pipe or cron's mail print what they printed
+    // before), and in the journal at the result's own priority, so that `journalctl -p err`
+    // shows the failed records.
     macro_rules! result_event {
-        ($to:ident: $value:expr; $($message:tt)+) => {
+        ($to:ident: $value:expr, $level:expr; $($message:tt)+) => {
             event_at!(
                 $to: $value,
-                level,
+                $level,
                 op_kind = job.kind.op_kind(),
                 game_id = %game,
                 container_id = container,
@@ -639,7 +641,7 @@ fn log_result(job: &Job, outcome: &Outcome) {
             )
         };
     }
-    result_event!(name: STDERR_ONLY; "{kind} handled");
+    result_event!(name: STDERR_ONLY, tracing::Level::INFO; "{kind} handled");
     // `failed (container_running): …`, `conflict: …`: the code where it says more than the result.
     let code_shown = outcome
         .error_code
@@ -656,7 +658,7 @@ fn log_result(job: &Job, outcome: &Outcome) {
         .map(|until| format!("; this run keeps its lease until {until}"))
         .unwrap_or_default();
     result_event!(
-        target: JOURNAL_ONLY;
+        target: JOURNAL_ONLY, level_of(outcome.result);
         "{kind} {}: {}{detail}{until}",
         Escaped(&game),
         outcome.result

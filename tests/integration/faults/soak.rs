@@ -139,6 +139,9 @@ struct RunFigures {
     sigkill: (usize, usize),
     sigterm: (usize, usize),
     sigterm_twice: (usize, usize),
+    /// SIGTERMs that ended a run by their default action: they came before rt-cleanup set up its
+    /// signal handling, in its first milliseconds, when it had done nothing yet.
+    sigterm_before_handler: usize,
     removed: u64,
     replayed: u64,
     conflicts: u64,
@@ -959,6 +962,7 @@ fn end(running: Spawned, ending: Ending, figures: &mut RunFigures) -> Run {
             let run = running.wait(RUN_BOUND);
             figures.sigterm.0 += 1;
             figures.sigterm.1 += usize::from(run.code == Some(143));
+            figures.sigterm_before_handler += usize::from(run.code.is_none());
             run
         }
         Ending::TermTwice(after, then) => {
@@ -970,6 +974,7 @@ fn end(running: Spawned, ending: Ending, figures: &mut RunFigures) -> Run {
             let run = running.wait(RUN_BOUND);
             figures.sigterm_twice.0 += 1;
             figures.sigterm_twice.1 += usize::from(run.code == Some(143));
+            figures.sigterm_before_handler += usize::from(run.code.is_none());
             run
         }
     }
@@ -1097,7 +1102,8 @@ impl Soak {
         };
         format!(
             "SOAK journal={journal:?} seed={} seconds={:.0} runs={} exits=[{}] \
-             sigkill={}/{} sigterm={}/{} sigterm_twice={}/{} late_answers={late_total} [{}] \
+             sigkill={}/{} sigterm={}/{} sigterm_twice={}/{} sigterm_before_handler={} \
+             late_answers={late_total} [{}] \
              unanswered_at_exit={} carried_out_later={} removed={} replayed={} \
              orphans_removed={} conflicts={} failed={} containers_removed={} kept_leases={} \
              early_expiries={} manager=[takes={} refused={} running_checks={} stops={} \
@@ -1112,6 +1118,7 @@ impl Soak {
             figures.sigterm.0,
             figures.sigterm_twice.1,
             figures.sigterm_twice.0,
+            figures.sigterm_before_handler,
             join(&late),
             figures.unanswered_at_exit,
             figures.carried_out_later,

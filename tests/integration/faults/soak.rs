@@ -78,8 +78,8 @@ const GAMES: usize = 10;
 /// The longest one run of rt-cleanup may take before the soak fails.
 const RUN_BOUND: Duration = Duration::from_secs(60);
 
-/// How far the tests' clock (`Instant` against epoch milliseconds) may be off when a removal's
-/// time is compared with a record's `last_op_at`.
+/// How far apart two readings of the clock (an `Instant` and epoch milliseconds) taken together
+/// may be, when a removal's time is compared with a record's `last_op_at`.
 const CLOCK_SLACK_MS: i64 = 50;
 
 /// The manager's holder names are this and the number of the take: `rtmanager/soak/<n>`.
@@ -98,6 +98,9 @@ struct Hold {
 struct Written {
     game: String,
     at: Instant,
+    /// Epoch milliseconds at `at`: times are compared through the nearest pair of readings, so
+    /// that the two clocks drifting apart over a long soak does not matter.
+    at_ms: i64,
     container: String,
     status: &'static str,
     last_op_at: i64,
@@ -185,8 +188,8 @@ struct Checker {
 /// What a run left on the game of a removal it got no answer to before it ended.
 #[derive(Debug, Clone, Copy)]
 enum Cover {
-    /// A lease of its own, expiring then (epoch milliseconds).
-    LeaseUntil(i64),
+    /// A lease of its own, expiring then: an instant, and epoch milliseconds for messages.
+    LeaseUntil(Instant, i64),
     /// No lease of its own.
     NoLease,
 }
@@ -203,7 +206,6 @@ struct Soak {
     games: Vec<String>,
     timeline: Mutex<Timeline>,
     base: Instant,
-    base_ms: i64,
 }
 
 /// The soak in one journal mode: runs until its time is up or a violation is found, then the
@@ -280,7 +282,6 @@ impl Soak {
             games: (0..GAMES).map(|n| format!("soak-{n:02}")).collect(),
             timeline: Mutex::new(Timeline::default()),
             base: Instant::now(),
-            base_ms: now_ms(),
         };
         for (n, game) in soak.games.iter().enumerate() {
             let container = soak.new_container(game);
@@ -314,11 +315,6 @@ impl Soak {
         self.timeline().violations.is_empty()
     }
 
-    /// Epoch milliseconds at an instant of the soak.
-    fn wall(&self, at: Instant) -> i64 {
-        self.base_ms + at.saturating_duration_since(self.base).as_millis() as i64
-    }
-
     /// Milliseconds since the soak began, for stories.
     fn since(&self, at: Instant) -> u128 {
         at.saturating_duration_since(self.base).as_millis()
@@ -338,6 +334,7 @@ impl Soak {
         self.timeline().writes.push(Written {
             game: game.to_owned(),
             at: Instant::now(),
+            at_ms: now_ms(),
             container: container.to_owned(),
             status,
             last_op_at,
@@ -788,7 +785,10 @@ impl Soak {
                     && holder.starts_with("rt-cleanup/")
                     && !holders_before.contains(holder)
             });
-            let cover = ours.map_or(Cover::NoLease, |(_, _, until)| Cover::LeaseUntil(*until));
+            let cover = ours.map_or(Cover::NoLease, |(_, _, until)| {
+                let left = Duration::from_millis(until.saturating_sub(now_ms()).max(0) as u64);
+                Cover::LeaseUntil(Instant::now() + left, *until)
+            });
             checker.covers.insert(index, cover);
         }
     }
@@ -867,7 +867,9 @@ impl Soak {
             .rev()
             .find(|write| write.game == game && write.at < reached);
         if let Some(write) = before.filter(|write| write.container == container) {
-            let expired = write.last_op_at + RETENTION_MS <= self.wall(reached) + CLOCK_SLACK_MS;
+            let since_write = reached.saturating_duration_since(write.at).as_millis() as i64;
+            let expired =
+                write.last_op_at + RETENTION_MS <= write.at_ms + since_write + CLOCK_SLACK_MS;
             if write.status != "stopped" || !expired {
                 found.push(format!(
                     "{what} reached the daemon while its record was {} since {} (retention \
@@ -881,11 +883,12 @@ impl Soak {
         if let Some(cover) = cover {
             figures.carried_out_later += 1;
             match cover {
-                Cover::LeaseUntil(until) if self.wall(done) < until => {}
-                Cover::LeaseUntil(until) => found.push(format!(
-                    "{what} was carried out at {}, after the run that sent it had ended without \
-                     its answer and after the lease that run left expired ({})",
-                    rfc3339_ms(self.wall(done)),
+                Cover::LeaseUntil(expiry, _) if done < expiry => {}
+                Cover::LeaseUntil(expiry, until) => found.push(format!(
+                    "{what} was carried out at +{} ms, after the run that sent it had ended \
+                     without its answer and after the lease that run left expired (+{} ms, {})",
+                    self.since(done),
+                    self.since(expiry),
                     rfc3339_ms(until)
                 )),
                 Cover::NoLease => found.push(format!(

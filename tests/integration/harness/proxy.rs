@@ -346,11 +346,7 @@ impl FaultProxy {
     /// Whether the daemon is done with every request seen so far (see [`Seen::settled`]): none
     /// is held, delayed or being carried out, so none can still act on the daemon.
     pub fn settled(&self) -> bool {
-        self.shared
-            .lock()
-            .seen
-            .iter()
-            .all(|seen| seen.settled.is_some())
+        self.wait_settled(Duration::ZERO)
     }
 
     /// Waits until [`settled`](Self::settled) holds; false after `timeout`.

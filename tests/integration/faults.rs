@@ -18,6 +18,7 @@
 //! (`scripts/test-daemon.sh`), and their invariants are about rt-cleanup and the state file, not
 //! about the engine. What differs between engines is pinned in `contract.rs`, on both.
 
+mod soak;
 mod timing;
 
 use std::collections::HashSet;
@@ -27,9 +28,9 @@ use std::time::{Duration, Instant};
 use rusqlite::types::Value;
 
 use crate::harness::{
-    daemon, days_ago, docker, now_ms, pass, rfc3339_ms, spawn_pass, Containers, Fault, FaultProxy,
-    Immutable, Journal, Match, PrivateDaemon, Rng, Run, Spawned, StateFile, Which, OWNER_LABEL,
-    RUN_LABEL,
+    daemon, days_ago, docker, existing_on_test_daemon, now_ms, pass, removal_claim_violations,
+    rfc3339_ms, spawn_pass, Containers, Fault, FaultProxy, Immutable, Journal, Match,
+    PrivateDaemon, Rng, Run, Spawned, StateFile, Which, OWNER_LABEL,
 };
 
 /// How long a test waits for a pass to reach a gated request before it gives up.
@@ -49,61 +50,21 @@ fn pass_via(state: &StateFile, host: &str, extra: &[&str]) -> Run {
     spawn_pass(state, host, extra).wait(Duration::from_secs(60))
 }
 
-/// The full ids of every container of this test run on the shared daemon, in one call.
-fn existing_on_test_daemon() -> HashSet<String> {
-    let filter = format!("label={RUN_LABEL}={}", daemon().run_id);
-    docker(&["ps", "-aq", "--no-trunc", "--filter", &filter])
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-}
-
 /// Checks the invariants of the module over the games a test made; `existing` holds the ids of
-/// the containers that exist now.
+/// the containers that exist now: those of [`removal_claim_violations`], no container is gone
+/// unless its record was an expired stopped one, and the file's integrity.
 fn assert_invariants(state: &StateFile, games: &[Game], existing: &HashSet<String>, when: &str) {
+    let made = games
+        .iter()
+        .map(|game| (game.id.as_str(), game.container.as_str()));
+    let violations = removal_claim_violations(state, made, existing);
+    assert!(violations.is_empty(), "{when}: {violations:#?}");
     for game in games {
-        let record = state
-            .record(&game.id)
-            .unwrap_or_else(|| panic!("{when}: record {} vanished", game.id));
-        let present = existing.contains(&game.container);
-        if record.status == "removed" {
-            assert!(
-                !present,
-                "{when}: {} is removed while its container exists",
-                game.id
-            );
-        }
-        if !present {
-            assert!(
-                game.candidate,
-                "{when}: the container of {} was removed but it was never an expired stopped \
-                 record",
-                game.id
-            );
-        }
-        let log = state.log(&game.id);
-        let removals = log
-            .iter()
-            .filter(|row| row.outcome == "success" && row.error_code.is_none())
-            .count();
         assert!(
-            removals <= 1,
-            "{when}: {} is logged as removed {removals} times: {log:?}",
+            game.candidate || existing.contains(&game.container),
+            "{when}: the container of {} was removed but it was never an expired stopped record",
             game.id
         );
-        let gone_claims = log.iter().filter(|row| {
-            row.outcome == "success"
-                && matches!(row.error_code.as_deref(), None | Some("replay_no_op"))
-        });
-        for row in gone_claims {
-            assert!(
-                !present && record.status == "removed",
-                "{when}: the log claims {} is gone, but its container exists ({present}) or the \
-                 record is {}: {row:?}",
-                game.id,
-                record.status
-            );
-        }
     }
     assert_eq!(state.integrity(), "ok", "{when}: integrity_check");
 }

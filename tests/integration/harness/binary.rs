@@ -179,9 +179,14 @@ pub fn finish(output: &Output) -> Run {
 
 /// The standard arguments of a pass over a state file, as owned strings.
 pub fn pass_args(state: &StateFile, extra: &[&str]) -> Vec<String> {
+    pass_args_with_retention(state, "7d", extra)
+}
+
+/// The standard arguments of a pass over a state file with another retention than 7 days.
+pub fn pass_args_with_retention(state: &StateFile, retention: &str, extra: &[&str]) -> Vec<String> {
     let mut args = vec![
         "--retention".to_owned(),
-        "7d".to_owned(),
+        retention.to_owned(),
         "--state".to_owned(),
         state.path().display().to_string(),
         "--output".to_owned(),
@@ -193,7 +198,17 @@ pub fn pass_args(state: &StateFile, extra: &[&str]) -> Vec<String> {
 
 /// Starts a JSON pass over a state file against the daemon at `host` in the background.
 pub fn spawn_pass(state: &StateFile, host: &str, extra: &[&str]) -> Spawned {
-    let args = pass_args(state, extra);
+    spawn_pass_with_retention(state, host, "7d", extra)
+}
+
+/// Starts a JSON pass with another retention than 7 days, as [`spawn_pass`] does.
+pub fn spawn_pass_with_retention(
+    state: &StateFile,
+    host: &str,
+    retention: &str,
+    extra: &[&str],
+) -> Spawned {
+    let args = pass_args_with_retention(state, retention, extra);
     let mut command = command(&args.iter().map(String::as_str).collect::<Vec<_>>());
     command.env("DOCKER_HOST", host);
     Spawned::start(command)
@@ -322,21 +337,33 @@ impl Spawned {
         assert!(send_signal(self.pid(), signal), "kill -s {signal}");
     }
 
-    /// Waits until a line of stderr contains `needle`; false after `timeout`.
+    /// Waits until a line of stderr contains `needle`; false after `timeout`, or as soon as the
+    /// process closed its stderr (it ended) without writing it.
     pub fn wait_for_stderr(&self, needle: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let (lines, changed) = &*self.stderr_lines;
         let mut lines = lines.lock().unwrap();
         loop {
+            // Seen closed before the lines are searched, so that every line was in by then.
+            let closed = self.stderr_closed();
             if lines.iter().any(|line| line.contains(needle)) {
                 return true;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left.is_zero() || closed {
                 return false;
             }
-            lines = changed.wait_timeout(lines, left).unwrap().0;
+            // The reader notifies each line but not the end of the pipe: look again at least
+            // every 20 ms.
+            let nap = left.min(Duration::from_millis(20));
+            lines = changed.wait_timeout(lines, nap).unwrap().0;
         }
+    }
+
+    /// Whether the process closed its stderr and every line of it was read: it ended (or
+    /// closed stderr, which rt-cleanup never does before it ends).
+    pub fn stderr_closed(&self) -> bool {
+        self.stderr.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
     /// Waits for the exit; kills the process and panics when it takes longer than `timeout`.

@@ -369,15 +369,23 @@ impl Containers {
     /// Runs the docker CLI against this set's daemon; panics on failure.
     pub fn cli(&self, args: &[String]) -> String {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let output = docker_cli(&self.host, &args);
-        assert!(
-            output.status.success(),
-            "docker {} (at {}) failed: {}",
-            args.join(" "),
-            self.host,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+        self.try_cli(&args)
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// Runs the docker CLI against this set's daemon: its trimmed stdout, or what failed.
+    pub fn try_cli(&self, args: &[&str]) -> Result<String, String> {
+        let output = docker_cli(&self.host, args);
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        } else {
+            Err(format!(
+                "docker {} (at {}) failed: {}",
+                args.join(" "),
+                self.host,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ))
+        }
     }
 
     fn make(&self, verb: &str, name: Option<&str>, extra_labels: &[(&str, &str)]) -> String {

@@ -12,6 +12,8 @@
 //! * `bridge`: a TCP listener in front of the test daemon's socket;
 //! * `tls_daemon`: the second dockerd, behind mutual TLS, and its certificates;
 //! * `fake_daemon`: a tiny HTTP daemon that answers the ping as a given engine release would;
+//! * `invariants`: what the state file may claim of the removals of a test's containers, checked
+//!   by the fault suite and the chaos soak;
 //! * `journal`: the systemd-journald of the tests, and the entries it stored;
 //! * `immutable`, `clock`, `rng`: files even root cannot write, epoch times, a seeded generator.
 //!
@@ -28,6 +30,7 @@ mod clock;
 mod daemon;
 mod fake_daemon;
 mod immutable;
+mod invariants;
 mod journal;
 mod private_daemon;
 mod proxy;
@@ -41,6 +44,7 @@ pub use clock::*;
 pub use daemon::*;
 pub use fake_daemon::*;
 pub use immutable::*;
+pub use invariants::*;
 pub use journal::*;
 pub use private_daemon::*;
 pub use proxy::*;

@@ -28,11 +28,13 @@ use std::time::{Duration, Instant};
 use super::daemon;
 
 /// Which requests a rule applies to: a method (any when `None`) and a piece of the target (the
-/// path with its query, e.g. `/v1.41/containers/abc/json`).
+/// path with its query, e.g. `/v1.41/containers/abc/json`), unless the target also holds the
+/// excluded piece.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Match {
     method: Option<String>,
     target: String,
+    excluded: Option<String>,
 }
 
 impl Match {
@@ -41,6 +43,7 @@ impl Match {
         Self {
             method: Some(method.to_owned()),
             target: target.to_owned(),
+            excluded: None,
         }
     }
 
@@ -49,6 +52,7 @@ impl Match {
         Self {
             method: None,
             target: target.to_owned(),
+            excluded: None,
         }
     }
 
@@ -67,6 +71,15 @@ impl Match {
         Self::new("GET", &format!("/containers/{id}/json"))
     }
 
+    /// `GET /containers/{ref}/json`: the inspection of any container (the listing,
+    /// `GET /containers/json`, is not one).
+    pub fn inspection() -> Self {
+        Self {
+            excluded: Some("/containers/json".to_owned()),
+            ..Self::new("GET", "/json")
+        }
+    }
+
     /// `GET /_ping` or `HEAD /_ping`: the preflight's ping.
     pub fn ping() -> Self {
         Self::target("/_ping")
@@ -74,7 +87,12 @@ impl Match {
 
     /// Whether a request of this method and target is one of these.
     pub fn matches(&self, method: &str, target: &str) -> bool {
-        self.method.as_deref().is_none_or(|m| m == method) && target.contains(&self.target)
+        self.method.as_deref().is_none_or(|m| m == method)
+            && target.contains(&self.target)
+            && self
+                .excluded
+                .as_deref()
+                .is_none_or(|excluded| !target.contains(excluded))
     }
 }
 
@@ -137,6 +155,10 @@ pub struct Seen {
     pub status: Option<u16>,
     /// When the answer was relayed to the client, if it was.
     pub answered: Option<Instant>,
+    /// When the daemon was done with it: when its answer came, or, for a request that never
+    /// reached the daemon (dropped, or the daemon refused the connection), when that was
+    /// known. `None` while it is held, delayed, or being carried out.
+    pub settled: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -306,6 +328,34 @@ impl FaultProxy {
         });
     }
 
+    /// Replaces every rule with these (see [`script`](Self::script)), their counts starting
+    /// afresh: one proxy can serve many runs, each with a script of its own, while its record of
+    /// what it saw spans them all. Requests already held or delayed keep their fault.
+    pub fn rescript(&self, rules: &[(Match, Which, Fault)]) {
+        self.shared.lock().rules = rules
+            .iter()
+            .map(|(matcher, which, fault)| Rule {
+                matcher: matcher.clone(),
+                which: *which,
+                fault: *fault,
+                matched: 0,
+            })
+            .collect();
+    }
+
+    /// Whether the daemon is done with every request seen so far (see [`Seen::settled`]): none
+    /// is held, delayed or being carried out, so none can still act on the daemon.
+    pub fn settled(&self) -> bool {
+        self.wait_settled(Duration::ZERO)
+    }
+
+    /// Waits until [`settled`](Self::settled) holds; false after `timeout`.
+    pub fn wait_settled(&self, timeout: Duration) -> bool {
+        self.shared.wait_until(timeout, |state| {
+            state.seen.iter().all(|seen| seen.settled.is_some())
+        })
+    }
+
     /// `unix:///…`, for `DOCKER_HOST`.
     pub fn host(&self) -> String {
         format!("unix://{}", self.path.display())
@@ -353,6 +403,18 @@ impl FaultProxy {
     /// Every request seen so far, in the order they arrived.
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.lock().seen.clone()
+    }
+
+    /// The requests seen so far from the `first` on (counted from 0 in the order they arrived),
+    /// for a test that looks at the new ones of a long record again and again.
+    pub fn seen_from(&self, first: usize) -> Vec<Seen> {
+        let state = self.shared.lock();
+        state.seen.get(first..).unwrap_or_default().to_vec()
+    }
+
+    /// How many requests were seen so far.
+    pub fn seen_count(&self) -> usize {
+        self.shared.lock().seen.len()
     }
 
     /// The requests seen so far that `matcher` matches.
@@ -595,9 +657,13 @@ fn serve(client: &UnixStream, upstream_path: &Path, shared: &Shared, connection:
             forwarded: None,
             status: None,
             answered: None,
+            settled: None,
         });
+        let never_reaches_daemon =
+            || shared.update(index, |seen| seen.settled = Some(Instant::now()));
         match fault {
             Fault::Drop => {
+                never_reaches_daemon();
                 let _ = client.shutdown(std::net::Shutdown::Both);
                 return;
             }
@@ -611,19 +677,27 @@ fn serve(client: &UnixStream, upstream_path: &Path, shared: &Shared, connection:
             upstream = Upstream::connect(upstream_path);
         }
         let Some(daemon) = upstream.as_mut() else {
+            never_reaches_daemon();
             let _ = client.shutdown(std::net::Shutdown::Both);
             return;
         };
         if daemon.writer.write_all(&request.bytes).is_err() {
+            never_reaches_daemon();
             let _ = client.shutdown(std::net::Shutdown::Both);
             return;
         }
         shared.update(index, |seen| seen.forwarded = Some(Instant::now()));
         let Some(response) = read_response(&mut daemon.reader, &method) else {
+            // The daemon took the request and closed the connection without an answer: it is
+            // done with it, whatever it did.
+            shared.update(index, |seen| seen.settled = Some(Instant::now()));
             let _ = client.shutdown(std::net::Shutdown::Both);
             return;
         };
-        shared.update(index, |seen| seen.status = status_of(&response.first_line));
+        shared.update(index, |seen| {
+            seen.status = status_of(&response.first_line);
+            seen.settled = Some(Instant::now());
+        });
         match fault {
             Fault::Swallow => {
                 wait_for_close(client, shared);

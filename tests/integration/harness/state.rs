@@ -179,6 +179,33 @@ impl StateFile {
         taken == 1
     }
 
+    /// Gives a lease back as its holder does (contract section 1: it deletes its own row);
+    /// whether the row was still that holder's.
+    pub fn release_lease(&self, game: &str, holder: &str) -> bool {
+        let released = self
+            .connect()
+            .execute(
+                "DELETE FROM game_leases WHERE game_id = ?1 AND holder = ?2",
+                params![game, holder],
+            )
+            .unwrap();
+        released == 1
+    }
+
+    /// Sets a record's container, status and `last_op_at`, as the runtime manager does under
+    /// the game's lease.
+    pub fn set_record(&self, game: &str, container: &str, status: &str, last_op_at: i64) {
+        let changed = self
+            .connect()
+            .execute(
+                "UPDATE runtime_records SET container_id = ?2, status = ?3, last_op_at = ?4 \
+                 WHERE game_id = ?1",
+                params![game, container, status, last_op_at],
+            )
+            .unwrap();
+        assert_eq!(changed, 1, "record {game} exists");
+    }
+
     /// Takes the file's write lock (`BEGIN EXCLUSIVE`) on a connection of the test's own, as a
     /// runtime manager in a long transaction would; it is held until the lock is released or
     /// dropped.

@@ -1,0 +1,103 @@
+//! The consistent read of the state file that a pass starts with: the count of stopped records,
+//! the candidates and, for a dry run, the leases in force, plus whatever more the caller reads
+//! from the same open file (the orphans' records of a dry run). A dry run reads it without locks
+//! where no writer has the file open, and reads it all again where it was written meanwhile.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{PassTime, RunError};
+use crate::candidate::Candidate;
+use crate::config::Config;
+use crate::outcome::LiveLease;
+use crate::plan::Plan;
+use crate::stop::Stop;
+use crate::store::{Access, Store, StoreError};
+use crate::value::FieldValue;
+
+/// What a pass read from the state file before acting.
+pub(crate) struct StateRead {
+    pub store: Store,
+    pub stopped: u64,
+    pub candidates: Vec<Candidate>,
+    /// The leases in force, for a dry run's prediction.
+    pub leases: HashMap<FieldValue, LiveLease>,
+    /// How many times the file was opened and read to get this read (see [`read_state`]).
+    pub attempts: usize,
+}
+
+/// How often a dry run reads a file again that was written while it read it.
+const CONSISTENT_READ_ATTEMPTS: usize = 3;
+
+/// Opens the state file and reads what the pass needs: the stopped count, the candidates and
+/// (for a dry run) the leases, then what `also` reads from the same open file (the orphans'
+/// records of a dry run). `earlier` is a read already made to read more from; it counts with
+/// the attempts it took.
+///
+/// A dry run that read an immutable snapshot checks that nobody wrote the file meanwhile, after
+/// the last of these reads; where somebody did, it opens the file again and reads all of it
+/// again, and gives up after [`CONSISTENT_READ_ATTEMPTS`] attempts in all rather than predict
+/// from a torn read.
+pub(crate) fn read_state<T>(
+    config: &Config,
+    plan: Option<&Plan>,
+    time: &PassTime,
+    stop: &Arc<Stop>,
+    earlier: Option<StateRead>,
+    also: impl Fn(&Store) -> Result<T, StoreError>,
+) -> Result<(StateRead, T), RunError> {
+    let mut attempt = earlier.as_ref().map_or(1, |read| read.attempts);
+    let mut earlier = earlier;
+    loop {
+        let read = match earlier.take() {
+            Some(read) => read,
+            None => open_and_read(config, plan, time, stop, attempt)?,
+        };
+        let more = also(&read.store)?;
+        match read.store.check_read_consistent(attempt) {
+            Ok(()) => return Ok((read, more)),
+            Err(error) if attempt >= CONSISTENT_READ_ATTEMPTS => return Err(error.into()),
+            Err(_) => tracing::info!(
+                path = %config.state.display(),
+                "the state file was written while it was read; reading it again"
+            ),
+        }
+        attempt += 1;
+    }
+}
+
+/// One attempt of [`read_state`]: opens the state file and reads the stopped count, the
+/// candidates (the plan's, under a plan) and, for a dry run, the leases in force.
+fn open_and_read(
+    config: &Config,
+    plan: Option<&Plan>,
+    time: &PassTime,
+    stop: &Arc<Stop>,
+    attempt: usize,
+) -> Result<StateRead, RunError> {
+    let access = if config.dry_run {
+        Access::ReadOnly
+    } else {
+        Access::ReadWrite
+    };
+    let mut store = Store::open(&config.state, access, config.lock_wait, stop)?;
+    let (stopped, candidates) = match plan {
+        None => {
+            let selection = store.select(time.threshold_ms)?;
+            (selection.stopped, selection.candidates)
+        }
+        Some(plan) => (store.count_stopped()?, plan.candidates()),
+    };
+    let leases = if config.dry_run {
+        store.live_leases(time.now_ms)?
+    } else {
+        HashMap::new()
+    };
+    Ok(StateRead {
+        store,
+        stopped,
+        candidates,
+        leases,
+        attempts: attempt,
+    })
+}

@@ -4,6 +4,8 @@
 use std::borrow::Cow;
 use std::io::{self, Write};
 
+use crate::value::FieldValue;
+
 /// Writes a JSON string. Nearly every string of a summary (ids, times, codes, messages) needs no
 /// escaping and is written as it is; the others get serde's escaping.
 pub fn json_string(out: &mut impl Write, value: &str) -> io::Result<()> {
@@ -41,4 +43,27 @@ pub fn quote(value: &str) -> Cow<'_, str> {
     } else {
         Cow::Owned(format!("\"{}\"", value.escape_debug()))
     }
+}
+
+/// Writes a column value as JSON, as stored: NULL as `null`, a number as a number, text as a
+/// string (bytes that are not UTF-8 shown as `\xNN`), a blob as the string of its SQL hex
+/// literal `X'…'`.
+pub fn json_field(out: &mut impl Write, value: &FieldValue) -> io::Result<()> {
+    match value {
+        FieldValue::Null => out.write_all(b"null"),
+        FieldValue::Integer(number) => write!(out, "{number}"),
+        FieldValue::Real(number) => {
+            serde_json::to_writer(&mut *out, number).map_err(io::Error::from)
+        }
+        FieldValue::Text(text) => json_string(out, &text.display()),
+        FieldValue::Blob(_) => json_option(out, value.to_text().as_deref()),
+    }
+}
+
+/// A column value for a `key=value` line: quoted where it needs to be, `-` for NULL.
+#[must_use]
+pub fn quote_field(value: &FieldValue) -> String {
+    value
+        .to_text()
+        .map_or_else(|| "-".to_owned(), |text| quote(&text).into_owned())
 }

@@ -11,6 +11,7 @@ pub(crate) mod predict;
 pub(crate) mod read;
 mod report;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -33,7 +34,8 @@ use read::{read_state, StateRead};
 use report::{not_reached, report, write_plan};
 pub use report::{write_metrics, Report};
 
-/// A pass that could not start: nothing was changed.
+/// A pass or a command that could not start, or a command that only reads that could not
+/// finish: nothing was changed.
 #[derive(Debug, Error)]
 pub enum RunError {
     /// The state file is unusable or locked.
@@ -56,17 +58,30 @@ pub enum RunError {
         /// The state file.
         state: std::path::PathBuf,
     },
+    /// A signal came while a command that only reads read the state file: nothing is printed.
+    #[error(
+        "interrupted by {} while reading the state file {}; nothing was printed", .signal.name(),
+        .state.display()
+    )]
+    Stopped {
+        /// The first signal.
+        signal: Signal,
+        /// The state file.
+        state: std::path::PathBuf,
+    },
 }
 
 impl RunError {
-    /// The exit status of a pass that could not start.
+    /// The exit status of a pass or command that could not start or finish.
     #[must_use]
     pub fn exit_status(&self) -> ExitStatus {
         match self {
             RunError::State(error) if error.is_busy() => ExitStatus::StateBusy,
             RunError::State(_) | RunError::Plan(_) => ExitStatus::Usage,
             RunError::Docker(_) => ExitStatus::DockerUnavailable,
-            RunError::Interrupted { signal, .. } => signal.exit_status(),
+            RunError::Interrupted { signal, .. } | RunError::Stopped { signal, .. } => {
+                signal.exit_status()
+            }
         }
     }
 }
@@ -105,7 +120,7 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
     let mut time = PassTime::now(config.retention);
     let (plan, owner_label, orphan_mode) = load_plan(config, &mut time)?;
     let (read, ()) = read_state(config, plan.as_ref(), &time, &stop, None, |_| Ok(()))
-        .map_err(|error| ended_by_signal(error, config, &stop))?;
+        .map_err(|error| ended_by_signal(error, &config.state, &stop))?;
     let orphans_on = orphan_mode != OrphanMode::Off && owner_label.is_some();
     let interrupted = |read: StateRead| Ok(not_reached(config, read, orphans_on, &time, &stop));
     let docker = match connect(config, &stop).await {
@@ -121,53 +136,31 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
         from_plan = plan.is_some(),
         "selected the expired stopped records"
     );
-    let orphan_pass = match (orphan_mode, &owner_label) {
-        (OrphanMode::Off, _) | (_, None) => None,
-        (mode, Some(key)) => Some(OrphanPass {
-            mode,
-            key,
-            threshold_ms: time.threshold_ms,
-            planned: plan.as_ref().map(|plan| plan.orphans.as_slice()),
-        }),
-    };
-    let records_need_listing = names_a_container(&read.candidates, config.max_removals)
-        && (config.dry_run || owner_label.is_some());
-    // A dry run lists the daemon's containers once: every container where its records need
-    // them, which serves its orphans too, else only the labelled ones for its orphans. A real
-    // run's orphan pass lists the labelled containers again after its records, which changed
-    // what the daemon holds (see `OrphanPass::find`).
-    let listing = if records_need_listing {
-        match docker.list_all().await {
-            Ok(listed) => Listing::All(ContainerIndex::new(listed)),
-            Err(reason) => match docker.list_error(reason) {
-                DockerError::Interrupted { .. } => return interrupted(read),
-                error => return Err(error.into()),
-            },
-        }
-    } else {
-        match (&orphan_pass, config.dry_run) {
-            (Some(orphans), true) => Listing::Labelled(docker.list_labelled(orphans.key).await),
-            _ => Listing::Nothing,
-        }
-    };
-    let pass = Pass {
+    let orphan_pass = orphan_pass(orphan_mode, owner_label.as_deref(), &time, plan.as_ref());
+    let listing = match take_listing(
         config,
-        docker: &docker,
-        plan: plan.as_ref(),
-        time: &time,
-        stop: &stop,
-        orphans: orphan_pass.as_ref(),
-        settings: WorkerSettings {
-            holder: worker::holder_name(),
-            lease_ttl: config.lease_ttl,
-            lock_wait: config.lock_wait,
-            owner_label: owner_label.clone(),
-            docker_timeout: config.docker_timeout,
-            concurrency: config.concurrency.get(),
-        },
+        &docker,
+        &read.candidates,
+        orphan_pass.as_ref(),
+        owner_label.is_some(),
+    )
+    .await
+    {
+        Ok(listing) => listing,
+        Err(DockerError::Interrupted { .. }) => return interrupted(read),
+        Err(error) => return Err(error.into()),
     };
+    let pass = Pass::new(
+        config,
+        &docker,
+        plan.as_ref(),
+        &time,
+        &stop,
+        orphan_pass.as_ref(),
+        owner_label.clone(),
+    );
     let (stopped, candidates, outcomes, orphans) = if config.dry_run {
-        let (read, outcomes, orphans) = pass.predict(read, listing).await?;
+        let (read, outcomes, orphans, _) = pass.predict::<()>(read, listing, None).await?;
         if let Some(path) = &config.plan_out {
             let planned_orphans = match &orphans {
                 Some(Ok(handled)) if orphan_mode == OrphanMode::Remove => handled.as_slice(),
@@ -199,8 +192,55 @@ pub async fn run(config: &Config, stop: Arc<Stop>) -> Result<Report, RunError> {
     ))
 }
 
+/// The orphan part of a pass, where it looks for orphans (`--orphans report|remove` with an
+/// owner label; under a plan, the plan's).
+pub(crate) fn orphan_pass<'a>(
+    mode: OrphanMode,
+    owner_label: Option<&'a str>,
+    time: &PassTime,
+    plan: Option<&'a Plan>,
+) -> Option<OrphanPass<'a>> {
+    match (mode, owner_label) {
+        (OrphanMode::Off, _) | (_, None) => None,
+        (mode, Some(key)) => Some(OrphanPass {
+            mode,
+            key,
+            threshold_ms: time.threshold_ms,
+            planned: plan.map(|plan| plan.orphans.as_slice()),
+        }),
+    }
+}
+
+/// Takes the listing a pass starts with, where it needs one. A dry run lists the daemon's
+/// containers once: every container where its records need them, which serves its orphans
+/// too, else only the labelled ones for its orphans. A real run lists every container where
+/// `--owner-label` is checked for a record that names one; its orphan pass lists the labelled
+/// containers again after its records, which changed what the daemon holds (see
+/// `OrphanPass::find`). A failed listing of every container is the pass's error (exit 69); a
+/// failed labelled listing fails the orphan search only.
+pub(crate) async fn take_listing(
+    config: &Config,
+    docker: &DockerClient,
+    candidates: &[Candidate],
+    orphan_pass: Option<&OrphanPass<'_>>,
+    owner_label: bool,
+) -> Result<Listing, DockerError> {
+    let records_need_listing =
+        names_a_container(candidates, config.max_removals) && (config.dry_run || owner_label);
+    if records_need_listing {
+        return match docker.list_all().await {
+            Ok(listed) => Ok(Listing::All(ContainerIndex::new(listed))),
+            Err(reason) => Err(docker.list_error(reason)),
+        };
+    }
+    Ok(match (orphan_pass, config.dry_run) {
+        (Some(orphans), true) => Listing::Labelled(docker.list_labelled(orphans.key).await),
+        _ => Listing::Nothing,
+    })
+}
+
 /// The listing a pass takes at its start, if it needs one.
-enum Listing {
+pub(crate) enum Listing {
     /// None: no record needs one, and a real run's orphan pass lists later.
     Nothing,
     /// Every container: for the records of a dry run or of `--owner-label`, and the orphans of
@@ -221,7 +261,10 @@ fn names_a_container(candidates: &[Candidate], max_removals: Option<usize>) -> b
 }
 
 /// Connects to the daemon (the preflight) and logs what it learnt.
-async fn connect(config: &Config, stop: &Arc<Stop>) -> Result<DockerClient, DockerError> {
+pub(crate) async fn connect(
+    config: &Config,
+    stop: &Arc<Stop>,
+) -> Result<DockerClient, DockerError> {
     let docker =
         DockerClient::connect(&config.docker_host, config.docker_timeout, Arc::clone(stop)).await?;
     let daemon = docker.daemon();
@@ -264,10 +307,10 @@ fn load_plan(
 }
 
 /// What the orphan pass of a run gave: the orphans handled, or why it could not look.
-type OrphanResults = Option<Result<Vec<HandledOrphan>, String>>;
+pub(crate) type OrphanResults = Option<Result<Vec<HandledOrphan>, String>>;
 
 /// A pass once its state is read and the daemon answered: the records' jobs, then the orphans.
-struct Pass<'a> {
+pub(crate) struct Pass<'a> {
     config: &'a Config,
     docker: &'a DockerClient,
     /// The plan being applied, if one is.
@@ -280,13 +323,44 @@ struct Pass<'a> {
     settings: WorkerSettings,
 }
 
+impl<'a> Pass<'a> {
+    /// The pass of `config` with the daemon that answered, the plan it applies (if any), its
+    /// times, its orphan part and the owner label it checks (the plan's, under a plan).
+    pub(crate) fn new(
+        config: &'a Config,
+        docker: &'a DockerClient,
+        plan: Option<&'a Plan>,
+        time: &'a PassTime,
+        stop: &'a Arc<Stop>,
+        orphans: Option<&'a OrphanPass<'a>>,
+        owner_label: Option<String>,
+    ) -> Self {
+        Self {
+            config,
+            docker,
+            plan,
+            time,
+            stop,
+            orphans,
+            settings: WorkerSettings {
+                holder: worker::holder_name(),
+                lease_ttl: config.lease_ttl,
+                lock_wait: config.lock_wait,
+                owner_label,
+                docker_timeout: config.docker_timeout,
+                concurrency: config.concurrency.get(),
+            },
+        }
+    }
+}
+
 /// The error of a start-up read whose wait for the lock a signal ended: nothing was read, and
 /// the run ends with the signal's status. Any other error is returned as it is.
-fn ended_by_signal(error: RunError, config: &Config, stop: &Stop) -> RunError {
+pub(crate) fn ended_by_signal(error: RunError, state: &Path, stop: &Stop) -> RunError {
     match (&error, stop.signalled()) {
-        (RunError::State(state), Some(signal)) if state.is_busy() => RunError::Interrupted {
+        (RunError::State(failure), Some(signal)) if failure.is_busy() => RunError::Interrupted {
             signal,
-            state: config.state.clone(),
+            state: state.to_owned(),
         },
         _ => error,
     }

@@ -13,8 +13,13 @@ use crate::candidate::Target;
 use crate::engine::{ContainerEngine, ContainerIndex, ContainerState, Inspection, Lookup};
 use crate::job::JobKind;
 use crate::outcome::{predict, LiveLease, Outcome};
+use crate::store::{Store, StoreError};
 use crate::value::FieldValue;
 use crate::worker::{acted_on, over_limit};
+
+/// What a caller of the dry run reads besides from the same read of the state file (explain's
+/// records and log rows).
+pub(crate) type ReadMore<'a, X> = &'a dyn Fn(&Store) -> Result<X, StoreError>;
 
 /// The inspections of the containers a listing shows as `removing` or `dead`, by full id (see
 /// [`look_again_at_removals`]).
@@ -105,14 +110,16 @@ where
 
 impl Pass<'_> {
     /// The dry run: predicts every job's result from what was read and the one listing; changes
-    /// nothing. The orphans' records are read from the same snapshot of the state file as the
-    /// candidates and the leases, so where the file was written meanwhile all of it is read
-    /// again (see [`read_state`]), and the predictions are made from the read that held.
-    pub(super) async fn predict(
+    /// nothing. The orphans' records, and what `extra` reads (explain's records and log rows),
+    /// are read from the same snapshot of the state file as the candidates and the leases, so
+    /// where the file was written meanwhile all of it is read again (see [`read_state`]), and
+    /// the predictions are made from the read that held.
+    pub(crate) async fn predict<X>(
         &self,
         read: StateRead,
         listing: Listing,
-    ) -> Result<(StateRead, Vec<Outcome>, OrphanResults), RunError> {
+        extra: Option<ReadMore<'_, X>>,
+    ) -> Result<(StateRead, Vec<Outcome>, OrphanResults, Option<X>), RunError> {
         let listed = match &listing {
             Listing::All(index) => Some(Ok(index.containers())),
             Listing::Labelled(Ok(labelled)) => Some(Ok(labelled.as_slice())),
@@ -122,21 +129,32 @@ impl Pass<'_> {
             ))),
             Listing::Nothing => None,
         };
-        let (read, orphan_records) = match (self.orphans, listed) {
-            (Some(orphans), Some(Ok(listed))) => {
-                let games = orphans.games_named(listed);
-                let (read, records) = read_state(
-                    self.config,
-                    self.plan,
-                    self.time,
-                    self.stop,
-                    Some(read),
-                    |store| store.records_of(&games),
-                )?;
-                (read, Some(Ok(records)))
-            }
-            (Some(_), Some(Err(reason))) => (read, Some(Err(reason))),
-            _ => (read, None),
+        let orphan_games = match (self.orphans, &listed) {
+            (Some(orphans), Some(Ok(listed))) => Ok(Some(orphans.games_named(listed))),
+            (Some(_), Some(Err(reason))) => Err(reason.clone()),
+            _ => Ok(None),
+        };
+        let (read, (orphan_records, extra)) = match (&orphan_games, extra) {
+            (Ok(None) | Err(_), None) => (read, (None, None)),
+            (games, extra) => read_state(
+                self.config,
+                self.plan,
+                self.time,
+                self.stop,
+                Some(read),
+                |store| {
+                    let records = match games {
+                        Ok(Some(games)) => Some(store.records_of(games)?),
+                        _ => None,
+                    };
+                    let extra = extra.map(|read_more| read_more(store)).transpose()?;
+                    Ok((records, extra))
+                },
+            )?,
+        };
+        let orphan_records = match orphan_games {
+            Ok(_) => orphan_records.map(Ok),
+            Err(reason) => Some(Err(reason)),
         };
         let (containers, labelled) = match listing {
             Listing::All(index) => (Some(index), None),
@@ -197,7 +215,7 @@ impl Pass<'_> {
                 (Some(_), Some(Err(reason))) => Some(Err(reason)),
                 _ => None,
             };
-        Ok((read, outcomes, orphans))
+        Ok((read, outcomes, orphans, extra))
     }
 }
 

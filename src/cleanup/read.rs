@@ -1,9 +1,11 @@
-//! The consistent read of the state file that a pass starts with: the count of stopped records,
+//! The consistent read of the state file: what a pass starts with (the count of stopped records,
 //! the candidates and, for a dry run, the leases in force, plus whatever more the caller reads
-//! from the same open file (the orphans' records of a dry run). A dry run reads it without locks
-//! where no writer has the file open, and reads it all again where it was written meanwhile.
+//! from the same open file), and the rule every command that only reads keeps (the dry run,
+//! explain, history): read without locks where no writer has the file open, and read it all
+//! again where it was written meanwhile.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use super::{PassTime, RunError};
@@ -17,8 +19,11 @@ use crate::value::FieldValue;
 
 /// What a pass read from the state file before acting.
 pub(crate) struct StateRead {
+    /// The open state file, to read more from.
     pub store: Store,
+    /// Every record with `status = 'stopped'`.
     pub stopped: u64,
+    /// The candidates, in order (the plan's, under a plan).
     pub candidates: Vec<Candidate>,
     /// The leases in force, for a dry run's prediction.
     pub leases: HashMap<FieldValue, LiveLease>,
@@ -26,18 +31,13 @@ pub(crate) struct StateRead {
     pub attempts: usize,
 }
 
-/// How often a dry run reads a file again that was written while it read it.
+/// How often a command that only reads reads a file again that was written while it read it.
 const CONSISTENT_READ_ATTEMPTS: usize = 3;
 
 /// Opens the state file and reads what the pass needs: the stopped count, the candidates and
 /// (for a dry run) the leases, then what `also` reads from the same open file (the orphans'
-/// records of a dry run). `earlier` is a read already made to read more from; it counts with
-/// the attempts it took.
-///
-/// A dry run that read an immutable snapshot checks that nobody wrote the file meanwhile, after
-/// the last of these reads; where somebody did, it opens the file again and reads all of it
-/// again, and gives up after [`CONSISTENT_READ_ATTEMPTS`] attempts in all rather than predict
-/// from a torn read.
+/// records of a dry run, what explain reads besides). `earlier` is a read already made to read
+/// more from; it counts with the attempts it took. See [`until_consistent`].
 pub(crate) fn read_state<T>(
     config: &Config,
     plan: Option<&Plan>,
@@ -46,23 +46,47 @@ pub(crate) fn read_state<T>(
     earlier: Option<StateRead>,
     also: impl Fn(&Store) -> Result<T, StoreError>,
 ) -> Result<(StateRead, T), RunError> {
-    let mut attempt = earlier.as_ref().map_or(1, |read| read.attempts);
+    let first = earlier.as_ref().map_or(1, |read| read.attempts);
     let mut earlier = earlier;
+    until_consistent(
+        &config.state,
+        first,
+        |attempt| {
+            let read = match earlier.take() {
+                Some(read) => read,
+                None => open_and_read(config, plan, time, stop, attempt)?,
+            };
+            let more = also(&read.store)?;
+            Ok((read, more))
+        },
+        |(read, _)| &read.store,
+    )
+}
+
+/// Reads the state file until a read holds: `attempt(n)` makes the `n`th read (from `first`),
+/// and `store` names the open file it read. A command that only reads and read an immutable
+/// snapshot checks, after the last of its reads, that nobody wrote the file meanwhile; where
+/// somebody did, it opens the file again and reads all of it again, and gives up after
+/// [`CONSISTENT_READ_ATTEMPTS`] attempts in all (busy, exit 75) rather than answer from a torn
+/// read. The dry run, explain and history all read so.
+pub(crate) fn until_consistent<R, E: From<StoreError>>(
+    state: &Path,
+    first: usize,
+    mut attempt: impl FnMut(usize) -> Result<R, E>,
+    store: impl Fn(&R) -> &Store,
+) -> Result<R, E> {
+    let mut n = first;
     loop {
-        let read = match earlier.take() {
-            Some(read) => read,
-            None => open_and_read(config, plan, time, stop, attempt)?,
-        };
-        let more = also(&read.store)?;
-        match read.store.check_read_consistent(attempt) {
-            Ok(()) => return Ok((read, more)),
-            Err(error) if attempt >= CONSISTENT_READ_ATTEMPTS => return Err(error.into()),
+        let read = attempt(n)?;
+        match store(&read).check_read_consistent(n) {
+            Ok(()) => return Ok(read),
+            Err(error) if n >= CONSISTENT_READ_ATTEMPTS => return Err(error.into()),
             Err(_) => tracing::info!(
-                path = %config.state.display(),
+                path = %state.display(),
                 "the state file was written while it was read; reading it again"
             ),
         }
-        attempt += 1;
+        n += 1;
     }
 }
 

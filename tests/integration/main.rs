@@ -10,8 +10,9 @@
 //! (`…::docker_unstable`, `…::podman_unstable`, ignored unless `scripts/test.sh --unstable`
 //! runs them); so does `orphans.rs` (`orphans::<test>` on Debian 12's Docker,
 //! `orphans::on_podman::<test>` and so on); `engines.rs` covers API versions, TLS and unreachable
-//! daemons. The other modules test the command line, the state file, plans, the files rt-cleanup
-//! writes (`files.rs`), leases (`leases.rs`) and faults, which do not depend on the engine,
+//! daemons; so does `explain.rs`'s agreement of explain with the dry run. The other modules test
+//! the command line, the state file, plans, the files rt-cleanup writes (`files.rs`), leases
+//! (`leases.rs`), `history` (`history.rs`) and faults, which do not depend on the engine,
 //! against Docker; `faults.rs` also freezes and kills private dockerds,
 //! which only Docker can be here.
 
@@ -132,8 +133,10 @@ mod edges;
 mod engines;
 mod examples;
 mod exits;
+mod explain;
 mod faults;
 mod files;
+mod history;
 mod leases;
 mod ops;
 mod orphans;

@@ -1589,7 +1589,6 @@ fn build_history_state(path: &Path, rows: usize) -> LogFacts {
         .expect("the schema");
     let now = now_ms();
     let year = 365 * DAY_MS;
-    let step = year / rows as i64;
     let mut rng = Rng(0x1095);
     let mut last_started_at = 0;
     let transaction = connection.transaction().expect("a transaction");
@@ -1625,7 +1624,9 @@ fn build_history_state(path: &Path, rows: usize) -> LogFacts {
             } else {
                 0
             };
-            let started = now - year + i * step - late;
+            // Evenly over the year, the last row at `now`.
+            let at = i128::from(i + 1) * i128::from(year) / rows as i128;
+            let started = now - year + i64::try_from(at).expect("within the year") - late;
             last_started_at = last_started_at.max(started);
             insert
                 .execute(params![

@@ -434,7 +434,7 @@ impl When {
 
 /// The most rows `history --limit` prints: the rows are held in memory until the read ends (a
 /// read transaction is never kept open while stdout is written, so that a slow reader of the
-/// output never holds the state file), about 300 bytes each.
+/// output never holds the state file): 1,000,000 rows of the benchmark's log took 507 MiB.
 pub const MAX_HISTORY_LIMIT: usize = 1_000_000;
 
 /// A validated `rt-cleanup history`.

@@ -12,10 +12,11 @@
 #    language's), no-md5sums-control-file (cargo-deb writes none) and
 #    spelling-error-in-binary (byte strings inside dependencies, not text of ours).
 # 3. dpkg -i: every file is where it should be and nothing is under /usr/local;
-#    rt-cleanup --version and man rt-cleanup work; systemd-analyze verify prints nothing for
-#    the installed units; the rt-cleanup user exists, in the docker group; the timer is not
-#    enabled; /etc/default/rt-cleanup is a conffile with every setting commented out; the
-#    tmpfiles.d entry, applied as at boot, makes the rt-cleanup user's plan directory, where
+#    rt-cleanup --version, man rt-cleanup and the commands' pages (man rt-cleanup-explain,
+#    man rt-cleanup-history) work; systemd-analyze verify prints nothing for the installed
+#    units; the rt-cleanup user exists, in the docker group; the timer is not enabled;
+#    /etc/default/rt-cleanup is a conffile with every setting commented out; the tmpfiles.d
+#    entry, applied as at boot, makes the rt-cleanup user's plan directory, where
 #    the installed binary, run as that user, can write.
 # 4. A second dpkg -i of the same version (the upgrade path) keeps an edited
 #    /etc/default/rt-cleanup.

@@ -227,6 +227,7 @@ pub async fn run(config: &ExplainConfig, stop: Arc<Stop>) -> Result<Explanation,
         .enumerate()
         .map(|(position, candidate)| (&candidate.row.game_id, position))
         .collect();
+    let retention_ms = i64::try_from(pass_config.retention.as_millis()).unwrap_or(i64::MAX);
     let mut explained = Vec::with_capacity(games.len());
     for game in &games {
         let candidate = positions
@@ -242,7 +243,6 @@ pub async fn run(config: &ExplainConfig, stop: Arc<Stop>) -> Result<Explanation,
             })
         });
         let log = extras.logs.get(game).cloned().unwrap_or_default();
-        let retention_ms = i64::try_from(pass_config.retention.as_millis()).unwrap_or(i64::MAX);
         explained.push(GameExplanation {
             verdict: verdict::verdict(record.as_ref(), candidate, &log, retention_ms, time.now_ms),
             lease: read.leases.get(game).cloned(),

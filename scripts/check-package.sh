@@ -182,7 +182,7 @@ for command in explain history; do
   page=$(MANWIDTH=200 man -P cat "rt-cleanup-$command" 2>"$work/man.err") ||
     die "man rt-cleanup-$command failed"
   [ ! -s "$work/man.err" ] || die "man rt-cleanup-$command printed: $(cat "$work/man.err")"
-  grep -q -- "rt-cleanup $command" <<<"$page" ||
+  grep -qE -- "rt-cleanup +$command" <<<"$page" ||
     die "man rt-cleanup-$command does not show its synopsis"
 done
 log "man rt-cleanup-explain and man rt-cleanup-history render"

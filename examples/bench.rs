@@ -21,8 +21,12 @@
 //!    fresh copies of one prepared file; and a dry run over it, with peak RSS.
 //! 6. **Orphans**: a pass with and without `--orphans report`, alternately, on 1,000 labelled
 //!    containers of which 900 are claimed by records.
+//! 7. **History**: `rt-cleanup history` on a log of 10,000,000 rows over a year, against the
+//!    sqlite3 CLI running the obvious query for the same rows: the log's last day (`--since`;
+//!    target at most 0.1 x sqlite3) and one game's rows (`--game`; target at most 1.2 x).
 //!
-//! The scan's and the backlog's state files are made once and kept under `--files`.
+//! The scan's, the backlog's and the history's state files are made once and kept under
+//! `--files`.
 //!
 //! Everything it creates carries the label `rtc-bench=1` and is removed at the end.
 
@@ -86,9 +90,15 @@ struct Options {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "startup,engines,scan,removal,backlog,orphans"
+        default_value = "startup,engines,scan,removal,backlog,orphans,history"
     )]
     parts: Vec<String>,
+    /// Rows of the history part's `operation_log`.
+    #[arg(long, default_value_t = 10_000_000)]
+    history_rows: usize,
+    /// Rounds of the history part, per contender and case.
+    #[arg(long, default_value_t = 7)]
+    history_rounds: usize,
     /// Runs of the orphans part, per contender.
     #[arg(long, default_value_t = 7)]
     orphan_rounds: usize,
@@ -158,6 +168,7 @@ fn main() {
                 "scan" => scan(&options, &docker, &mut report).await,
                 "backlog" => backlog(&options, work.path(), &mut report),
                 "orphans" => orphans(&options, &docker, work.path(), &mut report).await,
+                "history" => history(&options, &mut report),
                 "removal" => {
                     for size in &options.sizes {
                         let (n, rounds) = size.split_once(':').expect("sizes are N:ROUNDS");
@@ -169,7 +180,7 @@ fn main() {
                 other => {
                     panic!(
                         "unknown part {other}: use startup, engines, scan, removal, backlog, \
-                         orphans"
+                         orphans, history"
                     )
                 }
             }
@@ -1512,4 +1523,255 @@ async fn orphans(options: &Options, docker: &Docker, work: &Path, report: &mut S
         looking - plain,
         (looking - plain) / (LABELLED - CLAIMED) as f64
     );
+}
+
+// ------------------------------------------------------------------------------------------------
+// Part 7: history.
+
+/// A prepared log: `rows` rows of `operation_log` over a year, the runtime manager's and
+/// rt-cleanup's, with what the benchmark compares against.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct LogFacts {
+    /// When the file was made, epoch milliseconds.
+    built_at: i64,
+    /// The `started_at` of the log's last row.
+    last_started_at: i64,
+    /// The game the `--game` comparison asks for.
+    game: String,
+}
+
+/// How many games the prepared log's rows are spread over.
+const LOG_GAMES: u64 = 20_000;
+
+/// The prepared log of `rows` rows, made once and kept under `--files` (its rows' times do not
+/// move with the clock: the window compared is the last day of the log).
+fn history_state(options: &Options, rows: usize) -> (PathBuf, LogFacts) {
+    std::fs::create_dir_all(&options.files).expect("the files directory");
+    let path = options.files.join(format!("history-{rows}.db"));
+    let facts_path = path.with_extension("json");
+    let cached = std::fs::read(&facts_path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<LogFacts>(&bytes).ok())
+        .filter(|_| path.exists());
+    if let Some(facts) = cached {
+        println!("  reusing {}", path.display());
+        return (path, facts);
+    }
+    let started = Instant::now();
+    let _ = std::fs::remove_file(&facts_path);
+    let partial = path.with_extension("partial");
+    let _ = std::fs::remove_file(&partial);
+    let facts = build_history_state(&partial, rows);
+    std::fs::rename(&partial, &path).expect("the prepared file is kept");
+    std::fs::write(
+        &facts_path,
+        serde_json::to_vec(&facts).expect("the facts serialise"),
+    )
+    .expect("the facts are written");
+    println!(
+        "  built {} in {:.1} s ({} MiB)",
+        path.display(),
+        started.elapsed().as_secs_f64(),
+        std::fs::metadata(&path).map_or(0, |m| m.len() >> 20)
+    );
+    (path, facts)
+}
+
+/// Writes a state file whose `operation_log` has `rows` rows appended in time order over the
+/// year before now, one every 3.15 s on average: four in five the runtime manager's own
+/// operations, one in five rt-cleanup's; one in twenty failed, with a code and a message; one
+/// in twenty appended up to two minutes late (a long operation's row, out of `started_at`
+/// order).
+fn build_history_state(path: &Path, rows: usize) -> LogFacts {
+    let mut connection = Connection::open(path).expect("the state file opens");
+    connection
+        .execute_batch(&format!("{TABLES}{INDEX}"))
+        .expect("the schema");
+    let now = now_ms();
+    let year = 365 * DAY_MS;
+    let mut rng = Rng(0x1095);
+    let mut last_started_at = 0;
+    let transaction = connection.transaction().expect("a transaction");
+    {
+        let mut insert = transaction
+            .prepare(
+                "INSERT INTO operation_log (game_id, op_kind, op_source, outcome, error_code, \
+                 error_message, container_id, started_at, finished_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .expect("the insert");
+        for i in 0..rows as i64 {
+            let game = format!("g-{:05}", rng.below(LOG_GAMES));
+            let (kind, source) = match rng.below(5) {
+                0 => ("cleanup_container", "auto_ttl"),
+                1 => ("create_container", "rtmanager"),
+                2 => ("start_game", "rtmanager"),
+                3 => ("stop_game", "rtmanager"),
+                _ => ("heartbeat", "rtmanager"),
+            };
+            let failed = rng.below(20) == 0;
+            let (outcome, code, message) = if failed {
+                (
+                    "failure",
+                    Some("docker_error"),
+                    Some(format!("the daemon answered 500: {}", rng.hex(24))),
+                )
+            } else {
+                ("success", None, None)
+            };
+            let late = if rng.below(20) == 0 {
+                rng.below(120_000) as i64
+            } else {
+                0
+            };
+            // Evenly over the year, the last row at `now`.
+            let at = i128::from(i + 1) * i128::from(year) / rows as i128;
+            let started = now - year + i64::try_from(at).expect("within the year") - late;
+            last_started_at = last_started_at.max(started);
+            insert
+                .execute(params![
+                    game,
+                    kind,
+                    source,
+                    outcome,
+                    code,
+                    message,
+                    rng.hex(64),
+                    started,
+                    started + rng.below(2_000) as i64
+                ])
+                .expect("a row");
+        }
+    }
+    transaction.commit().expect("the commit");
+    LogFacts {
+        built_at: now,
+        last_started_at,
+        game: "g-01234".to_owned(),
+    }
+}
+
+/// One contender's runs: its walls (the first round only warms the caches) and how many rows
+/// it printed.
+struct HistoryContender {
+    name: String,
+    program: PathBuf,
+    args: Vec<String>,
+    walls: Vec<f64>,
+}
+
+impl HistoryContender {
+    /// Runs once; the number of rows printed (lines, less rt-cleanup's closing line).
+    fn run(&mut self, round: usize) -> usize {
+        let measured = measure(&self.program, &self.args, &[]);
+        assert_eq!(measured.status, 0, "{} exits 0", self.name);
+        let lines = measured.stdout.split(|b| *b == b'\n').count() - 1;
+        if round > 0 {
+            self.walls.push(measured.wall_ms);
+        }
+        if self.program.ends_with("sqlite3") {
+            lines
+        } else {
+            lines - 1
+        }
+    }
+}
+
+/// `rt-cleanup history` against the sqlite3 CLI running the obvious query for the same rows,
+/// alternately: the last day of a 10,000,000-row log (`--since`), and one game's rows
+/// (`--game`), both printed whole (`--limit` raised above their counts).
+fn history(options: &Options, report: &mut String) {
+    let rows = options.history_rows;
+    println!(
+        "== history: {rows} rows over a year, {} rounds",
+        options.history_rounds
+    );
+    let (state, facts) = history_state(options, rows);
+    let sqlite3 = which(Path::new("sqlite3"));
+    let columns = "id, game_id, op_kind, op_source, outcome, error_code, error_message, \
+                   container_id, started_at, finished_at";
+    let since_ms = facts.last_started_at - DAY_MS;
+    let since =
+        humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(since_ms as u64))
+            .to_string();
+    let state_arg = state.display().to_string();
+    let rt = |extra: &[&str]| {
+        let mut args = vec![
+            "history".to_owned(),
+            "--state".to_owned(),
+            state_arg.clone(),
+        ];
+        args.extend(["--limit".to_owned(), "1000000".to_owned()]);
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        args
+    };
+    let sql = |condition: &str| {
+        vec![
+            "-readonly".to_owned(),
+            state_arg.clone(),
+            format!("SELECT {columns} FROM operation_log WHERE {condition} ORDER BY id DESC;"),
+        ]
+    };
+    let cases = [
+        (
+            format!("--since {since} (the log's last day)"),
+            rt(&["--since", &since]),
+            sql(&format!("started_at >= {since_ms}")),
+            0.1,
+        ),
+        (
+            format!("--game {}", facts.game),
+            rt(&["--game", &facts.game]),
+            sql(&format!("game_id = '{}'", facts.game)),
+            1.2,
+        ),
+    ];
+    for (name, rt_args, sql_args, target) in cases {
+        let mut contenders = [
+            HistoryContender {
+                name: "rt-cleanup history".to_owned(),
+                program: options.binary.clone(),
+                args: rt_args,
+                walls: Vec::new(),
+            },
+            HistoryContender {
+                name: "sqlite3".to_owned(),
+                program: sqlite3.clone(),
+                args: sql_args,
+                walls: Vec::new(),
+            },
+        ];
+        let mut printed = [0, 0];
+        for round in 0..=options.history_rounds {
+            // Each round starts with the other program.
+            for turn in 0..2 {
+                let which = (turn + round) % 2;
+                printed[which] = contenders[which].run(round);
+            }
+            assert_eq!(
+                printed[0], printed[1],
+                "{name}: rt-cleanup and sqlite3 print the same rows"
+            );
+        }
+        let (rt, sq) = (median(&contenders[0].walls), median(&contenders[1].walls));
+        println!("  {name}: {} rows", printed[0]);
+        println!(
+            "    rt-cleanup walls (ms): {}",
+            list_ms(&contenders[0].walls)
+        );
+        println!(
+            "    sqlite3 walls (ms):    {}",
+            list_ms(&contenders[1].walls)
+        );
+        let _ = writeln!(
+            report,
+            "history {name}, {rows} rows, {} printed, {} rounds: rt-cleanup history median \
+             {rt:.1} ms, sqlite3 CLI median {sq:.1} ms, ratio {:.3} (target: at most {target}: \
+             {})",
+            printed[0],
+            contenders[0].walls.len(),
+            rt / sq,
+            verdict(rt / sq <= target)
+        );
+    }
 }

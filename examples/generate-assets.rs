@@ -5,8 +5,9 @@
 //! cargo run --example generate-assets -- [--layout=local|debian] OUT_DIR
 //! ```
 //!
-//! writes `OUT_DIR/rt-cleanup.bash`, `OUT_DIR/_rt-cleanup` (zsh), `OUT_DIR/rt-cleanup.fish` and
-//! `OUT_DIR/rt-cleanup.1`; `scripts/install.sh` installs them in the standard directories, and
+//! writes `OUT_DIR/rt-cleanup.bash`, `OUT_DIR/_rt-cleanup` (zsh), `OUT_DIR/rt-cleanup.fish`,
+//! `OUT_DIR/rt-cleanup.1` and a page per command (`rt-cleanup-explain.1`, `rt-cleanup-history.1`,
+//! as `git-log(1)` is to `git(1)`); `scripts/install.sh` installs them in the standard directories, and
 //! `scripts/build-deb.sh` puts them in the Debian package. The layout only changes the paths the
 //! man page names in FILES and SEE ALSO: `local` (the default) those of `scripts/install.sh`,
 //! `debian` those of the package.
@@ -97,21 +98,90 @@ fn generate(out_dir: &Path, layout: Layout) -> std::io::Result<Vec<PathBuf>> {
             out_dir,
         )?);
     }
+    // Built anew, without clap's `help` command (which has no page of its own), so that each
+    // command knows its page's name (`rt-cleanup-explain`) and its synopsis's
+    // (`rt-cleanup explain`).
+    let mut command = Arguments::command().disable_help_subcommand(true);
+    command.build();
+    for sub in command.get_subcommands() {
+        let page = out_dir.join(format!(
+            "{}.1",
+            sub.get_display_name().unwrap_or_else(|| sub.get_name())
+        ));
+        std::fs::write(&page, command_page(sub.clone(), &command, layout)?)?;
+        written.push(page);
+    }
     let page = out_dir.join(format!("{name}.1"));
     std::fs::write(&page, man_page(command, layout)?)?;
     written.push(page);
     Ok(written)
 }
 
+/// The page of one command (`rt-cleanup explain`): `clap_mangen`'s standard sections, the text
+/// after its options (what it says, its exit statuses) under the heading a reader looks for, and
+/// SEE ALSO the main page.
+fn command_page(
+    command: clap::Command,
+    main: &clap::Command,
+    layout: Layout,
+) -> std::io::Result<Vec<u8>> {
+    let after_help = after_help_of(&command);
+    let main_page = main.get_name();
+    // A command has no version of its own: the binary's.
+    let version = main.get_version().unwrap_or_default().to_owned();
+    let page = clap_mangen::Man::new(command).source(format!("{main_page} {version}"));
+    let mut out = Vec::new();
+    page.render_title(&mut out)?;
+    page.render_name_section(&mut out)?;
+    page.render_synopsis_section(&mut out)?;
+    page.render_description_section(&mut out)?;
+    page.render_options_section(&mut out)?;
+    let mut roff = Roff::new();
+    roff.control("SH", ["VERDICTS, ROWS AND EXIT STATUS"]);
+    verbatim(&mut roff, &after_help);
+    roff.control("SH", ["SEE ALSO"]);
+    roff.text([roman(format!(
+        "{main_page}(1); {}/contract.md (docs/contract.md in the source tree), section 10.",
+        layout.doc_dir()
+    ))]);
+    roff.control("SH", ["VERSION"]);
+    roff.text([roman(version)]);
+    roff.to_writer(&mut out)?;
+    Ok(out)
+}
+
+/// The text a command's `--help` shows after its options.
+fn after_help_of(command: &clap::Command) -> String {
+    command
+        .get_after_long_help()
+        .or_else(|| command.get_after_help())
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}
+
+/// Text laid out by hand (aligned tables of exit statuses), kept as it is rather than refilled.
+fn verbatim(roff: &mut Roff, text: &str) {
+    roff.control("nf", []);
+    for line in text.lines() {
+        roff.text([roman(line)]);
+    }
+    roff.control("fi", []);
+}
+
 /// The man page: `clap_mangen`'s standard sections, except that the text after the options
 /// (results, exit statuses, logging) gets the headings `man` readers look for instead of
 /// `clap_mangen`'s generic "EXTRA", and FILES and SEE ALSO point at the operational files.
 fn man_page(command: clap::Command, layout: Layout) -> std::io::Result<Vec<u8>> {
-    let after_help = command
-        .get_after_long_help()
-        .or_else(|| command.get_after_help())
-        .map(ToString::to_string)
-        .unwrap_or_default();
+    let after_help = after_help_of(&command);
+    let commands: Vec<String> = command
+        .get_subcommands()
+        .map(|sub| {
+            format!(
+                "{}(1)",
+                sub.get_display_name().unwrap_or_else(|| sub.get_name())
+            )
+        })
+        .collect();
     let version = command.get_version().unwrap_or_default().to_owned();
     let man = clap_mangen::Man::new(command);
     let mut out = Vec::new();
@@ -120,16 +190,11 @@ fn man_page(command: clap::Command, layout: Layout) -> std::io::Result<Vec<u8>> 
     man.render_synopsis_section(&mut out)?;
     man.render_description_section(&mut out)?;
     man.render_options_section(&mut out)?;
+    man.render_subcommands_section(&mut out)?;
 
     let mut roff = Roff::new();
     roff.control("SH", ["RESULTS, EXIT STATUS AND LOGS"]);
-    // The help text is laid out by hand (an aligned table of exit statuses), so it is kept
-    // as it is rather than refilled.
-    roff.control("nf", []);
-    for line in after_help.lines() {
-        roff.text([roman(line)]);
-    }
-    roff.control("fi", []);
+    verbatim(&mut roff, &after_help);
     roff.control("SH", ["FILES"]);
     for (path, what) in files(layout) {
         roff.control("TP", []);
@@ -138,8 +203,9 @@ fn man_page(command: clap::Command, layout: Layout) -> std::io::Result<Vec<u8>> 
     }
     roff.control("SH", ["SEE ALSO"]);
     roff.text([roman(format!(
-        "systemd.timer(5), systemd.exec(5), journalctl(1), crontab(5), flock(1); \
+        "{}; systemd.timer(5), systemd.exec(5), journalctl(1), crontab(5), flock(1); \
          {}/operations.md (docs/operations.md in the source tree).",
+        commands.join(", "),
         layout.doc_dir()
     ))]);
     roff.control("SH", ["VERSION"]);

@@ -13,6 +13,9 @@
 #                                      # Podman 5.4, and, with RT_CLEANUP_BENCH_UNSTABLE=1,
 #                                      # Debian unstable's Docker and Podman
 #   scripts/bench.sh --parts orphans   # a pass with and without --orphans report
+#   scripts/bench.sh --parts history   # rt-cleanup history against the sqlite3 CLI on a log of
+#                                      # 10,000,000 rows (made once, about 1.3 GB, kept in
+#                                      # /tmp/rtc-bench-files): the log's last day, and one game
 #
 # It starts its own dockerd (scripts/test-daemon.sh with RT_CLEANUP_TEST_ROOT, default
 # /tmp/rtc-bench-docker) so that no other daemon's load or tests disturb the figures and the
@@ -23,9 +26,10 @@
 # /tmp/rtc-bench-podman-unstable), fetched by scripts/fetch-engine.sh;
 # builds the release binary and the bench program; runs the bench (start-up, engines, the scan
 # of 1,000,000 records in two shapes, removal at N = 300, 100, 1000 with WAL state files, the
-# backlog of 100,000 records in both journal modes), then the removal at N = 300 again with
-# rollback-journal state files, then how the scan and the backlog grow (scan 100,000 and
-# 3,000,000 records, backlog 10,000 and 300,000); and stops the daemons it started.
+# backlog of 100,000 records in both journal modes, the orphans, history on 10,000,000 log
+# rows), then the removal at N = 300 again with rollback-journal state files, then how the scan
+# and the backlog grow (scan 100,000 and 3,000,000 records, backlog 10,000 and 300,000); and
+# stops the daemons it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

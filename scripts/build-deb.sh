@@ -6,7 +6,8 @@
 # cargo-deb packages files as they are, so this script first writes what the package needs
 # and the repository does not hold as such, into target/deb-assets/:
 #
-# - the man page (gzipped) and the bash, zsh and fish completions, generated from the clap
+# - the man pages (gzipped: rt-cleanup.1 and a page per command) and the bash, zsh and fish
+#   completions, generated from the clap
 #   definition by examples/generate-assets.rs, with the package's paths in the man page;
 # - the package's copies of the units, the failure hook and the cron example. The files in
 #   systemd/ and examples/ stay the only source: they name the paths of scripts/install.sh
@@ -34,10 +35,12 @@ out=target/deb-assets
 rm -rf "$out"
 mkdir -p "$out/systemd" "$out/examples"
 
-log "generating the man page and the completions"
+log "generating the man pages and the completions"
 cargo run --locked --quiet --example generate-assets -- --layout=debian "$out" >/dev/null
 # -n leaves the name and time out of the gzip header, so the same page gives the same bytes.
-gzip -9n <"$out/rt-cleanup.1" >"$out/rt-cleanup.1.gz"
+for page in rt-cleanup rt-cleanup-explain rt-cleanup-history; do
+  gzip -9n <"$out/$page.1" >"$out/$page.1.gz"
+done
 
 # /usr/local/bin: in cron's PATH= goes away, since /usr/bin follows it there.
 to_package() {

@@ -4,8 +4,11 @@
 #   scripts/check-assets.sh
 #
 # 1. examples/generate-assets.rs runs and writes the bash, zsh and fish completions and the man
-#    page; every long option of `rt-cleanup --help` appears in each of them, each completion
-#    passes its shell's syntax check, and the man page renders without warnings.
+#    pages (rt-cleanup.1, and rt-cleanup-explain.1 and rt-cleanup-history.1 for the commands);
+#    every long option of `rt-cleanup --help` appears in each completion and in the main page,
+#    every long option of `rt-cleanup COMMAND --help` in each completion and in that command's
+#    page, each completion passes its shell's syntax check, and every page renders without
+#    warnings.
 # 2. scripts/install.sh --dry-run prints every step and changes nothing, and a DESTDIR install
 #    puts every file where docs/operations.md says.
 #
@@ -27,30 +30,50 @@ cargo build --locked --quiet --bin rt-cleanup
 binary=${CARGO_TARGET_DIR:-target}/debug/rt-cleanup
 cargo run --locked --quiet --example generate-assets -- "$work/assets" >/dev/null
 assets=$work/assets
-for file in rt-cleanup.bash _rt-cleanup rt-cleanup.fish rt-cleanup.1; do
+commands=(explain history)
+pages=(rt-cleanup.1)
+for command in "${commands[@]}"; do pages+=("rt-cleanup-$command.1"); done
+for file in rt-cleanup.bash _rt-cleanup rt-cleanup.fish "${pages[@]}"; do
   [ -s "$assets/$file" ] || die "the generator did not write $file"
 done
 
-mapfile -t options < <("$binary" --help | grep -oE -- '--[a-z][a-z-]+' | sort -u)
-[ ${#options[@]} -ge 10 ] || die "found only ${#options[@]} long options in --help: ${options[*]}"
-# roff escapes every hyphen as \- ; the rendered page is what a reader searches.
-man_text=$(MANWIDTH=200 man -l "$assets/rt-cleanup.1" 2>/dev/null)
+# The long options of `rt-cleanup ARGS --help`, one per line.
+long_options() { "$binary" "$@" --help | grep -oE -- '--[a-z][a-z-]+' | sort -u; }
+# Every long option of `rt-cleanup ARGS --help` in the page PAGE and the three completions.
+check_options() {
+  local page=$1 options option man_text
+  shift
+  mapfile -t options < <(long_options "$@")
+  [ ${#options[@]} -ge 5 ] || die "found only ${#options[@]} long options in $* --help: ${options[*]}"
+  # roff escapes every hyphen as \- ; the rendered page is what a reader searches.
+  man_text=$(MANWIDTH=200 man -l "$assets/$page" 2>/dev/null)
+  for option in "${options[@]}"; do
+    grep -qF -- "$option" <<<"$man_text" || missing+=("$page: $option")
+    grep -qF -- "$option" "$assets/rt-cleanup.bash" || missing+=("bash: $* $option")
+    grep -qF -- "$option" "$assets/_rt-cleanup" || missing+=("zsh: $* $option")
+    grep -qE -- "-l '?${option#--}'? " "$assets/rt-cleanup.fish" || missing+=("fish: $* $option")
+  done
+  checked=$((checked + ${#options[@]}))
+}
 missing=()
-for option in "${options[@]}"; do
-  grep -qF -- "$option" <<<"$man_text" || missing+=("man page: $option")
-  grep -qF -- "$option" "$assets/rt-cleanup.bash" || missing+=("bash: $option")
-  grep -qF -- "$option" "$assets/_rt-cleanup" || missing+=("zsh: $option")
-  grep -qE -- "-l '?${option#--}'? " "$assets/rt-cleanup.fish" || missing+=("fish: $option")
+checked=0
+check_options rt-cleanup.1
+for command in "${commands[@]}"; do
+  check_options "rt-cleanup-$command.1" "$command"
+  grep -qF -- "rt-cleanup-$command" <<<"$(MANWIDTH=200 man -l "$assets/rt-cleanup.1" 2>/dev/null)" ||
+    missing+=("rt-cleanup.1: the page rt-cleanup-$command(1)")
 done
 [ ${#missing[@]} -eq 0 ] || die "options missing from the generated assets: ${missing[*]}"
-log "all ${#options[@]} long options are in the man page and the three completions"
+log "all $checked long options of rt-cleanup and its commands are in their man pages and the three completions"
 
-warnings=$(MANWIDTH=80 man --warnings -l "$assets/rt-cleanup.1" 2>&1 >/dev/null || true)
-[ -z "$warnings" ] || die "the man page renders with warnings: $warnings"
+for page in "${pages[@]}"; do
+  warnings=$(MANWIDTH=80 man --warnings -l "$assets/$page" 2>&1 >/dev/null || true)
+  [ -z "$warnings" ] || die "the man page $page renders with warnings: $warnings"
+done
 bash -n "$assets/rt-cleanup.bash" || die "bash rejects the bash completion"
 zsh -n "$assets/_rt-cleanup" || die "zsh rejects the zsh completion"
 fish --no-execute "$assets/rt-cleanup.fish" || die "fish rejects the fish completion"
-log "the man page renders cleanly and the completions parse"
+log "the man pages render cleanly and the completions parse"
 
 log "scripts/install.sh --dry-run"
 before=$(git status --porcelain --untracked-files=all -- . ':!target' 2>/dev/null || true)
@@ -76,6 +99,8 @@ for path in \
   usr/local/share/zsh/site-functions/_rt-cleanup \
   usr/local/share/fish/vendor_completions.d/rt-cleanup.fish \
   usr/local/share/man/man1/rt-cleanup.1.gz \
+  usr/local/share/man/man1/rt-cleanup-explain.1.gz \
+  usr/local/share/man/man1/rt-cleanup-history.1.gz \
   usr/local/share/doc/rt-cleanup/operations.md \
   usr/local/share/doc/rt-cleanup/cron \
   usr/local/share/doc/rt-cleanup/rt-cleanup.env \

@@ -12,10 +12,11 @@
 #    language's), no-md5sums-control-file (cargo-deb writes none) and
 #    spelling-error-in-binary (byte strings inside dependencies, not text of ours).
 # 3. dpkg -i: every file is where it should be and nothing is under /usr/local;
-#    rt-cleanup --version and man rt-cleanup work; systemd-analyze verify prints nothing for
-#    the installed units; the rt-cleanup user exists, in the docker group; the timer is not
-#    enabled; /etc/default/rt-cleanup is a conffile with every setting commented out; the
-#    tmpfiles.d entry, applied as at boot, makes the rt-cleanup user's plan directory, where
+#    rt-cleanup --version, man rt-cleanup and the commands' pages (man rt-cleanup-explain,
+#    man rt-cleanup-history) work; systemd-analyze verify prints nothing for the installed
+#    units; the rt-cleanup user exists, in the docker group; the timer is not enabled;
+#    /etc/default/rt-cleanup is a conffile with every setting commented out; the tmpfiles.d
+#    entry, applied as at boot, makes the rt-cleanup user's plan directory, where
 #    the installed binary, run as that user, can write.
 # 4. A second dpkg -i of the same version (the upgrade path) keeps an edited
 #    /etc/default/rt-cleanup.
@@ -129,6 +130,8 @@ expected=(
   /usr/lib/sysusers.d/rt-cleanup.conf
   /usr/lib/tmpfiles.d/rt-cleanup.conf
   /usr/share/man/man1/rt-cleanup.1.gz
+  /usr/share/man/man1/rt-cleanup-explain.1.gz
+  /usr/share/man/man1/rt-cleanup-history.1.gz
   /usr/share/bash-completion/completions/rt-cleanup
   /usr/share/zsh/vendor-completions/_rt-cleanup
   /usr/share/fish/vendor_completions.d/rt-cleanup.fish
@@ -175,6 +178,14 @@ grep -q -- '--retention' <<<"$page" || die "man rt-cleanup does not show --reten
 grep -q '/usr/lib/systemd/system/rt-cleanup.service' <<<"$page" ||
   die "man rt-cleanup does not name the package's unit paths in FILES"
 log "man rt-cleanup: $(grep -A1 '^NAME' <<<"$page" | tail -n 1 | sed 's/^ *//')"
+for command in explain history; do
+  page=$(MANWIDTH=200 man -P cat "rt-cleanup-$command" 2>"$work/man.err") ||
+    die "man rt-cleanup-$command failed"
+  [ ! -s "$work/man.err" ] || die "man rt-cleanup-$command printed: $(cat "$work/man.err")"
+  grep -qE -- "rt-cleanup +$command" <<<"$page" ||
+    die "man rt-cleanup-$command does not show its synopsis"
+done
+log "man rt-cleanup-explain and man rt-cleanup-history render"
 
 # The installed units, by name, from the real unit path: verify must print nothing (it also
 # checks that ExecStart= programs exist and that man:rt-cleanup(1) is found).
@@ -250,7 +261,8 @@ dpkg -r "$PACKAGE" </dev/null
 [ "$(package_state)" = "rc " ] || die "after dpkg -r the package is '$(package_state)'"
 for path in /usr/bin/rt-cleanup /usr/lib/systemd/system/rt-cleanup.service \
   /usr/lib/systemd/system/rt-cleanup.timer /usr/lib/systemd/system/rt-cleanup-failure@.service \
-  /usr/libexec/rt-cleanup/on-failure /usr/share/man/man1/rt-cleanup.1.gz; do
+  /usr/libexec/rt-cleanup/on-failure /usr/share/man/man1/rt-cleanup.1.gz \
+  /usr/share/man/man1/rt-cleanup-explain.1.gz /usr/share/man/man1/rt-cleanup-history.1.gz; do
   [ ! -e "$path" ] || die "dpkg -r left $path"
 done
 grep -qx 'RT_CLEANUP_RETENTION=3d' /etc/default/rt-cleanup ||

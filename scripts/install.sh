@@ -15,7 +15,8 @@
 #   /usr/local/share/bash-completion/completions/rt-cleanup   bash completion
 #   /usr/local/share/zsh/site-functions/_rt-cleanup           zsh completion
 #   /usr/local/share/fish/vendor_completions.d/rt-cleanup.fish  fish completion
-#   /usr/local/share/man/man1/rt-cleanup.1.gz                 the man page
+#   /usr/local/share/man/man1/rt-cleanup.1.gz                 the man page, and a page per
+#   /usr/local/share/man/man1/rt-cleanup-{explain,history}.1.gz   command
 #   /usr/local/share/doc/rt-cleanup/                          operations.md and the examples
 #
 # Without DESTDIR it also creates the rt-cleanup system user (member of docker and of the group
@@ -91,12 +92,15 @@ step install -D -m 0644 "$assets/_rt-cleanup" "$DESTDIR$PREFIX/share/zsh/site-fu
 step install -D -m 0644 "$assets/rt-cleanup.fish" \
   "$DESTDIR$PREFIX/share/fish/vendor_completions.d/rt-cleanup.fish"
 step install -d -m 0755 "$DESTDIR$PREFIX/share/man/man1"
-man_page="$DESTDIR$PREFIX/share/man/man1/rt-cleanup.1.gz"
-printf '+ %s\n' "gzip -9n < $assets/rt-cleanup.1 > $man_page"
-if [ -z "$dry_run" ]; then
-  gzip -9n <"$assets/rt-cleanup.1" >"$man_page"
-  chmod 0644 "$man_page"
-fi
+# The main page and one page per command (rt-cleanup-explain.1, rt-cleanup-history.1).
+for page in rt-cleanup rt-cleanup-explain rt-cleanup-history; do
+  man_page="$DESTDIR$PREFIX/share/man/man1/$page.1.gz"
+  printf '+ %s\n' "gzip -9n < $assets/$page.1 > $man_page"
+  if [ -z "$dry_run" ]; then
+    gzip -9n <"$assets/$page.1" >"$man_page"
+    chmod 0644 "$man_page"
+  fi
+done
 for doc in docs/operations.md examples/cron examples/rt-cleanup.env examples/summary.json; do
   step install -D -m 0644 "$doc" "$DESTDIR$PREFIX/share/doc/rt-cleanup/$(basename "$doc")"
 done

@@ -1,5 +1,7 @@
-//! Turns the raw [`Arguments`] into a validated [`Config`], in one place.
+//! Turns the raw [`Arguments`] into a validated configuration of the command they ask for (an
+//! [`Invocation`]), in one place.
 
+use std::ffi::OsString;
 use std::fs::{self, FileType};
 use std::num::NonZeroUsize;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -8,7 +10,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 
-use crate::cli::{Arguments, LogFormat, OrphanMode, OutputFormat};
+use crate::cli::{
+    Arguments, Command, DaemonOptions, ExplainArguments, HistoryArguments, HistoryResult,
+    LogFormat, OrphanMode, OutputFormat, SelectionOptions, StateOptions, DEFAULT_LEASE_TTL,
+    DEFAULT_OP_SOURCE,
+};
 
 /// Where the Docker daemon listens, and how to speak to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,6 +255,34 @@ pub enum ConfigError {
         /// Why, and what to do.
         reason: String,
     },
+    /// A required option was not given.
+    #[error("{0} is required, e.g. {0} 7d")]
+    Missing(&'static str),
+    /// A `--since` or `--until` is neither a duration nor a time.
+    #[error(
+        "invalid {option} {value:?}: write a duration ago such as 1d, 36h or \"2h 30m\", or a \
+         UTC time such as 2026-12-01T00:00:00Z"
+    )]
+    When {
+        /// The option.
+        option: &'static str,
+        /// The value given.
+        value: String,
+    },
+    /// `--since` is not before `--until`: no row can be in the window.
+    #[error(
+        "--since {since:?} is not before --until {until:?}: no row can start in that window; \
+         --until is the later time (or the shorter duration ago)"
+    )]
+    EmptyWindow {
+        /// `--since` as given.
+        since: String,
+        /// `--until` as given.
+        until: String,
+    },
+    /// `--limit` is not a number of rows.
+    #[error("invalid --limit {0:?}: it must be a number of rows from 1 to {MAX_HISTORY_LIMIT}")]
+    Limit(String),
     /// The lease could expire while this tool still works on the game.
     #[error(
         "invalid --lease-ttl {lease_ttl}: it must be longer than every wait that can happen \
@@ -285,19 +319,311 @@ pub fn longest_lease_hold(docker_timeout: Duration, lock_wait: Duration) -> Dura
         .saturating_add(LEASE_MARGIN)
 }
 
-impl TryFrom<Arguments> for Config {
+/// What the command line asks for: the pass, or one of the commands that only read, each with
+/// its validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invocation {
+    /// `rt-cleanup --retention 7d [OPTIONS]`: one pass (or its dry run).
+    Pass(Config),
+    /// `rt-cleanup explain GAME…`.
+    Explain(ExplainConfig),
+    /// `rt-cleanup history`.
+    History(HistoryConfig),
+}
+
+impl Invocation {
+    /// The format of the logs on stderr, which every command has.
+    #[must_use]
+    pub fn log_format(&self) -> LogFormat {
+        match self {
+            Invocation::Pass(config) => config.log_format,
+            Invocation::Explain(config) => config.pass.log_format,
+            Invocation::History(config) => config.log_format,
+        }
+    }
+}
+
+impl TryFrom<Arguments> for Invocation {
     type Error = ConfigError;
 
-    fn try_from(arguments: Arguments) -> Result<Self, ConfigError> {
-        let retention = retention(&arguments.retention)?;
+    fn try_from(mut arguments: Arguments) -> Result<Self, ConfigError> {
+        match arguments.command.take() {
+            None => Config::try_from(arguments).map(Invocation::Pass),
+            Some(Command::Explain(explain)) => {
+                ExplainConfig::try_from(explain).map(Invocation::Explain)
+            }
+            Some(Command::History(history)) => {
+                HistoryConfig::try_from(history).map(Invocation::History)
+            }
+        }
+    }
+}
+
+/// A validated `rt-cleanup explain`: the dry run of the pass that the same options configure,
+/// whose predictions it reads for the named games.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExplainConfig {
+    /// The games, byte for byte as given (a game id need not be UTF-8).
+    pub games: Vec<OsString>,
+    /// The pass being explained, as a dry run (`dry_run` is true). The settings only a real run
+    /// reads (`--op-source`, `--lease-ttl`, the output files) are not options of explain: they
+    /// keep the pass's defaults here and are never read.
+    pub pass: Config,
+}
+
+impl TryFrom<ExplainArguments> for ExplainConfig {
+    type Error = ConfigError;
+
+    fn try_from(arguments: ExplainArguments) -> Result<Self, ConfigError> {
+        let shared =
+            PassSettings::validate(&arguments.selection, &arguments.state, &arguments.daemon)?;
+        let ExplainArguments {
+            games,
+            selection,
+            state,
+            output,
+            daemon: _,
+        } = arguments;
+        Ok(Self {
+            games,
+            pass: Config {
+                retention: shared.retention,
+                state: state.state,
+                dry_run: true,
+                output: output.output,
+                max_removals: selection.max_removals,
+                owner_label: selection.owner_label,
+                op_source: DEFAULT_OP_SOURCE.to_owned(),
+                docker_host: shared.docker_host,
+                concurrency: shared.concurrency,
+                docker_timeout: shared.docker_timeout,
+                lock_wait: shared.lock_wait,
+                lease_ttl: parse_duration("--lease-ttl", DEFAULT_LEASE_TTL, DEFAULT_LEASE_TTL)?,
+                log_format: output.log_format,
+                metrics_file: None,
+                plan_out: None,
+                apply_plan: None,
+                orphans: selection.orphans,
+            },
+        })
+    }
+}
+
+/// When a `history` window starts or ends, as given: resolved against the `now` that the
+/// command takes once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// This long before now.
+    Ago(Duration),
+    /// At this time, epoch milliseconds.
+    At(i64),
+}
+
+impl When {
+    /// The time, epoch milliseconds, at `now_ms`.
+    #[must_use]
+    pub fn at(self, now_ms: i64) -> i64 {
+        match self {
+            When::Ago(ago) => {
+                now_ms.saturating_sub(i64::try_from(ago.as_millis()).unwrap_or(i64::MAX))
+            }
+            When::At(ms) => ms,
+        }
+    }
+}
+
+/// The most rows `history --limit` prints: the rows are held in memory until the read ends (a
+/// read transaction is never kept open while stdout is written, so that a slow reader of the
+/// output never holds the state file): 1,000,000 rows of the benchmark's log took 507 MiB.
+pub const MAX_HISTORY_LIMIT: usize = 1_000_000;
+
+/// A validated `rt-cleanup history`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryConfig {
+    /// The state file.
+    pub state: PathBuf,
+    /// The longest to wait for a lock on the state file.
+    pub lock_wait: Duration,
+    /// The format of stdout.
+    pub output: OutputFormat,
+    /// The log format.
+    pub log_format: LogFormat,
+    /// Only these games (byte for byte as given); all when empty.
+    pub games: Vec<OsString>,
+    /// Only rows that started at or after this.
+    pub since: Option<When>,
+    /// Only rows that started before this.
+    pub until: Option<When>,
+    /// Only rows of these results; all when empty.
+    pub results: Vec<HistoryResult>,
+    /// Only rows of these `op_kind`s; all when empty.
+    pub op_kinds: Vec<String>,
+    /// Only rows of these `op_source`s; all when empty.
+    pub op_sources: Vec<String>,
+    /// The most rows printed, newest first.
+    pub limit: usize,
+}
+
+impl TryFrom<HistoryArguments> for HistoryConfig {
+    type Error = ConfigError;
+
+    fn try_from(arguments: HistoryArguments) -> Result<Self, ConfigError> {
+        let lock_wait = bounded_duration(
+            "--lock-wait",
+            &arguments.state.lock_wait,
+            "10s",
+            MAX_LOCK_WAIT,
+        )?;
+        let since = arguments
+            .since
+            .as_deref()
+            .map(|value| when("--since", value))
+            .transpose()?;
+        let until = arguments
+            .until
+            .as_deref()
+            .map(|value| when("--until", value))
+            .transpose()?;
+        if let (Some(since), Some(until)) = (since, until) {
+            let now = crate::time::now_ms();
+            if since.at(now) >= until.at(now) {
+                return Err(ConfigError::EmptyWindow {
+                    since: arguments.since.unwrap_or_default(),
+                    until: arguments.until.unwrap_or_default(),
+                });
+            }
+        }
+        let limit = arguments
+            .limit
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|limit| (1..=MAX_HISTORY_LIMIT).contains(limit))
+            .ok_or_else(|| ConfigError::Limit(arguments.limit.clone()))?;
+        for (option, values) in [
+            ("--op-kind", &arguments.op_kinds),
+            ("--op-source", &arguments.op_sources),
+        ] {
+            if values.iter().any(String::is_empty) {
+                return Err(ConfigError::Empty(option));
+            }
+        }
+        Ok(Self {
+            state: arguments.state.state,
+            lock_wait,
+            output: arguments.output.output,
+            log_format: arguments.output.log_format,
+            games: arguments.games,
+            since,
+            until,
+            results: arguments.results,
+            op_kinds: arguments.op_kinds,
+            op_sources: arguments.op_sources,
+            limit,
+        })
+    }
+}
+
+/// A `--since` or `--until`: a duration ago, or a UTC time in RFC 3339 (`T` or a space between
+/// the date and the time, the `Z` optional).
+fn when(option: &'static str, value: &str) -> Result<When, ConfigError> {
+    let trimmed = value.trim();
+    if let Ok(time) = humantime::parse_rfc3339_weak(trimmed) {
+        return Ok(When::At(crate::time::epoch_ms(time)));
+    }
+    match parse_duration(option, value, "1d") {
+        Ok(ago) => Ok(When::Ago(ago)),
+        Err(ConfigError::Duration { .. }) => Err(ConfigError::When {
+            option,
+            value: value.to_owned(),
+        }),
+        Err(error) => Err(error),
+    }
+}
+
+/// The settings a pass and explain share, validated in the order the pass has always checked
+/// them (the first error found is the one reported).
+struct PassSettings {
+    retention: Duration,
+    docker_timeout: Duration,
+    lock_wait: Duration,
+    concurrency: NonZeroUsize,
+    docker_host: DockerHost,
+}
+
+impl PassSettings {
+    /// The retention, the durations of the daemon and the state file, the concurrency, the
+    /// owner label and orphan mode, and the daemon's address.
+    fn validate(
+        selection: &SelectionOptions,
+        state: &StateOptions,
+        daemon: &DaemonOptions,
+    ) -> Result<Self, ConfigError> {
+        let (retention, docker_timeout, lock_wait) = Self::durations(selection, state, daemon)?;
+        let concurrency = Self::concurrency(daemon)?;
+        Self::owner_and_orphans(selection)?;
+        Ok(Self {
+            retention,
+            docker_timeout,
+            lock_wait,
+            concurrency,
+            docker_host: docker_host(daemon)?,
+        })
+    }
+
+    /// `--retention`, `--docker-timeout` and `--lock-wait`.
+    fn durations(
+        selection: &SelectionOptions,
+        state: &StateOptions,
+        daemon: &DaemonOptions,
+    ) -> Result<(Duration, Duration, Duration), ConfigError> {
+        // clap requires it for the pass and explain, the only commands that read it.
+        let retention = retention(
+            selection
+                .retention
+                .as_deref()
+                .ok_or(ConfigError::Missing("--retention"))?,
+        )?;
         let docker_timeout = positive_duration(
             "--docker-timeout",
-            &arguments.docker_timeout,
+            &daemon.docker_timeout,
             "30s",
             MAX_DOCKER_TIMEOUT,
         )?;
-        let lock_wait =
-            bounded_duration("--lock-wait", &arguments.lock_wait, "10s", MAX_LOCK_WAIT)?;
+        let lock_wait = bounded_duration("--lock-wait", &state.lock_wait, "10s", MAX_LOCK_WAIT)?;
+        Ok((retention, docker_timeout, lock_wait))
+    }
+
+    /// `--concurrency`.
+    fn concurrency(daemon: &DaemonOptions) -> Result<NonZeroUsize, ConfigError> {
+        NonZeroUsize::new(daemon.concurrency).ok_or(ConfigError::Concurrency)
+    }
+
+    /// `--owner-label` and `--orphans`.
+    fn owner_and_orphans(selection: &SelectionOptions) -> Result<(), ConfigError> {
+        if selection.owner_label.as_deref() == Some("") {
+            return Err(ConfigError::Empty("--owner-label"));
+        }
+        match selection.orphans {
+            Some(OrphanMode::Report) if selection.owner_label.is_none() => {
+                Err(ConfigError::OrphansWithoutOwnerLabel("report"))
+            }
+            Some(OrphanMode::Remove) if selection.owner_label.is_none() => {
+                Err(ConfigError::OrphansWithoutOwnerLabel("remove"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl TryFrom<Arguments> for Config {
+    type Error = ConfigError;
+
+    /// The pass of the main form; a command named on the command line is not looked at (see
+    /// [`Invocation`]).
+    fn try_from(arguments: Arguments) -> Result<Self, ConfigError> {
+        let (retention, docker_timeout, lock_wait) =
+            PassSettings::durations(&arguments.selection, &arguments.state, &arguments.daemon)?;
         let lease_ttl =
             positive_duration("--lease-ttl", &arguments.lease_ttl, "5m", MAX_LEASE_TTL)?;
         let longest_hold = longest_lease_hold(docker_timeout, lock_wait);
@@ -307,8 +633,7 @@ impl TryFrom<Arguments> for Config {
                 minimum: humantime::format_duration(longest_hold).to_string(),
             });
         }
-        let concurrency =
-            NonZeroUsize::new(arguments.concurrency).ok_or(ConfigError::Concurrency)?;
+        let concurrency = PassSettings::concurrency(&arguments.daemon)?;
         if arguments.op_source.is_empty() {
             return Err(ConfigError::Empty("--op-source"));
         }
@@ -318,18 +643,7 @@ impl TryFrom<Arguments> for Config {
         if arguments.apply_plan.is_some() && arguments.dry_run {
             return Err(ConfigError::ApplyPlanWithDryRun);
         }
-        if arguments.owner_label.as_deref() == Some("") {
-            return Err(ConfigError::Empty("--owner-label"));
-        }
-        match arguments.orphans {
-            Some(OrphanMode::Report) if arguments.owner_label.is_none() => {
-                return Err(ConfigError::OrphansWithoutOwnerLabel("report"));
-            }
-            Some(OrphanMode::Remove) if arguments.owner_label.is_none() => {
-                return Err(ConfigError::OrphansWithoutOwnerLabel("remove"));
-            }
-            _ => {}
-        }
+        PassSettings::owner_and_orphans(&arguments.selection)?;
         for (option, output) in [
             ("--plan-out", &arguments.plan_out),
             ("--metrics-file", &arguments.metrics_file),
@@ -338,30 +652,30 @@ impl TryFrom<Arguments> for Config {
                 check_output(
                     option,
                     output,
-                    &arguments.state,
+                    &arguments.state.state,
                     arguments.apply_plan.as_deref(),
                 )?;
             }
         }
-        let docker_host = docker_host(&arguments)?;
+        let docker_host = docker_host(&arguments.daemon)?;
         Ok(Self {
             retention,
-            state: arguments.state,
+            state: arguments.state.state,
             dry_run: arguments.dry_run,
-            output: arguments.output,
-            max_removals: arguments.max_removals,
-            owner_label: arguments.owner_label,
+            output: arguments.output.output,
+            max_removals: arguments.selection.max_removals,
+            owner_label: arguments.selection.owner_label,
             op_source: arguments.op_source,
             docker_host,
             concurrency,
             docker_timeout,
             lock_wait,
             lease_ttl,
-            log_format: arguments.log_format,
+            log_format: arguments.output.log_format,
             metrics_file: arguments.metrics_file,
             plan_out: arguments.plan_out,
             apply_plan: arguments.apply_plan,
-            orphans: arguments.orphans,
+            orphans: arguments.selection.orphans,
         })
     }
 }
@@ -612,7 +926,7 @@ fn resolve_from(path: &Path, hops: u32) -> PathBuf {
 /// socket, as by the Docker CLI (a shared environment file may hold them for another host);
 /// for a `tcp://` daemon a TLS file without `--tlsverify` is refused rather than ignored, so
 /// that a connection meant to be TLS never goes out in plain text.
-fn docker_host(arguments: &Arguments) -> Result<DockerHost, ConfigError> {
+fn docker_host(arguments: &DaemonOptions) -> Result<DockerHost, ConfigError> {
     let value = arguments.docker_host.as_str();
     let invalid = || ConfigError::DockerHost(value.to_owned());
     if let Some(path) = value.strip_prefix("unix://") {
@@ -659,7 +973,7 @@ fn docker_host(arguments: &Arguments) -> Result<DockerHost, ConfigError> {
 
 /// The three files: each given on its own, or named as the Docker CLI names them in
 /// `DOCKER_CERT_PATH`, by default `~/.docker`.
-fn tls_files(arguments: &Arguments) -> Result<TlsFiles, ConfigError> {
+fn tls_files(arguments: &DaemonOptions) -> Result<TlsFiles, ConfigError> {
     let directory = || -> Result<PathBuf, ConfigError> {
         match &arguments.docker_cert_path {
             Some(directory) => Ok(directory.clone()),

@@ -1,15 +1,19 @@
-//! The `rt-cleanup` command: parse, set up logging, run one pass, print the summary, exit.
+//! The `rt-cleanup` command: parse, set up logging, run the pass or the command asked for,
+//! print what it returns, exit.
 
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, StdoutLock, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
 use rt_cleanup::cli::Arguments;
-use rt_cleanup::config::Config;
+use rt_cleanup::config::{Config, Invocation};
 use rt_cleanup::exit::ExitStatus;
 use rt_cleanup::logging::{self, Escaped};
+use rt_cleanup::progress::Progress;
 use rt_cleanup::stop::{listen_for_signals, Stop};
+use rt_cleanup::RunError;
+use tokio::runtime::Runtime;
 
 fn main() -> ExitCode {
     let arguments = Arguments::try_from_args(std::env::args_os()).unwrap_or_else(|error| {
@@ -18,8 +22,8 @@ fn main() -> ExitCode {
         }
         error.exit()
     });
-    let config = match Config::try_from(arguments) {
-        Ok(config) => config,
+    let invocation = match Invocation::try_from(arguments) {
+        Ok(invocation) => invocation,
         Err(error) => {
             // A closed stderr must not turn a refusal into a panic: the exit status says it.
             let _ = writeln!(
@@ -30,8 +34,7 @@ fn main() -> ExitCode {
             return ExitStatus::Usage.into();
         }
     };
-    let logs = logging::init(config.log_format);
-    let progress = logs.progress();
+    let logs = logging::init(invocation.log_format());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -42,43 +45,88 @@ fn main() -> ExitCode {
             return ExitStatus::Usage.into();
         }
     };
-    let started = Instant::now();
     let stop = Stop::new();
     if let Err(error) = listen_for_signals(&stop, runtime.handle()) {
         tracing::error!("cannot listen for SIGINT and SIGTERM: {error}");
         return ExitStatus::Usage.into();
     }
-    let report = runtime.block_on(rt_cleanup::run(&config, stop, Arc::clone(&progress)));
+    match &invocation {
+        Invocation::Pass(config) => pass(config, &runtime, stop, &logs.progress()),
+        Invocation::Explain(config) => {
+            match runtime.block_on(rt_cleanup::explain::run(config, stop)) {
+                Ok(explanation) => {
+                    print("the explanation", |out| {
+                        explanation.write(config.pass.output, out)
+                    });
+                    explanation.log_what_was_not_checked();
+                    explanation.exit_status()
+                }
+                Err(error) => failed(&error),
+            }
+        }
+        Invocation::History(config) => match rt_cleanup::history::run(config, &stop) {
+            Ok(history) => {
+                print("the rows", |out| history.write(config.output, out));
+                history.exit_status()
+            }
+            Err(error) => failed(&error),
+        },
+    }
+    .into()
+}
+
+/// One pass: its summary on stdout, its metrics file, its exit status. Its progress is shown on a
+/// terminal, and taken away before the summary.
+fn pass(
+    config: &Config,
+    runtime: &Runtime,
+    stop: Arc<Stop>,
+    progress: &Arc<dyn Progress>,
+) -> ExitStatus {
+    let started = Instant::now();
+    let report = runtime.block_on(rt_cleanup::run(config, stop, Arc::clone(progress)));
     progress.finish();
     let report = match report {
         Ok(report) => report,
         Err(error) => {
-            tracing::error!("{}", Escaped(&error));
-            let status = error.exit_status();
-            rt_cleanup::write_metrics(&config, started.elapsed(), status, None);
-            return status.into();
+            let status = failed(&error);
+            rt_cleanup::write_metrics(config, started.elapsed(), status, None);
+            return status;
         }
     };
-    // The summary goes out as it is written, never held whole: it can be tens of megabytes.
-    widen_stdout_pipe();
-    let mut stdout = BufWriter::with_capacity(SUMMARY_CHUNK, std::io::stdout().lock());
-    if let Err(error) = report
-        .write_summary(config.output, &mut stdout)
-        .and_then(|()| stdout.flush())
-    {
-        tracing::error!("cannot write the summary to stdout: {error}");
-    }
+    print("the summary", |out| {
+        report.write_summary(config.output, out)
+    });
     report.log_early_end();
     report.log_end();
     let status = report.exit_status();
-    rt_cleanup::write_metrics(&config, started.elapsed(), status, Some(&report));
+    rt_cleanup::write_metrics(config, started.elapsed(), status, Some(&report));
     // The process ends here: freeing every record's strings one at a time would only delay the
     // exit (by a twentieth of a dry run over 10,000 records).
     std::mem::forget(report);
-    status.into()
+    status
 }
 
-/// How much of the summary is written at a time.
+/// Logs why a command could not start or finish, and returns its exit status.
+fn failed(error: &RunError) -> ExitStatus {
+    tracing::error!("{}", Escaped(error));
+    error.exit_status()
+}
+
+/// Writes a command's output on stdout as it is written, never held whole: it can be tens of
+/// megabytes. A failure to write is logged; it does not change the exit status.
+fn print(what: &str, write: impl FnOnce(&mut Stdout) -> std::io::Result<()>) {
+    widen_stdout_pipe();
+    let mut stdout = BufWriter::with_capacity(SUMMARY_CHUNK, std::io::stdout().lock());
+    if let Err(error) = write(&mut stdout).and_then(|()| stdout.flush()) {
+        tracing::error!("cannot write {what} to stdout: {error}");
+    }
+}
+
+/// stdout as every command writes it: buffered, and locked once.
+type Stdout = BufWriter<StdoutLock<'static>>;
+
+/// How much of stdout is written at a time.
 const SUMMARY_CHUNK: usize = 1 << 18;
 
 /// The pipe size asked for when stdout is a pipe: Linux's default limit for a user's pipe.

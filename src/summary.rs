@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::candidate::Candidate;
 use crate::outcome::{without_force_advice, ErrorCode, Outcome, ResultKind};
+use crate::render::{json_option, json_string, quote};
 use crate::time::Timestamp;
 
 /// One expired candidate and its result.
@@ -269,7 +270,7 @@ impl Serialize for OrphanSection {
 ///
 /// It is written as it is made, never held whole in memory: a pass over 100,000 records prints
 /// about 20 MB. The records, nearly all of it, are written field by field (see
-/// [`json_string`]); the rest is serde's. A unit test holds it to serde's output of the
+/// [`json_string`](crate::render::json_string)); the rest is serde's. A unit test holds it to serde's output of the
 /// [`Summary`], byte for byte.
 pub fn write_json(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
     out.write_all(b"{\"dry_run\":")?;
@@ -334,31 +335,6 @@ pub fn write_json(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
         serde_json::to_writer(&mut *out, kept)?;
     }
     out.write_all(b"}\n")
-}
-
-/// Writes a JSON string. Nearly every string of a summary (ids, times, codes, messages) needs no
-/// escaping and is written as it is; the others get serde's escaping.
-fn json_string(out: &mut impl Write, value: &str) -> io::Result<()> {
-    // Every byte is looked at, with no early stop at one to escape, so that the compiler checks
-    // many bytes at once: printing 10,000 records took twice as long with `any`.
-    let to_escape = value.bytes().fold(0_u8, |to_escape, b| {
-        to_escape | u8::from(b < 0x20 || b == b'"' || b == b'\\')
-    });
-    if to_escape != 0 {
-        serde_json::to_writer(&mut *out, value).map_err(io::Error::from)
-    } else {
-        out.write_all(b"\"")?;
-        out.write_all(value.as_bytes())?;
-        out.write_all(b"\"")
-    }
-}
-
-/// Writes a JSON string, or `null`.
-fn json_option(out: &mut impl Write, value: Option<&str>) -> io::Result<()> {
-    match value {
-        Some(value) => json_string(out, value),
-        None => out.write_all(b"null"),
-    }
 }
 
 /// Writes the summary as text: one line per expired record, per orphan and per lease kept, then
@@ -459,20 +435,6 @@ pub fn write_text(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
         n => write!(out, "; {n} leases kept")?,
     }
     out.write_all(b"\n")
-}
-
-/// Quotes a value for a `key=value` line when it is empty or holds anything but plain
-/// characters, so that a hostile game id can never forge a line or a field.
-fn quote(value: &str) -> Cow<'_, str> {
-    let plain = !value.is_empty()
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/'));
-    if plain {
-        Cow::Borrowed(value)
-    } else {
-        Cow::Owned(format!("\"{}\"", value.escape_debug()))
-    }
 }
 
 #[cfg(test)]

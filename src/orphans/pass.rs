@@ -5,12 +5,12 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{game_named_by, games_named, inspect_unclaimed, unclaimed, Orphan};
+use crate::cleanup::predict::{predict_all, SecondLooks};
 use crate::cli::OrphanMode;
 use crate::docker::DockerClient;
 use crate::engine::{ContainerEngine, ContainerIndex, ContainerInfo};
 use crate::job::{CurrentRecord, Job};
 use crate::outcome::{LiveLease, Outcome};
-use crate::pass::{predict_all, SecondLooks};
 use crate::plan::PlannedOrphan;
 use crate::stop::Stop;
 use crate::store::StateWriter;

@@ -2,7 +2,8 @@
 //!
 //! * [`open`](Store::open) opens the file without ever creating it and checks its
 //!   `user_version`, its schema and, for a real run, that it can be written.
-//! * `read` selects the candidates of a pass and what a dry run needs besides.
+//! * `read` selects the candidates of a pass and what a dry run needs besides, and reads
+//!   `operation_log` for `history` and `explain`.
 //! * `protocol` holds the lease protocol's statements: the claim (lease, then a re-read of the
 //!   record under it) and the settlement (the compare-and-set, the `operation_log` row, the
 //!   release).
@@ -27,6 +28,7 @@ use crate::value::{FieldValue, Text};
 
 pub use open::Access;
 pub use protocol::{Claim, ClaimAndSettle, ClaimResult, Settlement};
+pub use read::{LogFilter, LogRow, STARTED_AT_SLACK_MS};
 pub use writer::{PendingSettlement, StateWriter};
 
 /// The `user_version` of contract version 1.
@@ -149,6 +151,14 @@ pub enum StoreError {
         /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// Reading `operation_log` failed.
+    #[error("cannot read the operation_log of state file {}: {source}", path.display())]
+    ReadLog {
+        /// The state file.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
     /// Applying a lease claim or a result failed.
     #[error("cannot write {operation} to the state file: {source}")]
     Write {
@@ -188,7 +198,8 @@ impl StoreError {
             StoreError::Open { source, .. }
             | StoreError::Inspect { source, .. }
             | StoreError::NotWritable { source, .. }
-            | StoreError::Select { source, .. } => source,
+            | StoreError::Select { source, .. }
+            | StoreError::ReadLog { source, .. } => source,
             StoreError::Write { source, .. } => source.as_ref(),
             _ => return false,
         };

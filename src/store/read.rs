@@ -1,16 +1,20 @@
 //! What a pass reads from the state file before it acts: the count of stopped records, the
-//! expired candidates, and, for a dry run, the leases in force.
+//! expired candidates, and, for a dry run, the leases in force; and what the read-only commands
+//! read besides: the rows of `operation_log` (`history`, `explain`).
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 
-use rusqlite::Connection;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OptionalExtension, ToSql};
 
 use super::open::{hot_journal, is_hot_journal};
 use super::protocol::{lease_is_free, read_record};
-use super::{field, live_lease, Store, StoreError};
+use super::{field, live_lease, Exact, Store, StoreError};
 use crate::candidate::{self, Candidate, StoppedRow};
-use crate::job::CurrentRecord;
-use crate::outcome::LiveLease;
+use crate::cli::HistoryResult;
+use crate::job::{CurrentRecord, OP_KIND_ORPHAN, OP_KIND_RECORD};
+use crate::outcome::{LiveLease, ResultKind};
 use crate::value::FieldValue;
 
 /// The count of stopped records (`counts.stopped`).
@@ -199,6 +203,366 @@ pub(super) fn records_of(
         }
     }
     Ok(records)
+}
+
+/// How far out of `started_at` order the rows of `operation_log` may have been appended for a
+/// time window to find them all: an hour. A row is appended when an operation ends and records
+/// when it started, so a long operation's row comes after the rows of shorter ones that started
+/// later (rt-cleanup's own rows, by at most the time it holds a lease: 2 min 10 s with the
+/// defaults), and a clock stepped back makes rows older than their predecessors.
+///
+/// Precisely: a window's search finds every row that belongs to it provided no row starts more
+/// than this before a row appended (with a smaller id) before it. A row out of order by more
+/// than that may be left out of a window whose boundary falls beside it; a row is never shown
+/// outside its window, which every row is checked against exactly.
+pub const STARTED_AT_SLACK_MS: i64 = 3_600_000;
+
+/// One `operation_log` row, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogRow {
+    /// `id`.
+    pub id: i64,
+    /// `game_id`.
+    pub game_id: FieldValue,
+    /// `op_kind`.
+    pub op_kind: FieldValue,
+    /// `op_source`.
+    pub op_source: FieldValue,
+    /// `outcome`.
+    pub outcome: FieldValue,
+    /// `error_code`.
+    pub error_code: FieldValue,
+    /// `error_message`.
+    pub error_message: FieldValue,
+    /// `container_id`.
+    pub container_id: FieldValue,
+    /// `started_at`.
+    pub started_at: FieldValue,
+    /// `finished_at`.
+    pub finished_at: FieldValue,
+}
+
+impl LogRow {
+    /// rt-cleanup's result as its row records it (docs/contract.md, "Results"): `None` for a
+    /// row of another `op_kind` (the runtime manager's own), or one that records no result.
+    #[must_use]
+    pub fn result(&self) -> Option<ResultKind> {
+        let kind = self.op_kind.to_text()?;
+        if kind != OP_KIND_RECORD && kind != OP_KIND_ORPHAN {
+            return None;
+        }
+        let code = self.error_code.to_text();
+        match (self.outcome.to_text()?.as_str(), code.as_deref()) {
+            ("success", None) => Some(ResultKind::Removed),
+            ("success", Some("replay_no_op")) => Some(ResultKind::ReplayNoOp),
+            ("success", Some("conflict")) => Some(ResultKind::Conflict),
+            ("failure", _) => Some(ResultKind::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// Which rows of `operation_log` to read; every condition given must hold (an empty list
+/// holds for every row).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogFilter {
+    /// Rows of these games, byte for byte.
+    pub games: Vec<FieldValue>,
+    /// Rows that started at or after this, epoch milliseconds.
+    pub since_ms: Option<i64>,
+    /// Rows that started before this, epoch milliseconds.
+    pub until_ms: Option<i64>,
+    /// Rows of any of these results.
+    pub results: Vec<HistoryResult>,
+    /// Rows of any of these `op_kind`s.
+    pub op_kinds: Vec<String>,
+    /// Rows of any of these `op_source`s.
+    pub op_sources: Vec<String>,
+}
+
+/// The SQL condition of a result, as [`LogRow::result`] derives it (a unit test holds the two
+/// together).
+fn result_condition(result: HistoryResult) -> String {
+    // The op_kinds are the constants of src/job.rs, plain words that need no quoting.
+    let cleanup_kinds = format!("op_kind IN ('{OP_KIND_RECORD}', '{OP_KIND_ORPHAN}')");
+    match result {
+        HistoryResult::Removed => {
+            format!("({cleanup_kinds} AND outcome = 'success' AND error_code IS NULL)")
+        }
+        HistoryResult::ReplayNoOp => {
+            format!("({cleanup_kinds} AND outcome = 'success' AND error_code = 'replay_no_op')")
+        }
+        HistoryResult::Conflict => {
+            format!("({cleanup_kinds} AND outcome = 'success' AND error_code = 'conflict')")
+        }
+        HistoryResult::Failed => format!("({cleanup_kinds} AND outcome = 'failure')"),
+        HistoryResult::Success => "outcome = 'success'".to_owned(),
+        HistoryResult::Failure => "outcome = 'failure'".to_owned(),
+    }
+}
+
+/// A value bound to a statement of [`log_scan`].
+enum Bound<'a> {
+    Integer(i64),
+    Exact(Exact<'a>),
+    Text(&'a str),
+}
+
+impl ToSql for Bound<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        match self {
+            Bound::Integer(value) => Ok(ToSqlOutput::Borrowed(ValueRef::Integer(*value))),
+            Bound::Exact(value) => value.to_sql(),
+            Bound::Text(value) => Ok(ToSqlOutput::Borrowed(ValueRef::Text(value.as_bytes()))),
+        }
+    }
+}
+
+/// The statement that reads the rows of `filter` between the ids `from` (inclusive) and `to`
+/// (exclusive), newest first, with its values.
+fn log_scan<'a>(
+    filter: &'a LogFilter,
+    from: Option<i64>,
+    to: Option<i64>,
+) -> (String, Vec<Bound<'a>>) {
+    let mut conditions = Vec::new();
+    let mut values = Vec::new();
+    let placeholders = |values: &mut Vec<Bound<'a>>, bound: Vec<Bound<'a>>| {
+        let first = values.len() + 1;
+        values.extend(bound);
+        (first..=values.len())
+            .map(|n| format!("?{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(from) = from {
+        conditions.push(format!(
+            "id >= {}",
+            placeholders(&mut values, vec![Bound::Integer(from)])
+        ));
+    }
+    if let Some(to) = to {
+        conditions.push(format!(
+            "id < {}",
+            placeholders(&mut values, vec![Bound::Integer(to)])
+        ));
+    }
+    if filter.since_ms.is_some() || filter.until_ms.is_some() {
+        // A text or blob sorts after every number: only a number is a time.
+        conditions.push("typeof(started_at) IN ('integer', 'real')".to_owned());
+    }
+    if let Some(since) = filter.since_ms {
+        conditions.push(format!(
+            "started_at >= {}",
+            placeholders(&mut values, vec![Bound::Integer(since)])
+        ));
+    }
+    if let Some(until) = filter.until_ms {
+        conditions.push(format!(
+            "started_at < {}",
+            placeholders(&mut values, vec![Bound::Integer(until)])
+        ));
+    }
+    if !filter.games.is_empty() {
+        let bound = filter
+            .games
+            .iter()
+            .map(|game| Bound::Exact(Exact(game)))
+            .collect();
+        conditions.push(format!("game_id IN ({})", placeholders(&mut values, bound)));
+    }
+    for (column, names) in [
+        ("op_kind", &filter.op_kinds),
+        ("op_source", &filter.op_sources),
+    ] {
+        if !names.is_empty() {
+            let bound = names.iter().map(|name| Bound::Text(name)).collect();
+            conditions.push(format!(
+                "{column} IN ({})",
+                placeholders(&mut values, bound)
+            ));
+        }
+    }
+    if !filter.results.is_empty() {
+        let any: Vec<String> = filter
+            .results
+            .iter()
+            .map(|r| result_condition(*r))
+            .collect();
+        conditions.push(format!("({})", any.join(" OR ")));
+    }
+    let condition = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
+    (
+        format!(
+            "SELECT id, game_id, op_kind, op_source, outcome, error_code, error_message, \
+             container_id, started_at, finished_at FROM operation_log{condition} ORDER BY id DESC"
+        ),
+        values,
+    )
+}
+
+/// The first row at or after id `from` whose `started_at` is a number: its id and its time.
+const PROBE: &str = "SELECT id, started_at FROM operation_log \
+     WHERE id >= ?1 AND typeof(started_at) IN ('integer', 'real') ORDER BY id LIMIT 1";
+
+/// Finds, by a binary search over the ids in `lo..hi`, an id `b` such that the row just before
+/// `b` fails `holds` and the row at `b` or after it, the first there is, passes it. Where the
+/// rows passing `holds` come after the others (they do, within [`STARTED_AT_SLACK_MS`], for a
+/// time bound moved by the slack) that is where they begin. Rows are found by `probe`: the first
+/// row at or after an id, with its time. Every probe is one search of the table's b-tree, and
+/// there are about log2(hi - lo) of them.
+///
+/// Whatever order the times are in, the search keeps these two facts, from which the window's
+/// guarantee follows: the last row below `lo` fails `holds`, and the first row at or after `hi`
+/// passes it (where there are such rows).
+fn boundary<E>(
+    mut lo: i64,
+    mut hi: i64,
+    mut probe: impl FnMut(i64) -> Result<Option<(i64, f64)>, E>,
+    holds: impl Fn(f64) -> bool,
+) -> Result<i64, E> {
+    while lo < hi {
+        // Rounded down, so that lo <= mid < hi; the difference of two ids always fits a u64.
+        let mid = lo.wrapping_add(((hi.wrapping_sub(lo) as u64) / 2) as i64);
+        match probe(mid)? {
+            Some((id, started)) if id < hi => {
+                if holds(started) {
+                    hi = mid;
+                } else {
+                    lo = id + 1;
+                }
+            }
+            // No row in mid..hi: the first row at or after mid is the first at or after hi.
+            _ => hi = mid,
+        }
+    }
+    Ok(lo)
+}
+
+impl Store {
+    /// Reads the rows of `operation_log` that `filter` selects, newest first (by id), handing
+    /// each to `each` until it says to stop; all in one read transaction, which a dry run's
+    /// immutable read checks afterwards like the others.
+    ///
+    /// The log has no index on time: a time window is first turned into a range of ids by a
+    /// binary search (see [`boundary`] and [`STARTED_AT_SLACK_MS`]), so that only the rows
+    /// of the window, and those appended within the slack around it, are read; every row is
+    /// still checked against the window exactly. Without a window, the rows are read from the
+    /// newest back, as far as `each` wants.
+    pub fn read_log(
+        &self,
+        filter: &LogFilter,
+        each: impl FnMut(LogRow) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        read_log(&self.connection, filter, each).map_err(|source| {
+            if is_hot_journal(&source) {
+                hot_journal(&self.path)
+            } else {
+                StoreError::ReadLog {
+                    path: self.path.clone(),
+                    source,
+                }
+            }
+        })
+    }
+}
+
+fn read_log(
+    connection: &Connection,
+    filter: &LogFilter,
+    mut each: impl FnMut(LogRow) -> ControlFlow<()>,
+) -> rusqlite::Result<()> {
+    // The store holds no transaction open between its reads: this one is the only one.
+    let transaction = connection.unchecked_transaction()?;
+    {
+        let (from, to) = id_window(&transaction, filter)?;
+        let (sql, values) = log_scan(filter, from, to);
+        let mut statement = transaction.prepare(&sql)?;
+        let mut rows = statement.query(rusqlite::params_from_iter(values.iter()))?;
+        while let Some(row) = rows.next()? {
+            let row = LogRow {
+                id: row.get(0)?,
+                game_id: field(row.get_ref(1)?),
+                op_kind: field(row.get_ref(2)?),
+                op_source: field(row.get_ref(3)?),
+                outcome: field(row.get_ref(4)?),
+                error_code: field(row.get_ref(5)?),
+                error_message: field(row.get_ref(6)?),
+                container_id: field(row.get_ref(7)?),
+                started_at: field(row.get_ref(8)?),
+                finished_at: field(row.get_ref(9)?),
+            };
+            if each(row).is_break() {
+                break;
+            }
+        }
+    }
+    transaction.commit()
+}
+
+/// The ids `from..to` that hold the rows of the filter's time window, where it has one.
+fn id_window(
+    connection: &Connection,
+    filter: &LogFilter,
+) -> rusqlite::Result<(Option<i64>, Option<i64>)> {
+    if filter.since_ms.is_none() && filter.until_ms.is_none() {
+        return Ok((None, None));
+    }
+    // Two statements: SQLite answers min() or max() alone from the b-tree's edge, but both in
+    // one statement by a scan of the table.
+    let edge = |order: &str| -> rusqlite::Result<Option<i64>> {
+        connection
+            .query_row(
+                &format!("SELECT id FROM operation_log ORDER BY id {order} LIMIT 1"),
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+    };
+    let (Some(first), Some(last)) = (edge("ASC")?, edge("DESC")?) else {
+        return Ok((None, None));
+    };
+    let mut probe = connection.prepare(PROBE)?;
+    let mut probe = |id: i64| -> rusqlite::Result<Option<(i64, f64)>> {
+        probe
+            .query_row([id], |row| {
+                let started = match row.get_ref(1)? {
+                    ValueRef::Integer(ms) => ms as f64,
+                    ValueRef::Real(ms) => ms,
+                    // The probe selects numbers only.
+                    _ => f64::NAN,
+                };
+                Ok((row.get(0)?, started))
+            })
+            .optional()
+    };
+    let end = last.saturating_add(1);
+    let from = match filter.since_ms {
+        Some(since) => {
+            let bound = since.saturating_sub(STARTED_AT_SLACK_MS) as f64;
+            Some(boundary(first, end, &mut probe, |started| {
+                started >= bound
+            })?)
+        }
+        None => None,
+    };
+    let to = match filter.until_ms {
+        Some(until) => {
+            let bound = until.saturating_add(STARTED_AT_SLACK_MS) as f64;
+            Some(boundary(
+                from.unwrap_or(first),
+                end,
+                &mut probe,
+                |started| started >= bound,
+            )?)
+        }
+        None => None,
+    };
+    Ok((from, to))
 }
 
 #[cfg(test)]
@@ -547,5 +911,374 @@ mod tests {
         )
         .unwrap();
         assert_eq!(store.select(10).unwrap().candidates[0].row.game_id, game);
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // operation_log: the window's binary search, the filters, the order.
+    // ------------------------------------------------------------------------------------------
+
+    const HOUR: i64 = 3_600_000;
+
+    /// The rows of `log_times` as a probe over ids 1, 2, …: the first row at or after an id.
+    fn probe_of(times: &[i64]) -> impl FnMut(i64) -> Result<Option<(i64, f64)>, ()> + '_ {
+        |id| {
+            let from = usize::try_from(id.max(1) - 1).unwrap();
+            Ok(times
+                .get(from..)
+                .and_then(|rest| rest.first())
+                .map(|&started| (from as i64 + 1, started as f64)))
+        }
+    }
+
+    /// The exact first id from which every row started at or after `since` (ids from 1).
+    fn window_start(times: &[i64], since: i64, slack: i64) -> i64 {
+        boundary(1, times.len() as i64 + 1, probe_of(times), |started| {
+            started >= (since - slack) as f64
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_search_finds_where_the_rows_of_a_window_begin_in_about_log2_probes() {
+        let times: Vec<i64> = (0..100_000).map(|n| n * 60_000).collect();
+        for since in [
+            0,
+            59_999,
+            60_000,
+            3_000_000_000,
+            6_000_000_000,
+            i64::MAX / 2,
+        ] {
+            let start = window_start(&times, since, 0);
+            let exact = times
+                .iter()
+                .position(|&t| t >= since)
+                .map_or(100_001, |p| p + 1);
+            assert_eq!(start, exact as i64, "since {since}");
+        }
+        let mut probes = 0;
+        let counted = |id| {
+            probes += 1;
+            probe_of(&times)(id)
+        };
+        boundary(1, 100_001, counted, |started| started >= 3e9).unwrap();
+        assert!(probes <= 18, "{probes} probes for 100,000 rows");
+    }
+
+    #[test]
+    fn ids_with_gaps_are_searched_as_the_rows_there_are() {
+        // Ids 10, 20, …, 1000 (deleted rows leave gaps); row 10k started at k minutes.
+        let rows: Vec<(i64, i64)> = (1..=100).map(|k| (k * 10, k * 60_000)).collect();
+        let probe = |id: i64| -> Result<Option<(i64, f64)>, ()> {
+            Ok(rows
+                .iter()
+                .find(|(row, _)| *row >= id)
+                .map(|&(row, started)| (row, started as f64)))
+        };
+        let from = boundary(10, 1001, probe, |started| started >= 42.0 * 60_000.0).unwrap();
+        let first = rows.iter().find(|(row, _)| *row >= from).unwrap();
+        assert_eq!(first.0, 420);
+        assert!(from > 410, "{from}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 500,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Rows appended out of order by at most the slack (each row's time is an increasing
+        /// one moved back by up to the slack): no row at or after the window's start is ever
+        /// left before the start found.
+        #[test]
+        fn rows_out_of_order_within_the_slack_are_all_found(
+            steps in proptest::collection::vec(0_i64..(3 * HOUR), 1..400),
+            late in proptest::collection::vec(0_i64..=STARTED_AT_SLACK_MS, 400),
+            since_at in 0_usize..400,
+        ) {
+            let mut clock = 0;
+            let times: Vec<i64> = steps
+                .iter()
+                .zip(&late)
+                .map(|(step, late)| {
+                    clock += step;
+                    clock - late
+                })
+                .collect();
+            let since = times[since_at.min(times.len() - 1)];
+            let start = window_start(&times, since, STARTED_AT_SLACK_MS);
+            for (n, &started) in times.iter().enumerate() {
+                if started >= since {
+                    proptest::prop_assert!(
+                        n as i64 + 1 >= start,
+                        "row {} started at {started} >= {since} but the window starts at {start}",
+                        n + 1
+                    );
+                }
+            }
+        }
+    }
+
+    /// An `operation_log` row of a test: `(game, op_kind, outcome, error_code, started_at)`.
+    type Logged<'a> = (&'a [u8], &'a str, &'a str, Option<&'a str>, FieldValue);
+
+    /// A state file whose `operation_log` has these rows, ids from 1 in this order.
+    fn log_store(rows: &[Logged<'_>]) -> (tempfile::TempDir, Store) {
+        let connection = memory();
+        for (game, kind, outcome, code, started) in rows {
+            connection
+                .execute(
+                    "INSERT INTO operation_log (game_id, op_kind, op_source, outcome, error_code, \
+                     container_id, started_at, finished_at) \
+                     VALUES (?1, ?2, 'auto_ttl', ?3, ?4, 'c', ?5, 0)",
+                    rusqlite::params![
+                        Exact(&FieldValue::Text(Text::from_bytes(game.to_vec()))),
+                        kind,
+                        outcome,
+                        code,
+                        Exact(started)
+                    ],
+                )
+                .unwrap();
+        }
+        let (dir, path) = to_file(&connection);
+        let store = Store::open(
+            &path,
+            Access::ReadOnly,
+            std::time::Duration::ZERO,
+            &Stop::new(),
+        )
+        .unwrap();
+        (dir, store)
+    }
+
+    fn ids(store: &Store, filter: &LogFilter) -> Vec<i64> {
+        let mut ids = Vec::new();
+        store
+            .read_log(filter, |row| {
+                ids.push(row.id);
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        ids
+    }
+
+    #[test]
+    fn a_window_holds_exactly_its_rows_newest_first_even_out_of_order_at_its_edges() {
+        let minute = 60_000;
+        let at = |m: i64| FieldValue::Integer(1_000 * HOUR + m * minute);
+        let mut rows: Vec<Logged<'_>> = (0..300)
+            .map(|m| (&b"g"[..], "cleanup_container", "success", None, at(m)))
+            .collect();
+        // Appended late, out of order: started before rows appended earlier, within the slack.
+        rows[150].4 = at(99); // just inside a window from minute 99
+        rows[151].4 = at(98); // just outside it
+        rows[220].4 = at(199); // just inside a window until minute 200
+        rows[60].4 = at(201); // appended early, started after the window's end
+        rows[10].4 = FieldValue::text("yesterday"); // no time: in no window
+        let (_dir, store) = log_store(&rows);
+        let filter = LogFilter {
+            since_ms: Some(1_000 * HOUR + 99 * minute),
+            until_ms: Some(1_000 * HOUR + 200 * minute),
+            ..LogFilter::default()
+        };
+        let found = ids(&store, &filter);
+        let mut expected: Vec<i64> = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, row)| {
+                matches!(row.4, FieldValue::Integer(t)
+                    if (filter.since_ms.unwrap()..filter.until_ms.unwrap()).contains(&t))
+            })
+            .map(|(n, _)| n as i64 + 1)
+            .collect();
+        expected.reverse();
+        assert_eq!(found, expected);
+        assert!(found.contains(&151) && found.contains(&221) && !found.contains(&152));
+        assert!(!found.contains(&61) && !found.contains(&11));
+        // Without a window, every row, the one without a time included, newest first.
+        let all = ids(&store, &LogFilter::default());
+        assert_eq!(all, (1..=300).rev().collect::<Vec<i64>>());
+    }
+
+    #[test]
+    fn a_window_reads_only_the_ids_around_it() {
+        let connection = memory();
+        connection
+            .execute_batch(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)
+                 INSERT INTO operation_log (game_id, op_kind, op_source, outcome, started_at,
+                   finished_at)
+                 SELECT 'g', 'cleanup_container', 'auto_ttl', 'success', i * 60000, 0 FROM n;",
+            )
+            .unwrap();
+        let filter = LogFilter {
+            since_ms: Some(90_000 * 60_000),
+            until_ms: Some(90_100 * 60_000),
+            ..LogFilter::default()
+        };
+        let (from, to) = id_window(&connection, &filter).unwrap();
+        // The slack of an hour is 60 rows on either side.
+        assert_eq!((from, to), (Some(89_940), Some(90_160)));
+    }
+
+    #[test]
+    fn the_result_filters_select_what_the_rows_say_they_are() {
+        let rows: Vec<Logged<'_>> = vec![
+            (
+                b"g",
+                "cleanup_container",
+                "success",
+                None,
+                FieldValue::Integer(1),
+            ),
+            (
+                b"g",
+                "cleanup_container",
+                "success",
+                Some("replay_no_op"),
+                FieldValue::Integer(2),
+            ),
+            (
+                b"g",
+                "cleanup_orphan",
+                "success",
+                Some("conflict"),
+                FieldValue::Integer(3),
+            ),
+            (
+                b"g",
+                "cleanup_container",
+                "failure",
+                Some("docker_error"),
+                FieldValue::Integer(4),
+            ),
+            (
+                b"g",
+                "cleanup_orphan",
+                "success",
+                None,
+                FieldValue::Integer(5),
+            ),
+            (b"g", "start_game", "success", None, FieldValue::Integer(6)),
+            (
+                b"g",
+                "start_game",
+                "failure",
+                Some("E"),
+                FieldValue::Integer(7),
+            ),
+            (
+                b"g",
+                "cleanup_container",
+                "success",
+                Some("other"),
+                FieldValue::Integer(8),
+            ),
+        ];
+        let (_dir, store) = log_store(&rows);
+        let mut read = Vec::new();
+        store
+            .read_log(&LogFilter::default(), |row| {
+                read.push(row);
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        for result in [
+            HistoryResult::Removed,
+            HistoryResult::ReplayNoOp,
+            HistoryResult::Conflict,
+            HistoryResult::Failed,
+            HistoryResult::Success,
+            HistoryResult::Failure,
+        ] {
+            let filter = LogFilter {
+                results: vec![result],
+                ..LogFilter::default()
+            };
+            let expected: Vec<i64> = read
+                .iter()
+                .filter(|row| match result {
+                    HistoryResult::Removed => row.result() == Some(ResultKind::Removed),
+                    HistoryResult::ReplayNoOp => row.result() == Some(ResultKind::ReplayNoOp),
+                    HistoryResult::Conflict => row.result() == Some(ResultKind::Conflict),
+                    HistoryResult::Failed => row.result() == Some(ResultKind::Failed),
+                    HistoryResult::Success => row.outcome == FieldValue::text("success"),
+                    HistoryResult::Failure => row.outcome == FieldValue::text("failure"),
+                })
+                .map(|row| row.id)
+                .collect();
+            assert_eq!(ids(&store, &filter), expected, "{result:?}");
+        }
+        assert_eq!(read.iter().filter_map(LogRow::result).count(), 5);
+        let either = LogFilter {
+            results: vec![HistoryResult::Conflict, HistoryResult::Failed],
+            ..LogFilter::default()
+        };
+        assert_eq!(ids(&store, &either), [4, 3]);
+    }
+
+    #[test]
+    fn games_kinds_and_sources_are_matched_byte_for_byte() {
+        let rows: Vec<Logged<'_>> = vec![
+            (
+                b"g-\xff",
+                "cleanup_container",
+                "success",
+                None,
+                FieldValue::Integer(1),
+            ),
+            (
+                b"g-1",
+                "cleanup_container",
+                "success",
+                None,
+                FieldValue::Integer(2),
+            ),
+            (
+                b"G-1",
+                "start_game",
+                "success",
+                None,
+                FieldValue::Integer(3),
+            ),
+            (
+                b"g-1",
+                "start_game",
+                "success",
+                None,
+                FieldValue::Integer(4),
+            ),
+        ];
+        let (_dir, store) = log_store(&rows);
+        let games = |games: &[&[u8]]| LogFilter {
+            games: games
+                .iter()
+                .map(|game| FieldValue::Text(Text::from_bytes(game.to_vec())))
+                .collect(),
+            ..LogFilter::default()
+        };
+        assert_eq!(ids(&store, &games(&[b"g-\xff"])), [1]);
+        assert_eq!(ids(&store, &games(&[b"g-1"])), [4, 2]);
+        assert_eq!(ids(&store, &games(&[b"g-1", b"G-1"])), [4, 3, 2]);
+        let kind = LogFilter {
+            op_kinds: vec!["start_game".into()],
+            op_sources: vec!["auto_ttl".into()],
+            ..games(&[b"g-1"])
+        };
+        assert_eq!(ids(&store, &kind), [4]);
+        let mut first_two = Vec::new();
+        store
+            .read_log(&LogFilter::default(), |row| {
+                first_two.push(row.id);
+                if first_two.len() == 2 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .unwrap();
+        assert_eq!(first_two, [4, 3], "a reader that has enough stops the scan");
     }
 }

@@ -188,6 +188,43 @@ fn the_environment_file_as_the_timer_runs_it_removes_an_expired_container() {
     );
 }
 
+/// `rt-cleanup explain GAME` under the service's environment file reads the timer's settings
+/// (its owner label, its cap, its orphan mode) and predicts what the timer's next run does.
+#[test]
+fn explain_under_the_environment_file_predicts_what_the_timer_does() {
+    let settings = timer_settings();
+    let containers = Containers::new("examples-env-explain");
+    let state = StateFile::new(Journal::Rollback);
+    let label = setting(&settings, "RT_CLEANUP_OWNER_LABEL");
+    let id = expired_game(&containers, &state, label, "g-env-explain");
+    let environment = test_environment(&settings, &state, &[("RT_CLEANUP_OUTPUT", "json")]);
+    let pairs: Vec<(&str, &str)> = environment
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+
+    let explained = run_with_env(&["explain", "g-env-explain"], &pairs);
+    explained.assert_code(0);
+    let json = explained.json();
+    assert_eq!(json["owner_label"], label);
+    assert_eq!(
+        json["max_removals"].to_string(),
+        setting(&settings, "RT_CLEANUP_MAX_REMOVALS")
+    );
+    assert_eq!(json["orphans"], setting(&settings, "RT_CLEANUP_ORPHANS"));
+    let game = &json["games"][0];
+    assert_eq!(game["verdict"], "expired", "{game}");
+    assert!(exists(&id), "explain removes nothing");
+
+    let timer = run_with_settings(&environment);
+    timer.assert_code(0);
+    assert_eq!(
+        timer.result_of("g-env-explain"),
+        game["result"].as_str().unwrap()
+    );
+    assert!(!exists(&id));
+}
+
 #[test]
 fn the_environment_file_with_json_output_prints_the_contract_summary() {
     let settings = timer_settings();

@@ -11,8 +11,10 @@
 //! runs them); so does `orphans.rs` (`orphans::<test>` on Debian 12's Docker,
 //! `orphans::on_podman::<test>` and so on); `engines.rs` covers API versions, TLS and unreachable
 //! daemons, and runs what only one family does on each engine of it (`on_each_docker!`,
-//! `on_each_podman!`): Podman's `stopped` state, a container Docker failed to remove. The other modules test the command line, the state file, plans, the files rt-cleanup
-//! writes (`files.rs`), leases (`leases.rs`) and faults, which do not depend on the engine,
+//! `on_each_podman!`): Podman's `stopped` state, a container Docker failed to remove; so does
+//! `explain.rs`'s agreement of explain with the dry run. The other modules test the command
+//! line, the state file, plans, the files rt-cleanup writes (`files.rs`), leases (`leases.rs`),
+//! `history` (`history.rs`), logs (`logs.rs`) and faults, which do not depend on the engine,
 //! against Docker; `faults.rs` also freezes and kills private dockerds,
 //! which only Docker can be here.
 
@@ -157,8 +159,10 @@ mod edges;
 mod engines;
 mod examples;
 mod exits;
+mod explain;
 mod faults;
 mod files;
+mod history;
 mod leases;
 mod logs;
 mod ops;

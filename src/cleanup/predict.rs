@@ -1,32 +1,29 @@
-//! The record pass: the jobs of the expired stopped records, and the dry run's prediction of
-//! what a real run would do with jobs.
+//! The dry run's prediction: what a real run would do now with each job, from one read of the
+//! state file, one listing of the daemon's containers and a second look at the containers it
+//! shows as `removing` or `dead`. A pass's `--dry-run` and `explain` both predict with it.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 
 use futures_util::stream::{self, StreamExt};
 
-use crate::candidate::{Candidate, Target};
+use super::read::{read_state, StateRead};
+use super::{cut_short, names_a_container, Listing, OrphanResults, Pass, RunError};
+use crate::candidate::Target;
 use crate::engine::{ContainerEngine, ContainerIndex, ContainerState, Inspection, Lookup};
-use crate::job::{Job, JobKind};
+use crate::job::JobKind;
 use crate::outcome::{predict, LiveLease, Outcome};
+use crate::store::{Store, StoreError};
 use crate::value::FieldValue;
 use crate::worker::{acted_on, over_limit};
+
+/// What a caller of the dry run reads besides from the same read of the state file (explain's
+/// records and log rows).
+pub(crate) type ReadMore<'a, X> = &'a dyn Fn(&Store) -> Result<X, StoreError>;
 
 /// The inspections of the containers a listing shows as `removing` or `dead`, by full id (see
 /// [`look_again_at_removals`]).
 pub type SecondLooks = HashMap<String, Inspection>;
-
-/// The jobs of the candidates selected at `threshold_ms`, in the candidates' order, each made
-/// when it is taken.
-pub fn record_jobs(
-    candidates: &[Candidate],
-    threshold_ms: i64,
-) -> impl ExactSizeIterator<Item = Job> + '_ {
-    candidates
-        .iter()
-        .map(move |candidate| Job::for_record(candidate, threshold_ms))
-}
 
 /// Inspects, `concurrency` at a time, each container that one of the targets names and that the
 /// listing shows as `removing` or `dead`. The listed state does not tell a removal in progress
@@ -109,6 +106,117 @@ where
             ))
         })
         .collect()
+}
+
+impl Pass<'_> {
+    /// The dry run: predicts every job's result from what was read and the one listing; changes
+    /// nothing. The orphans' records, and what `extra` reads (explain's records and log rows),
+    /// are read from the same snapshot of the state file as the candidates and the leases, so
+    /// where the file was written meanwhile all of it is read again (see [`read_state`]), and
+    /// the predictions are made from the read that held.
+    pub(crate) async fn predict<X>(
+        &self,
+        read: StateRead,
+        listing: Listing,
+        extra: Option<ReadMore<'_, X>>,
+    ) -> Result<(StateRead, Vec<Outcome>, OrphanResults, Option<X>), RunError> {
+        let listed = match &listing {
+            Listing::All(index) => Some(Ok(index.containers())),
+            Listing::Labelled(Ok(labelled)) => Some(Ok(labelled.as_slice())),
+            Listing::Labelled(Err(reason)) => Some(Err(format!(
+                "cannot list the containers labelled {}: {reason}",
+                self.settings.owner_label.as_deref().unwrap_or_default()
+            ))),
+            Listing::Nothing => None,
+        };
+        let orphan_games = match (self.orphans, &listed) {
+            (Some(orphans), Some(Ok(listed))) => Ok(Some(orphans.games_named(listed))),
+            (Some(_), Some(Err(reason))) => Err(reason.clone()),
+            _ => Ok(None),
+        };
+        let (read, (orphan_records, extra)) = match (&orphan_games, extra) {
+            (Ok(None) | Err(_), None) => (read, (None, None)),
+            (games, extra) => read_state(
+                self.config,
+                self.plan,
+                self.time,
+                self.stop,
+                Some(read),
+                |store| {
+                    let records = match games {
+                        Ok(Some(games)) => Some(store.records_of(games)?),
+                        _ => None,
+                    };
+                    let extra = extra.map(|read_more| read_more(store)).transpose()?;
+                    Ok((records, extra))
+                },
+            )?,
+        };
+        let orphan_records = match orphan_games {
+            Ok(_) => orphan_records.map(Ok),
+            Err(reason) => Some(Err(reason)),
+        };
+        let (containers, labelled) = match listing {
+            Listing::All(index) => (Some(index), None),
+            // The candidates of a read made again may name a container where the first read's
+            // named none: only then are all the containers listed, a second time.
+            Listing::Labelled(labelled)
+                if names_a_container(&read.candidates, self.config.max_removals) =>
+            {
+                let listed = self.docker.list_all().await;
+                let index = listed.map_err(|reason| self.docker.list_error(reason))?;
+                (Some(ContainerIndex::new(index)), labelled.ok())
+            }
+            Listing::Labelled(labelled) => (None, labelled.ok()),
+            Listing::Nothing => (None, None),
+        };
+        let acted = acted_on(read.candidates.len(), self.config.max_removals);
+        let second_looks = match &containers {
+            Some(index) => {
+                look_again_at_removals(
+                    self.docker,
+                    index,
+                    read.candidates[..acted]
+                        .iter()
+                        .map(|candidate| &candidate.target),
+                    self.settings.concurrency,
+                )
+                .await
+            }
+            None => SecondLooks::new(),
+        };
+        // No log line per prediction: the summary on stdout lists every one, and 10,000 such
+        // lines cost a large dry run about a fifth of its time (docs/benchmark.md).
+        let outcomes = predict_all(
+            read.candidates
+                .iter()
+                .map(|candidate| (&candidate.row.game_id, &candidate.target, JobKind::Record)),
+            &read.leases,
+            containers.as_ref(),
+            &second_looks,
+            self.settings.owner_label.as_deref(),
+            self.config.max_removals,
+        );
+        let orphans =
+            match (self.orphans, orphan_records) {
+                (Some(orphans), Some(Ok(records))) => {
+                    // The labelled listing where one was taken, else that of every container.
+                    let listed = labelled
+                        .as_deref()
+                        .or_else(|| containers.as_ref().map(ContainerIndex::containers))
+                        .unwrap_or_default();
+                    let found = orphans
+                        .search(listed, &records, self.docker, self.settings.concurrency)
+                        .await;
+                    Some(cut_short(found, self.stop).map(|found| {
+                        orphans.predict(found, &read.leases, self.config.max_removals)
+                    }))
+                }
+                (Some(_), Some(Err(reason))) => Some(Err(reason)),
+                _ => None,
+            };
+        Ok((read, outcomes, orphans, extra))
+    }
 }
 
 #[cfg(test)]

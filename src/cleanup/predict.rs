@@ -63,8 +63,8 @@ pub async fn look_again_at_removals<'a, E: ContainerEngine>(
 
 /// Predicts the result a real run would give each job now, for `--dry-run`: from the leases in
 /// force, one listing of the daemon's containers, and the second looks at those it shows as
-/// `removing` or `dead`. A job is given by its game, its target and its kind, all a prediction needs, so
-/// that a dry run makes no job for a record.
+/// `removing` or `dead`. A job is given by its game, its target and its kind, all a prediction
+/// needs, so that a dry run makes no job for a record.
 #[must_use]
 pub fn predict_all<'a, S, I>(
     jobs: I,

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::LOG_TARGET;
 use super::{PassTime, RunError};
 use crate::candidate::Candidate;
 use crate::config::Config;
@@ -82,6 +83,7 @@ pub(crate) fn until_consistent<R, E: From<StoreError>>(
             Ok(()) => return Ok(read),
             Err(error) if n >= CONSISTENT_READ_ATTEMPTS => return Err(error.into()),
             Err(_) => tracing::info!(
+                target: LOG_TARGET,
                 path = %state.display(),
                 "the state file was written while it was read; reading it again"
             ),

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::read::StateRead;
+use super::LOG_TARGET;
 use super::{PassTime, RunError};
 use crate::candidate::Candidate;
 use crate::cli::{OrphanMode, OutputFormat};
@@ -60,22 +61,29 @@ impl Report {
     /// Logs why the pass ended early, if it did.
     pub fn log_early_end(&self) {
         if let Some(error) = &self.state_failure {
-            tracing::error!("the pass stopped early: {}", Escaped(error));
+            tracing::error!(
+                target: LOG_TARGET,
+                "the pass stopped early: {}",
+                Escaped(error)
+            );
         }
         if let Some(OrphanSection::Failed { error }) = &self.summary.orphans {
             tracing::error!(
+                target: LOG_TARGET,
                 "the orphan search failed, so no orphan is known: {}",
                 error.escape_debug()
             );
         }
         if let Some(signal) = self.interrupted {
             tracing::warn!(
+                target: LOG_TARGET,
                 "interrupted by {}: records not reached are deferred",
                 signal.name()
             );
         }
         for lease in self.summary.leases_kept.iter().flatten() {
             tracing::warn!(
+                target: LOG_TARGET,
                 game_id = %lease.game_id,
                 until = %lease.until,
                 "this run keeps its lease on game {} until {}: the runtime manager cannot take \
@@ -145,6 +153,7 @@ pub fn write_metrics(
     };
     if config.dry_run {
         tracing::info!(
+            target: LOG_TARGET,
             "dry run: the metrics file {} is left as it is",
             path.display()
         );
@@ -168,7 +177,11 @@ pub fn write_metrics(
         }),
     };
     if let Err(error) = metrics::write(path, &run) {
-        tracing::error!("cannot write the metrics file {}: {error}", path.display());
+        tracing::error!(
+            target: LOG_TARGET,
+            "cannot write the metrics file {}: {error}",
+            path.display()
+        );
     }
 }
 
@@ -213,6 +226,7 @@ pub(super) fn write_plan(
 ) -> Result<(), RunError> {
     if let Some(signal) = stop.signalled() {
         tracing::warn!(
+            target: LOG_TARGET,
             plan = %path.display(),
             "no plan written: the dry run was interrupted by {}",
             signal.name()
@@ -240,6 +254,7 @@ pub(super) fn write_plan(
     let plan = Plan::new(&context, &acted_on, &planned_orphans)?;
     plan.save(path)?;
     tracing::info!(
+        target: LOG_TARGET,
         plan = %path.display(),
         records = acted_on.len(),
         orphans = planned_orphans.len(),

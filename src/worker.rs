@@ -1350,4 +1350,46 @@ mod tests {
         assert_eq!(status(&pass.path, "a"), "stopped");
         assert_eq!(log(&connect(&pass.path))[0].1, "cleanup_orphan");
     }
+
+    #[tokio::test]
+    async fn an_orphan_someone_else_removed_first_is_a_conflict() {
+        let pass = pass_of(&[("a", Some("current"), 1)]);
+        // The orphan search found it; it is gone by the time its removal is sent.
+        let engine = FakeEngine::default();
+        let orphan = Job {
+            game: FieldValue::text("a"),
+            target: Target::Container(crate::candidate::ContainerRef::parse("leaked0000").unwrap()),
+            logged_container: Some("leaked0000".into()),
+            guard: Guard::Unclaimed {
+                id: "leaked0000".into(),
+                names: vec!["leaked".into()],
+            },
+            kind: JobKind::Orphan,
+        };
+        let pass = Pass {
+            jobs: vec![orphan],
+            ..pass
+        };
+        let outcomes = run(&pass, &engine, &settings(1, None), None, &Stop::new()).await;
+        assert_eq!(
+            outcomes[0],
+            Outcome::conflict(
+                "someone else removed it first: container leaked0000 was already gone (Docker \
+                 answered 404)"
+            )
+        );
+        assert_eq!(engine.removals(), ["leaked0000"]);
+        assert_eq!(status(&pass.path, "a"), "stopped", "no record is changed");
+        assert_eq!(
+            log(&connect(&pass.path)),
+            [(
+                FieldValue::text("a"),
+                "cleanup_orphan".to_owned(),
+                "success".to_owned(),
+                Some("conflict".to_owned()),
+                Some("leaked0000".to_owned())
+            )]
+        );
+        assert!(leases(&connect(&pass.path)).is_empty());
+    }
 }

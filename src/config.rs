@@ -754,6 +754,10 @@ mod tests {
             "tcp://host",
             "unix://",
             "tcp://:1",
+            // Each part of the address check on its own: a port that is no number, a path.
+            "tcp://host:notaport",
+            "tcp://host:99999",
+            "tcp://host/x:2375",
         ] {
             let error = config(&["--retention", "1d", "--docker-host", bad]).unwrap_err();
             assert_eq!(error, ConfigError::DockerHost(bad.into()));
@@ -790,6 +794,65 @@ mod tests {
             }
         );
         assert_eq!(host.to_string(), "tcp://10.0.0.5:2376");
+    }
+
+    #[test]
+    fn tlsverify_reads_the_files_from_the_home_directory_by_default() {
+        // As the Docker CLI: without DOCKER_CERT_PATH, the files are in ~/.docker, from HOME
+        // as this test process has it.
+        let result = config(&[
+            "--retention",
+            "1d",
+            "--docker-host",
+            "tcp://10.0.0.5:2376",
+            "--tlsverify",
+        ]);
+        match std::env::var_os("HOME").filter(|home| !home.is_empty()) {
+            Some(home) => {
+                let directory = PathBuf::from(home).join(".docker");
+                assert_eq!(
+                    result.map(|config| config.docker_host),
+                    Ok(DockerHost::Tls {
+                        address: "10.0.0.5:2376".into(),
+                        files: TlsFiles {
+                            ca: directory.join("ca.pem"),
+                            cert: directory.join("cert.pem"),
+                            key: directory.join("key.pem"),
+                        },
+                    })
+                );
+            }
+            None => assert_eq!(result, Err(ConfigError::NoCertPath), "HOME is unset"),
+        }
+        // A file given on its own replaces only that file.
+        let files = match config(&[
+            "--retention",
+            "1d",
+            "--docker-host",
+            "tcp://10.0.0.5:2376",
+            "--tlsverify",
+            "--tlscacert",
+            "/etc/ca.pem",
+            "--tlscert",
+            "/etc/cert.pem",
+            "--tlskey",
+            "/etc/key.pem",
+        ]) {
+            Ok(Config {
+                docker_host: DockerHost::Tls { files, .. },
+                ..
+            }) => files,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            files,
+            TlsFiles {
+                ca: "/etc/ca.pem".into(),
+                cert: "/etc/cert.pem".into(),
+                key: "/etc/key.pem".into(),
+            },
+            "all three given: no directory is needed"
+        );
     }
 
     #[test]

@@ -317,6 +317,17 @@ mod tests {
     }
 
     #[test]
+    fn a_jobs_game_is_shown_as_its_text() {
+        // The log line of each job names its game by this text.
+        let candidate = Candidate::from_row(crate::candidate::StoppedRow {
+            game_id: FieldValue::text("g-1"),
+            container_id: FieldValue::Null,
+            last_op_at: FieldValue::Integer(5),
+        });
+        assert_eq!(Job::for_record(&candidate, 10).game_text(), "g-1");
+    }
+
+    #[test]
     fn op_kinds_follow_the_contract() {
         assert_eq!(JobKind::Record.op_kind(), "cleanup_container");
         assert_eq!(JobKind::Orphan.op_kind(), "cleanup_orphan");

@@ -1120,6 +1120,51 @@ mod tests {
     }
 
     #[test]
+    fn the_state_files_journals_count_under_its_name_in_its_resolved_directory() {
+        // The state file is a symlink named in a symlinked directory: SQLite may name its
+        // journal after the name as given, in the directory that name resolves to.
+        let (dir, state, _) = over_state(&[]);
+        let real = dir.path().join("real");
+        fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&state, real.join("link.db")).unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("dir-link")).unwrap();
+        let named = dir.path().join("dir-link/link.db");
+        let wal = real.join("link.db-wal");
+        let target = replaced(over(&named, &["--metrics-file", wal.to_str().unwrap()]));
+        assert_eq!(target, real.canonicalize().unwrap().join("link.db-wal"));
+    }
+
+    #[test]
+    fn an_output_in_a_symlink_loop_is_judged_without_following_it_forever() {
+        let (dir, state, _) = over_state(&[]);
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::os::unix::fs::symlink(&b, &a).unwrap();
+        std::os::unix::fs::symlink(&a, &b).unwrap();
+        // A new file is renamed over the name given, which replaces the link itself: nothing
+        // is written through the loop, and it leads to no file of the state's.
+        let config = over(&state, &["--metrics-file", a.to_str().unwrap()]).unwrap();
+        assert_eq!(config.metrics_file, Some(a));
+    }
+
+    #[test]
+    fn symlinks_are_followed_as_far_as_the_kernel_follows_them() {
+        // Links l1 -> l2 -> … -> l41 -> state.db-wal: from l2, 40 links lead to the WAL, which
+        // the kernel would follow; from l1, 41 do, which it refuses (ELOOP), so a write
+        // through l1 could reach nothing (and the rename replaces l1 itself).
+        let (dir, state, _) = over_state(&[]);
+        let link = |n: usize| dir.path().join(format!("l{n}"));
+        for n in 1..=40 {
+            std::os::unix::fs::symlink(link(n + 1), link(n)).unwrap();
+        }
+        std::os::unix::fs::symlink(dir.path().join("state.db-wal"), link(41)).unwrap();
+        let wal = PathBuf::from(format!("{}-wal", state.canonicalize().unwrap().display()));
+        let forty = over(&state, &["--metrics-file", link(2).to_str().unwrap()]);
+        assert_eq!(replaced(forty), wal);
+        let forty_one = over(&state, &["--metrics-file", link(1).to_str().unwrap()]).unwrap();
+        assert_eq!(forty_one.metrics_file, Some(link(1)));
+    }
+
+    #[test]
     fn the_metrics_file_may_not_replace_the_plan_being_applied() {
         let (dir, state, _) = over_state(&[]);
         let plan = dir.path().join("plan.json");

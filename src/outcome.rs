@@ -766,6 +766,33 @@ mod tests {
     }
 
     #[test]
+    fn a_lease_conflict_says_until_when_in_every_form_of_expiry() {
+        let message = |expires_at| {
+            lease_conflict(&LiveLease {
+                holder: "\"rtmanager\"".into(),
+                expires_at,
+            })
+            .error_message
+            .unwrap()
+            .into_owned()
+        };
+        assert_eq!(
+            message(1_800_000_300_000),
+            "the game is leased by \"rtmanager\" until 2027-01-15T08:05:00.000Z"
+        );
+        // An integer past year 9999 is still a time to compare, but none to show.
+        assert_eq!(
+            message(300_000_000_000_000),
+            "the game is leased by \"rtmanager\" until 300000000000000 (epoch milliseconds)"
+        );
+        assert_eq!(
+            message(i64::MAX),
+            "the game is leased by \"rtmanager\" with an expires_at that is not a time, so it \
+             never expires; only its holder can release it"
+        );
+    }
+
+    #[test]
     fn a_dry_run_predicts_every_result() {
         let with_container = candidate(FieldValue::text("c"));
         let exited = info("exited", &[("owner", "g-1")]);

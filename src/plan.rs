@@ -649,6 +649,15 @@ mod tests {
         let mut same_mode = apply(&fixture.state, None);
         same_mode.orphan_mode = Some(OrphanMode::Remove);
         assert!(Plan::load(&fixture.plan, &same_mode).is_ok());
+        let mut report = apply(&fixture.state, None);
+        report.orphan_mode = Some(OrphanMode::Report);
+        let error = Plan::load(&fixture.plan, &report).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("was made with --orphans remove, this run has report;"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -758,10 +767,14 @@ mod tests {
         let mut other_mode = apply(&fixture.state, None);
         other_mode.orphan_mode = Some(OrphanMode::Remove);
         plan.save(&fixture.plan).unwrap();
-        assert!(matches!(
-            Plan::load(&fixture.plan, &other_mode),
-            Err(PlanError::OtherOrphanMode { .. })
-        ));
+        let error = Plan::load(&fixture.plan, &other_mode).unwrap_err();
+        assert!(
+            matches!(error, PlanError::OtherOrphanMode { .. })
+                && error
+                    .to_string()
+                    .contains("was made with --orphans off, this run has remove;"),
+            "{error}"
+        );
         plan.format = 9;
         plan.save(&fixture.plan).unwrap();
         assert!(matches!(

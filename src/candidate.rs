@@ -243,7 +243,12 @@ mod tests {
     #[test]
     fn accepts_ids_and_names_that_docker_accepts() {
         for good in ["a", "4f1c", "game-17_server.v2", &"a".repeat(255), "0"] {
-            assert!(ContainerRef::parse(good).is_ok(), "{good}");
+            let reference = ContainerRef::parse(good).unwrap();
+            // Sent and shown exactly as stored.
+            assert_eq!(
+                (reference.as_str(), reference.to_string().as_str()),
+                (good, good)
+            );
         }
     }
 
@@ -281,6 +286,34 @@ mod tests {
             .map(|c| c.row.game_id.to_text().unwrap())
             .collect();
         assert_eq!(picked, ["older", "old"]);
+    }
+
+    #[test]
+    fn ties_are_ordered_by_the_game_ids_bytes_text_before_blobs() {
+        let game = |game_id: FieldValue| StoppedRow {
+            game_id,
+            container_id: FieldValue::Null,
+            last_op_at: FieldValue::Integer(5),
+        };
+        let rows = vec![
+            game(FieldValue::Blob(vec![2])),
+            game(FieldValue::Blob(vec![1])),
+            game(text("b")),
+            game(text("a")),
+        ];
+        let picked: Vec<_> = select(rows, 1_000)
+            .into_iter()
+            .map(|c| c.row.game_id)
+            .collect();
+        assert_eq!(
+            picked,
+            [
+                text("a"),
+                text("b"),
+                FieldValue::Blob(vec![1]),
+                FieldValue::Blob(vec![2])
+            ]
+        );
     }
 
     #[test]
@@ -380,6 +413,20 @@ mod tests {
             FieldValue::Integer(1),
         ));
         assert!(matches!(candidate.target, Target::Invalid(ref m) if m.contains("UTF-8")));
+    }
+
+    #[test]
+    fn an_integer_last_op_at_in_range_is_kept_as_the_records_age() {
+        for (last_op_at, age) in [
+            (FieldValue::Integer(0), Some(0)),
+            (FieldValue::Integer(5), Some(5)),
+            (FieldValue::Integer(MAX_EPOCH_MS), Some(MAX_EPOCH_MS)),
+            (FieldValue::Integer(MAX_EPOCH_MS + 1), None),
+            (FieldValue::Real(5.0), None),
+        ] {
+            let candidate = Candidate::from_row(row("g", text("c"), last_op_at.clone()));
+            assert_eq!(candidate.last_op_at, age, "{last_op_at:?}");
+        }
     }
 
     #[test]

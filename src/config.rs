@@ -1068,6 +1068,10 @@ mod tests {
             "tcp://host",
             "unix://",
             "tcp://:1",
+            // Each part of the address check on its own: a port that is no number, a path.
+            "tcp://host:notaport",
+            "tcp://host:99999",
+            "tcp://host/x:2375",
         ] {
             let error = config(&["--retention", "1d", "--docker-host", bad]).unwrap_err();
             assert_eq!(error, ConfigError::DockerHost(bad.into()));
@@ -1104,6 +1108,65 @@ mod tests {
             }
         );
         assert_eq!(host.to_string(), "tcp://10.0.0.5:2376");
+    }
+
+    #[test]
+    fn tlsverify_reads_the_files_from_the_home_directory_by_default() {
+        // As the Docker CLI: without DOCKER_CERT_PATH, the files are in ~/.docker, from HOME
+        // as this test process has it.
+        let result = config(&[
+            "--retention",
+            "1d",
+            "--docker-host",
+            "tcp://10.0.0.5:2376",
+            "--tlsverify",
+        ]);
+        match std::env::var_os("HOME").filter(|home| !home.is_empty()) {
+            Some(home) => {
+                let directory = PathBuf::from(home).join(".docker");
+                assert_eq!(
+                    result.map(|config| config.docker_host),
+                    Ok(DockerHost::Tls {
+                        address: "10.0.0.5:2376".into(),
+                        files: TlsFiles {
+                            ca: directory.join("ca.pem"),
+                            cert: directory.join("cert.pem"),
+                            key: directory.join("key.pem"),
+                        },
+                    })
+                );
+            }
+            None => assert_eq!(result, Err(ConfigError::NoCertPath), "HOME is unset"),
+        }
+        // A file given on its own replaces only that file.
+        let files = match config(&[
+            "--retention",
+            "1d",
+            "--docker-host",
+            "tcp://10.0.0.5:2376",
+            "--tlsverify",
+            "--tlscacert",
+            "/etc/ca.pem",
+            "--tlscert",
+            "/etc/cert.pem",
+            "--tlskey",
+            "/etc/key.pem",
+        ]) {
+            Ok(Config {
+                docker_host: DockerHost::Tls { files, .. },
+                ..
+            }) => files,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            files,
+            TlsFiles {
+                ca: "/etc/ca.pem".into(),
+                cert: "/etc/cert.pem".into(),
+                key: "/etc/key.pem".into(),
+            },
+            "all three given: no directory is needed"
+        );
     }
 
     #[test]
@@ -1368,6 +1431,51 @@ mod tests {
             "{message}"
         );
         assert!(!message.contains('\n'), "one line: {message}");
+    }
+
+    #[test]
+    fn the_state_files_journals_count_under_its_name_in_its_resolved_directory() {
+        // The state file is a symlink named in a symlinked directory: SQLite may name its
+        // journal after the name as given, in the directory that name resolves to.
+        let (dir, state, _) = over_state(&[]);
+        let real = dir.path().join("real");
+        fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&state, real.join("link.db")).unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("dir-link")).unwrap();
+        let named = dir.path().join("dir-link/link.db");
+        let wal = real.join("link.db-wal");
+        let target = replaced(over(&named, &["--metrics-file", wal.to_str().unwrap()]));
+        assert_eq!(target, real.canonicalize().unwrap().join("link.db-wal"));
+    }
+
+    #[test]
+    fn an_output_in_a_symlink_loop_is_judged_without_following_it_forever() {
+        let (dir, state, _) = over_state(&[]);
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::os::unix::fs::symlink(&b, &a).unwrap();
+        std::os::unix::fs::symlink(&a, &b).unwrap();
+        // A new file is renamed over the name given, which replaces the link itself: nothing
+        // is written through the loop, and it leads to no file of the state's.
+        let config = over(&state, &["--metrics-file", a.to_str().unwrap()]).unwrap();
+        assert_eq!(config.metrics_file, Some(a));
+    }
+
+    #[test]
+    fn symlinks_are_followed_as_far_as_the_kernel_follows_them() {
+        // Links l1 -> l2 -> … -> l41 -> state.db-wal: from l2, 40 links lead to the WAL, which
+        // the kernel would follow; from l1, 41 do, which it refuses (ELOOP), so a write
+        // through l1 could reach nothing (and the rename replaces l1 itself).
+        let (dir, state, _) = over_state(&[]);
+        let link = |n: usize| dir.path().join(format!("l{n}"));
+        for n in 1..=40 {
+            std::os::unix::fs::symlink(link(n + 1), link(n)).unwrap();
+        }
+        std::os::unix::fs::symlink(dir.path().join("state.db-wal"), link(41)).unwrap();
+        let wal = PathBuf::from(format!("{}-wal", state.canonicalize().unwrap().display()));
+        let forty = over(&state, &["--metrics-file", link(2).to_str().unwrap()]);
+        assert_eq!(replaced(forty), wal);
+        let forty_one = over(&state, &["--metrics-file", link(1).to_str().unwrap()]).unwrap();
+        assert_eq!(forty_one.metrics_file, Some(link(1)));
     }
 
     #[test]

@@ -294,6 +294,40 @@ mod tests {
     }
 
     #[test]
+    fn a_container_already_gone_is_a_records_replay_but_an_orphans_conflict() {
+        let gone = || Outcome::replay_no_op("container c1 was already gone (Docker answered 404)");
+        assert_eq!(JobKind::Record.result_of(gone()), gone());
+        assert_eq!(
+            JobKind::Orphan.result_of(gone()),
+            Outcome::conflict(
+                "someone else removed it first: container c1 was already gone (Docker answered \
+                 404)"
+            )
+        );
+        // Every other result is the same for both kinds.
+        for outcome in [
+            Outcome::removed(),
+            Outcome::conflict("held"),
+            Outcome::failed(crate::outcome::ErrorCode::DockerError, "refused"),
+            Outcome::deferred("later"),
+        ] {
+            assert_eq!(JobKind::Record.result_of(outcome.clone()), outcome);
+            assert_eq!(JobKind::Orphan.result_of(outcome.clone()), outcome);
+        }
+    }
+
+    #[test]
+    fn a_jobs_game_is_shown_as_its_text() {
+        // The log line of each job names its game by this text.
+        let candidate = Candidate::from_row(crate::candidate::StoppedRow {
+            game_id: FieldValue::text("g-1"),
+            container_id: FieldValue::Null,
+            last_op_at: FieldValue::Integer(5),
+        });
+        assert_eq!(Job::for_record(&candidate, 10).game_text(), "g-1");
+    }
+
+    #[test]
     fn op_kinds_follow_the_contract() {
         assert_eq!(JobKind::Record.op_kind(), "cleanup_container");
         assert_eq!(JobKind::Orphan.op_kind(), "cleanup_orphan");

@@ -736,11 +736,24 @@ mod tests {
         let game = FieldValue::text("g-1");
         assert!(check_owner(&info("exited", &[("owner", "g-1")]), "owner", &game).is_ok());
         let wrong = check_owner(&info("exited", &[("owner", "g-2")]), "owner", &game).unwrap_err();
-        assert_eq!(wrong.error_code, Some(ErrorCode::OwnershipMismatch));
+        assert_eq!(
+            wrong,
+            Outcome::failed(
+                ErrorCode::OwnershipMismatch,
+                "container 0123456789ab has label owner=\"g-2\", not the game \"g-1\""
+            ),
+            "the container (its short id), the label and both values"
+        );
         let blob = FieldValue::Blob(b"g-1".to_vec());
         assert!(check_owner(&info("exited", &[("owner", "g-1")]), "owner", &blob).is_err());
         let missing = check_owner(&info("exited", &[]), "owner", &game).unwrap_err();
-        assert_eq!(missing.error_code, Some(ErrorCode::OwnershipMismatch));
+        assert_eq!(
+            missing,
+            Outcome::failed(
+                ErrorCode::OwnershipMismatch,
+                "container 0123456789ab has no label owner"
+            )
+        );
     }
 
     fn predicted(
@@ -750,6 +763,33 @@ mod tests {
         owner_label: Option<&str>,
     ) -> Outcome {
         predict(&job.game, &job.target, lease, lookup, None, owner_label)
+    }
+
+    #[test]
+    fn a_lease_conflict_says_until_when_in_every_form_of_expiry() {
+        let message = |expires_at| {
+            lease_conflict(&LiveLease {
+                holder: "\"rtmanager\"".into(),
+                expires_at,
+            })
+            .error_message
+            .unwrap()
+            .into_owned()
+        };
+        assert_eq!(
+            message(1_800_000_300_000),
+            "the game is leased by \"rtmanager\" until 2027-01-15T08:05:00.000Z"
+        );
+        // An integer past year 9999 is still a time to compare, but none to show.
+        assert_eq!(
+            message(300_000_000_000_000),
+            "the game is leased by \"rtmanager\" until 300000000000000 (epoch milliseconds)"
+        );
+        assert_eq!(
+            message(i64::MAX),
+            "the game is leased by \"rtmanager\" with an expires_at that is not a time, so it \
+             never expires; only its holder can release it"
+        );
     }
 
     #[test]
@@ -909,13 +949,35 @@ mod tests {
 
     #[test]
     fn long_messages_are_cut_to_a_kibibyte_on_a_character_boundary() {
-        let long = "é".repeat(2_000);
-        let outcome = Outcome::failed(ErrorCode::DockerError, long);
-        let message = outcome.error_message.unwrap();
-        assert!(message.len() <= MAX_MESSAGE_BYTES, "{}", message.len());
-        assert!(message.ends_with('…'));
+        assert_eq!(MAX_MESSAGE_BYTES, 1024, "the contract's 1 KiB");
+        let message = |text: String| {
+            Outcome::failed(ErrorCode::DockerError, text)
+                .error_message
+                .unwrap()
+                .into_owned()
+        };
+        // A message of exactly the limit is kept whole; one byte more is cut to 1,021 bytes and
+        // the three bytes of the ellipsis.
+        let whole = "x".repeat(MAX_MESSAGE_BYTES);
+        assert_eq!(message(whole.clone()), whole);
+        let cut = format!("{}…", "x".repeat(1_021));
+        assert_eq!(message("x".repeat(MAX_MESSAGE_BYTES + 1)), cut);
+        assert_eq!(message("x".repeat(5_000)), cut);
+        // Byte 1,021 falls inside a two-byte "é": the cut moves back to the character's start.
+        assert_eq!(message("é".repeat(2_000)), format!("{}…", "é".repeat(510)));
+        // Byte 1,021 falls inside a four-byte character begun at byte 1,019: back two bytes more.
+        assert_eq!(
+            message(format!("{}{}", "x".repeat(1_019), "🦀".repeat(10))),
+            format!("{}…", "x".repeat(1_019))
+        );
         let short = Outcome::failed(ErrorCode::DockerError, "short");
         assert_eq!(short.error_message.as_deref(), Some("short"));
+        // A dry run's note is cut the same way.
+        let note = Outcome::removed_noting("x".repeat(5_000));
+        assert_eq!(
+            (note.result, note.error_message.as_deref()),
+            (ResultKind::Removed, Some(cut.as_str()))
+        );
     }
 
     #[test]

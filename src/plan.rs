@@ -572,6 +572,117 @@ mod tests {
     }
 
     #[test]
+    fn a_threshold_equal_to_the_runs_is_accepted() {
+        // A real run applying the plan in the same millisecond as its dry run.
+        let fixture = fixture();
+        made(&fixture, None, &[]);
+        let mut same = apply(&fixture.state, None);
+        same.threshold_ms = THRESHOLD;
+        assert!(Plan::load(&fixture.plan, &same).is_ok());
+    }
+
+    /// An orphan of game `game` in container `id`, as the orphan search finds it.
+    fn orphan(id: &str, game: &str) -> Orphan {
+        Orphan {
+            info: crate::engine::ContainerInfo {
+                id: id.to_owned(),
+                names: vec![format!("leaked-{game}")],
+                state: "exited".to_owned(),
+                ..crate::engine::ContainerInfo::default()
+            },
+            label: game.to_owned(),
+            game: Ok(FieldValue::text(game)),
+        }
+    }
+
+    /// A plan of `orphans` under `--orphans remove`, saved to the fixture's plan file.
+    fn made_with_orphans(fixture: &Fixture, orphans: &[(Orphan, Outcome)]) -> Plan {
+        let context = PlanContext {
+            state: &fixture.state,
+            retention_seconds: 60,
+            created_at: "t0".into(),
+            threshold: "t1".into(),
+            threshold_ms: THRESHOLD,
+            owner_label: Some("owner"),
+            orphan_mode: OrphanMode::Remove,
+        };
+        let pairs: Vec<_> = orphans.iter().map(|(o, outcome)| (o, outcome)).collect();
+        let plan = Plan::new(&context, &[], &pairs).unwrap();
+        plan.save(&fixture.plan).unwrap();
+        plan
+    }
+
+    #[test]
+    fn a_plan_with_orphans_round_trips_and_keeps_their_mode() {
+        let fixture = fixture();
+        let plan = made_with_orphans(
+            &fixture,
+            &[
+                (orphan("0123456789abcdef", "g-1"), Outcome::removed()),
+                (
+                    orphan("fedcba9876543210", "g-2"),
+                    Outcome::conflict("the game is leased by \"rtmanager\""),
+                ),
+            ],
+        );
+        assert_eq!(
+            plan.orphans,
+            [
+                PlannedOrphan {
+                    container_id: "0123456789abcdef".into(),
+                    game_id: "g-1".into(),
+                    predicted: ResultKind::Removed,
+                    predicted_message: None,
+                },
+                PlannedOrphan {
+                    container_id: "fedcba9876543210".into(),
+                    game_id: "g-2".into(),
+                    predicted: ResultKind::Conflict,
+                    predicted_message: Some("the game is leased by \"rtmanager\"".into()),
+                },
+            ]
+        );
+        let loaded = Plan::load(&fixture.plan, &apply(&fixture.state, Some("owner"))).unwrap();
+        assert_eq!(loaded, plan);
+        assert_eq!(loaded.orphan_mode, OrphanMode::Remove);
+        assert!(loaded.candidates().is_empty(), "no record is planned");
+        let mut same_mode = apply(&fixture.state, None);
+        same_mode.orphan_mode = Some(OrphanMode::Remove);
+        assert!(Plan::load(&fixture.plan, &same_mode).is_ok());
+        let mut report = apply(&fixture.state, None);
+        report.orphan_mode = Some(OrphanMode::Report);
+        let error = Plan::load(&fixture.plan, &report).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("was made with --orphans remove, this run has report;"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_orphan_listed_twice_is_refused() {
+        let fixture = fixture();
+        made_with_orphans(
+            &fixture,
+            &[
+                (orphan("fedcba9876543210", "g-1"), Outcome::removed()),
+                (orphan("0123456789abcdef", "g-1"), Outcome::removed()),
+                (orphan("0123456789abcdef", "g-1"), Outcome::removed()),
+            ],
+        );
+        match Plan::load(&fixture.plan, &apply(&fixture.state, None)) {
+            Err(error @ PlanError::Duplicate { .. }) => assert!(
+                error
+                    .to_string()
+                    .contains("lists orphan container 0123456789abcdef twice"),
+                "{error}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn a_record_listed_twice_is_refused() {
         let fixture = fixture();
         let twice = [
@@ -656,10 +767,14 @@ mod tests {
         let mut other_mode = apply(&fixture.state, None);
         other_mode.orphan_mode = Some(OrphanMode::Remove);
         plan.save(&fixture.plan).unwrap();
-        assert!(matches!(
-            Plan::load(&fixture.plan, &other_mode),
-            Err(PlanError::OtherOrphanMode { .. })
-        ));
+        let error = Plan::load(&fixture.plan, &other_mode).unwrap_err();
+        assert!(
+            matches!(error, PlanError::OtherOrphanMode { .. })
+                && error
+                    .to_string()
+                    .contains("was made with --orphans off, this run has remove;"),
+            "{error}"
+        );
         plan.format = 9;
         plan.save(&fixture.plan).unwrap();
         assert!(matches!(

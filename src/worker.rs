@@ -724,6 +724,48 @@ mod tests {
     /// The state file's `--lock-wait` in these tests.
     const LOCK_WAIT: Duration = Duration::from_secs(5);
 
+    /// The longest any wait of these tests may take: a pass of theirs ends within 3 s even on
+    /// a loaded machine, and a removal they wait for is asked for within milliseconds.
+    const BOUND: Duration = Duration::from_secs(10);
+
+    /// Awaits `future` for at most [`BOUND`], so that a test whose pass hangs (a removal never
+    /// asked for, a held removal never let go, a result never written) fails with `what`
+    /// instead of hanging.
+    async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(BOUND, future)
+            .await
+            .unwrap_or_else(|_| panic!("{what} within {BOUND:?}"))
+    }
+
+    /// Waits until the engine was asked for `count` removals, for at most [`BOUND`].
+    async fn removals_asked(engine: &FakeEngine, count: usize) {
+        within(
+            &format!("{count} removal(s) must be asked for"),
+            engine.wait_for_removals(count),
+        )
+        .await;
+    }
+
+    /// Runs the jobs, for at most [`BOUND`].
+    async fn run_bounded<I>(
+        jobs: I,
+        engine: &FakeEngine,
+        writer: &StateWriter,
+        containers: Option<&ContainerIndex>,
+        settings: &WorkerSettings,
+        stop: &Stop,
+    ) -> Vec<Outcome>
+    where
+        I: IntoIterator<Item = Job>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        within(
+            "the pass must end",
+            run_jobs(jobs, None, engine, writer, containers, settings, stop),
+        )
+        .await
+    }
+
     fn settings(concurrency: usize, owner_label: Option<&str>) -> WorkerSettings {
         WorkerSettings {
             holder: "rt-cleanup/test/1".into(),
@@ -760,14 +802,17 @@ mod tests {
         let writer = store.into_writer("auto_ttl".into()).unwrap();
         let listing = ContainerIndex::new(engine.list_all().await.unwrap());
         let containers = settings.owner_label.is_some().then_some(&listing);
-        let outcomes = run_jobs(
-            pass.jobs.iter().cloned(),
-            max_removals,
-            engine,
-            &writer,
-            containers,
-            settings,
-            stop,
+        let outcomes = within(
+            "the pass must end",
+            run_jobs(
+                pass.jobs.iter().cloned(),
+                max_removals,
+                engine,
+                &writer,
+                containers,
+                settings,
+                stop,
+            ),
         )
         .await;
         let transactions = writer.close();
@@ -943,9 +988,8 @@ mod tests {
         // Another program holds the file's write lock for longer than the wait.
         let holder = connect(&pass.path);
         holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
-        let outcomes = run_jobs(
+        let outcomes = run_bounded(
             pass.jobs.iter().cloned(),
-            None,
             &engine,
             &writer,
             None,
@@ -1110,9 +1154,8 @@ mod tests {
         // The listing was taken before the container appeared.
         let listing = ContainerIndex::new(Vec::new());
         engine.add("late0000", "late", "exited", &[(OWNER, "a")]);
-        let outcomes = run_jobs(
+        let outcomes = run_bounded(
             pass.jobs.iter().cloned(),
-            None,
             &engine,
             &writer,
             Some(&listing),
@@ -1194,7 +1237,7 @@ mod tests {
         let signaller = {
             let (engine, stop) = (Arc::clone(&engine), Arc::clone(&stop));
             async move {
-                engine.wait_for_removals(1).await;
+                removals_asked(&engine, 1).await;
                 stop.signal(Signal::Terminate);
                 engine.hold_removals(false);
             }
@@ -1278,9 +1321,7 @@ mod tests {
         let locker = {
             let (engine, path) = (Arc::clone(engine), pass.path.clone());
             async move {
-                tokio::time::timeout(Duration::from_secs(10), engine.wait_for_removals(1))
-                    .await
-                    .expect("the removal is asked for within 10 s");
+                removals_asked(&engine, 1).await;
                 let holder = connect(&path);
                 holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
                 engine.hold_removals(false);
@@ -1296,9 +1337,8 @@ mod tests {
             }
         };
         let (outcomes, ()) = tokio::join!(
-            run_jobs(
+            run_bounded(
                 pass.jobs.iter().cloned(),
-                None,
                 engine.as_ref(),
                 &writer,
                 None,
@@ -1436,5 +1476,47 @@ mod tests {
         assert!(!engine.exists("leaked"));
         assert_eq!(status(&pass.path, "a"), "stopped");
         assert_eq!(log(&connect(&pass.path))[0].1, "cleanup_orphan");
+    }
+
+    #[tokio::test]
+    async fn an_orphan_someone_else_removed_first_is_a_conflict() {
+        let pass = pass_of(&[("a", Some("current"), 1)]);
+        // The orphan search found it; it is gone by the time its removal is sent.
+        let engine = FakeEngine::default();
+        let orphan = Job {
+            game: FieldValue::text("a"),
+            target: Target::Container(crate::candidate::ContainerRef::parse("leaked0000").unwrap()),
+            logged_container: Some("leaked0000".into()),
+            guard: Guard::Unclaimed {
+                id: "leaked0000".into(),
+                names: vec!["leaked".into()],
+            },
+            kind: JobKind::Orphan,
+        };
+        let pass = Pass {
+            jobs: vec![orphan],
+            ..pass
+        };
+        let outcomes = run(&pass, &engine, &settings(1, None), None, &Stop::new()).await;
+        assert_eq!(
+            outcomes[0],
+            Outcome::conflict(
+                "someone else removed it first: container leaked0000 was already gone (Docker \
+                 answered 404)"
+            )
+        );
+        assert_eq!(engine.removals(), ["leaked0000"]);
+        assert_eq!(status(&pass.path, "a"), "stopped", "no record is changed");
+        assert_eq!(
+            log(&connect(&pass.path)),
+            [(
+                FieldValue::text("a"),
+                "cleanup_orphan".to_owned(),
+                "success".to_owned(),
+                Some("conflict".to_owned()),
+                Some("leaked0000".to_owned())
+            )]
+        );
+        assert!(leases(&connect(&pass.path)).is_empty());
     }
 }

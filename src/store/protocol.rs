@@ -735,6 +735,122 @@ mod tests {
         assert_eq!(log(&connection)[0].3.as_deref(), Some("conflict"));
     }
 
+    /// Claims game `g` (container `c1`, `last_op_at` 100), lets a manager that ignores the lease
+    /// run `change` on its record while the container is handled, then settles the removal.
+    /// Checks what each of the compare-and-set's conditions must give on its own: a `conflict`
+    /// that says the record changed, the record exactly as the change left it, one `conflict`
+    /// row, and the lease, still this run's, released.
+    fn settle_after_one_change(change: &str, changed: (FieldValue, FieldValue, FieldValue)) {
+        let connection = memory();
+        claimed(&connection, "g");
+        assert_eq!(connection.execute(change, []).unwrap(), 1, "{change}");
+        assert_eq!(
+            leases(&connection)[0].1,
+            US,
+            "the lease is still ours: only the record's condition can refuse the move"
+        );
+        let outcome = settle_removal(&connection, NOW + 7);
+        assert_eq!(
+            outcome,
+            Outcome::conflict(
+                "the record changed while its container was being handled; it was left as it is"
+            ),
+            "{change}"
+        );
+        assert_eq!(
+            record(&connection, &game("g")),
+            Some(changed),
+            "{change}: not moved to removed"
+        );
+        assert_eq!(
+            log(&connection),
+            [(
+                game("g"),
+                "cleanup_container".to_owned(),
+                "success".to_owned(),
+                Some("conflict".to_owned()),
+                Some("c1".to_owned())
+            )],
+            "{change}"
+        );
+        assert!(leases(&connection).is_empty(), "{change}: released");
+    }
+
+    #[test]
+    fn the_compare_and_set_needs_the_status_still_stopped() {
+        settle_after_one_change(
+            "UPDATE runtime_records SET status = 'running'",
+            (
+                FieldValue::text("running"),
+                FieldValue::text("c1"),
+                FieldValue::Integer(100),
+            ),
+        );
+    }
+
+    #[test]
+    fn the_compare_and_set_needs_the_last_op_at_as_selected() {
+        // Still stopped and still expired: only the time of the manager's operation differs.
+        settle_after_one_change(
+            "UPDATE runtime_records SET last_op_at = 101",
+            (
+                FieldValue::text("stopped"),
+                FieldValue::text("c1"),
+                FieldValue::Integer(101),
+            ),
+        );
+    }
+
+    #[test]
+    fn the_compare_and_set_needs_the_container_id_as_selected() {
+        for (container, shown) in [("'c2'", FieldValue::text("c2")), ("NULL", FieldValue::Null)] {
+            settle_after_one_change(
+                &format!("UPDATE runtime_records SET container_id = {container}"),
+                (FieldValue::text("stopped"), shown, FieldValue::Integer(100)),
+            );
+        }
+    }
+
+    #[test]
+    fn the_compare_and_set_moves_its_own_game_only() {
+        let connection = memory();
+        claimed(&connection, "g");
+        // Another game stopped at the same millisecond in a record naming the same container,
+        // under a lease of this run's too: only the game's own key tells them apart.
+        stopped(&connection, "h", "c1", 100);
+        lease(&connection, "h", US, NOW + 300_000);
+        assert_eq!(settle_removal(&connection, NOW + 7), Outcome::removed());
+        assert_eq!(
+            record(&connection, &game("h")).unwrap(),
+            (
+                FieldValue::text("stopped"),
+                FieldValue::text("c1"),
+                FieldValue::Integer(100)
+            )
+        );
+    }
+
+    #[test]
+    fn the_compare_and_set_needs_the_lease_on_its_own_game() {
+        let connection = memory();
+        claimed(&connection, "g");
+        // The manager took g over, while this run still holds a lease on another game.
+        connection
+            .execute(
+                "UPDATE game_leases SET holder = 'rtmanager' WHERE game_id = 'g'",
+                [],
+            )
+            .unwrap();
+        lease(&connection, "h", US, NOW + 300_000);
+        let outcome = settle_removal(&connection, NOW + 7);
+        assert_eq!(outcome.result, crate::outcome::ResultKind::Conflict);
+        assert!(outcome.error_message.unwrap().contains("lease"), "says why");
+        assert_eq!(
+            record(&connection, &game("g")).unwrap().0,
+            FieldValue::text("stopped")
+        );
+    }
+
     #[test]
     fn the_compare_and_set_needs_the_lease_to_be_still_ours() {
         let connection = memory();

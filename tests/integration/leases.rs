@@ -1,8 +1,11 @@
 //! Contract §1's lease protocol where it meets odd values and odd neighbours: leases whose
 //! columns hold what the schema did not mean them to (one rule, shared by the dry run and the
-//! real run, decides whether a lease is in force), and two runs that share a hostname and a pid
-//! (each run's holder name is its own). Each test failed on the build before its fix (run them
-//! against another build with `RT_CLEANUP_TEST_BINARY`).
+//! real run, decides whether a lease is in force), two runs that share a hostname and a pid
+//! (each run's holder name is its own), and a record changed in one column under the lease
+//! while its removal is in flight (each of the compare-and-set's conditions on its own). Each
+//! test of the first two failed on the build before its fix (run them against another build
+//! with `RT_CLEANUP_TEST_BINARY`); each of the last three fails on a build whose
+//! compare-and-set lacks its one condition (docs/fault-suite.md, "Mutation testing").
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,8 +13,8 @@ use std::time::Duration;
 use rusqlite::types::Value;
 
 use crate::harness::{
-    command_as_pid_1, now_ms, pass, pass_args, Containers, FaultProxy, Journal, Match, Run,
-    Spawned, StateFile,
+    command_as_pid_1, exists, now_ms, pass, pass_args, spawn_pass, Containers, FaultProxy, Journal,
+    Match, Run, Spawned, StateFile,
 };
 
 /// Every record of a JSON summary as `game_id -> (result, error_message)`.
@@ -238,5 +241,107 @@ fn two_runs_with_one_hostname_and_one_pid_never_share_a_lease(journal: Journal) 
     assert_eq!(
         codes,
         [Some("conflict".to_owned()), Some("replay_no_op".to_owned())]
+    );
+}
+
+/// A real pass whose removal of game `g`'s container the proxy holds while a runtime manager
+/// that ignores the lease changes the record by `change` (an SQL `SET` list): the removal goes
+/// through, but the record must not move to `removed`. The result is a `conflict` that says the
+/// record changed, with one `conflict` row; the record is left exactly as the manager wrote it;
+/// the lease, still this run's, is released.
+fn a_record_changed_during_its_removal_is_left_as_it_is(journal: Journal, change: &str) {
+    let containers = Containers::new("one-column-changed");
+    let state = StateFile::new(journal);
+    let id = containers.create(&[]);
+    state.stopped("g", Some(&id), 8);
+    let gate = FaultProxy::holding(Match::removal());
+    let running = spawn_pass(&state, &gate.host(), &[]);
+    assert!(
+        gate.wait_held(1, Duration::from_secs(20)),
+        "{journal:?}: the removal is asked for within 20 s"
+    );
+    let leases = state.leases();
+    assert!(
+        leases.len() == 1 && leases[0].1.starts_with("rt-cleanup/"),
+        "{journal:?}: the removal is under this run's lease: {leases:?}"
+    );
+    let updated = state
+        .connect()
+        .execute(
+            &format!("UPDATE runtime_records SET {change} WHERE game_id = 'g'"),
+            [],
+        )
+        .unwrap();
+    assert_eq!(updated, 1);
+    let changed = state.record("g").unwrap();
+    gate.open();
+    let run = running.wait(Duration::from_secs(60));
+
+    run.assert_code(0);
+    assert_eq!(
+        results(&run)["g"],
+        (
+            "conflict".to_owned(),
+            Some(
+                "the record changed while its container was being handled; it was left as it is"
+                    .to_owned()
+            )
+        ),
+        "{journal:?} {change}"
+    );
+    assert!(
+        !exists(&id),
+        "{journal:?}: the removal, sent before the change, went through"
+    );
+    assert_eq!(
+        state.record("g").unwrap(),
+        changed,
+        "{journal:?} {change}: the record is as the manager left it, not removed"
+    );
+    let log = state.log("g");
+    assert_eq!(log.len(), 1, "{journal:?}: {log:?}");
+    assert_eq!(
+        (
+            log[0].op_kind.as_str(),
+            log[0].outcome.as_str(),
+            log[0].error_code.as_deref(),
+            log[0].container_id.as_deref()
+        ),
+        (
+            "cleanup_container",
+            "success",
+            Some("conflict"),
+            Some(id.as_str())
+        ),
+        "{journal:?}"
+    );
+    assert!(
+        state.leases().is_empty(),
+        "{journal:?}: the lease is released"
+    );
+    assert_eq!(state.integrity(), "ok");
+}
+
+in_both_journal_modes!(a_record_restarted_during_its_removal_is_left_as_it_is);
+/// Only `status`: the game was started again (its container, removed meanwhile, is the manager's
+/// to recreate).
+fn a_record_restarted_during_its_removal_is_left_as_it_is(journal: Journal) {
+    a_record_changed_during_its_removal_is_left_as_it_is(journal, "status = 'running'");
+}
+
+in_both_journal_modes!(a_record_stopped_again_during_its_removal_is_left_as_it_is);
+/// Only `last_op_at`: the manager recorded another operation; the record is still stopped and
+/// still expired.
+fn a_record_stopped_again_during_its_removal_is_left_as_it_is(journal: Journal) {
+    a_record_changed_during_its_removal_is_left_as_it_is(journal, "last_op_at = last_op_at + 1");
+}
+
+in_both_journal_modes!(a_record_given_another_container_during_its_removal_is_left_as_it_is);
+/// Only `container_id`: the record now names another container; still stopped, same
+/// `last_op_at`.
+fn a_record_given_another_container_during_its_removal_is_left_as_it_is(journal: Journal) {
+    a_record_changed_during_its_removal_is_left_as_it_is(
+        journal,
+        "container_id = 'another-container'",
     );
 }

@@ -22,10 +22,11 @@
 # /tmp/rtc-bench-podman5) and, when asked for, Debian unstable's (/tmp/rtc-bench-docker-unstable,
 # /tmp/rtc-bench-podman-unstable), fetched by scripts/fetch-engine.sh;
 # builds the release binary and the bench program; runs the bench (start-up, engines, the scan
-# of 1,000,000 records in two shapes, removal at N = 300, 100, 1000 with WAL state files, the
-# backlog of 100,000 records in both journal modes), then the removal at N = 300 again with
-# rollback-journal state files, then how the scan and the backlog grow (scan 100,000 and
-# 3,000,000 records, backlog 10,000 and 300,000); and stops the daemons it started.
+# of 1,000,000 records in three shapes, each a dry run with its text summary and with
+# --output json against sqlite3 and sqlite3 -json, removal at N = 300, 100, 1000 with WAL state
+# files, the backlog of 100,000 records in both journal modes), then the removal at N = 300
+# again with rollback-journal state files, then how the scan and the backlog grow (scan 100,000
+# and 3,000,000 records, backlog 10,000 and 300,000); and stops the daemons it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -308,10 +308,17 @@ pub fn write_json(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
             }
             None => out.write_all(b"null")?,
         }
-        out.write_all(b",\"result\":")?;
-        json_string(out, record.result.as_str())?;
-        out.write_all(b",\"error_code\":")?;
-        json_option(out, record.error_code.map(ErrorCode::as_str))?;
+        // A result and a code are rt-cleanup's own names, which need no escaping.
+        out.write_all(b",\"result\":\"")?;
+        out.write_all(record.result.as_str().as_bytes())?;
+        match record.error_code {
+            Some(code) => {
+                out.write_all(b"\",\"error_code\":\"")?;
+                out.write_all(code.as_str().as_bytes())?;
+                out.write_all(b"\"")?;
+            }
+            None => out.write_all(b"\",\"error_code\":null")?,
+        }
         out.write_all(b",\"error_message\":")?;
         json_option(out, record.error_message.as_deref())?;
         out.write_all(b"}")?;

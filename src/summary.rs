@@ -379,29 +379,9 @@ fn json_option(out: &mut impl Write, value: Option<&str>) -> io::Result<()> {
 /// A record's line is written piece by piece, without formatting machinery: a dry run over
 /// 100,000 records prints 27 MB of them (see [`write_value`]).
 pub fn write_text(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
+    let mut fixed_message = FixedMessageShown::default();
     for record in &summary.records {
-        write_padded(out, record.result.as_str())?;
-        out.write_all(b" game_id=")?;
-        write_value(out, &record.game_id)?;
-        out.write_all(b" container_id=")?;
-        match &record.container_id {
-            Some(container) => write_value(out, container)?,
-            None => out.write_all(b"-")?,
-        }
-        out.write_all(b" last_op_at=")?;
-        match record.last_op_at {
-            Some(time) => out.write_all(&time.rfc3339())?,
-            None => out.write_all(b"-")?,
-        }
-        if let Some(code) = record.error_code {
-            out.write_all(b" error_code=")?;
-            out.write_all(code.as_str().as_bytes())?;
-        }
-        if let Some(message) = &record.error_message {
-            out.write_all(b" message=")?;
-            write_value(out, &without_force_advice(message))?;
-        }
-        out.write_all(b"\n")?;
+        write_record_line(out, record, &mut fixed_message)?;
     }
     if let Some(OrphanSection::Searched { orphans, .. }) = &summary.orphans {
         for orphan in orphans {
@@ -473,6 +453,65 @@ pub fn write_text(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
         n => write!(out, "; {n} leases kept")?,
     }
     out.write_all(b"\n")
+}
+
+/// Writes a record's line of the text summary.
+fn write_record_line<'a>(
+    out: &mut impl Write,
+    record: &'a RecordReport,
+    fixed_message: &mut FixedMessageShown<'a>,
+) -> io::Result<()> {
+    write_padded(out, record.result.as_str())?;
+    out.write_all(b" game_id=")?;
+    write_value(out, &record.game_id)?;
+    out.write_all(b" container_id=")?;
+    match &record.container_id {
+        Some(container) => write_value(out, container)?,
+        None => out.write_all(b"-")?,
+    }
+    out.write_all(b" last_op_at=")?;
+    match record.last_op_at {
+        Some(time) => out.write_all(&time.rfc3339())?,
+        None => out.write_all(b"-")?,
+    }
+    if let Some(code) = record.error_code {
+        out.write_all(b" error_code=")?;
+        out.write_all(code.as_str().as_bytes())?;
+    }
+    if let Some(message) = &record.error_message {
+        out.write_all(b" message=")?;
+        match message {
+            Cow::Borrowed(fixed) => fixed_message.write(out, fixed)?,
+            Cow::Owned(message) => write_value(out, &without_force_advice(message))?,
+        }
+    }
+    out.write_all(b"\n")
+}
+
+/// The last fixed message (one of rt-cleanup's own, borrowed for the whole program) that a
+/// record's line showed, as it was shown. Most records of a large dry run share one ("the
+/// container is already gone …"): working out how to show it once instead of on every line
+/// saves 4 % of the instructions of a text dry run over 100,000 records.
+#[derive(Default)]
+struct FixedMessageShown<'a> {
+    last: Option<(&'a str, Vec<u8>)>,
+}
+
+impl<'a> FixedMessageShown<'a> {
+    /// Writes a fixed message as a value of a line: as it was shown last time where it is the
+    /// very same message (the same bytes at the same place), else worked out and kept.
+    fn write(&mut self, out: &mut impl Write, message: &'a str) -> io::Result<()> {
+        match &self.last {
+            Some((last, shown)) if std::ptr::eq(*last, message) => out.write_all(shown),
+            _ => {
+                let mut shown = Vec::new();
+                write_value(&mut shown, &without_force_advice(message))?;
+                out.write_all(&shown)?;
+                self.last = Some((message, shown));
+                Ok(())
+            }
+        }
+    }
 }
 
 /// The width of a line's first column, the longest result name (`replay_no_op`).
@@ -846,6 +885,38 @@ mod tests {
         assert_eq!(written("g-17"), "g-17");
         assert_eq!(written("a b"), "\"a b\"");
         assert_eq!(written("x\ny"), "\"x\\ny\"");
+    }
+
+    #[test]
+    fn records_that_share_a_fixed_message_each_show_it() {
+        const GONE: &str = "the container is already gone (the daemon lists no such container)";
+        const ODD: &str = "a fixed message with \"quotes\" or force remove";
+        let messages: [Cow<'static, str>; 6] = [
+            Cow::Borrowed(GONE),
+            Cow::Borrowed(GONE),
+            Cow::Owned(GONE.to_owned()),
+            Cow::Borrowed(ODD),
+            Cow::Owned("tab\there".to_owned()),
+            Cow::Borrowed(GONE),
+        ];
+        let records = messages
+            .iter()
+            .map(|message| RecordReport {
+                error_message: Some(message.clone()),
+                ..record("g", ResultKind::ReplayNoOp, Some(ErrorCode::ReplayNoOp))
+            })
+            .collect();
+        let text = text_of(&summary(records));
+        let shown: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.split_once(" message=").map(|(_, message)| message))
+            .collect();
+        let expected: Vec<String> = messages
+            .iter()
+            .map(|message| quoted_as_first_written(&without_force_advice(message)))
+            .collect();
+        assert_eq!(shown, expected);
+        assert_eq!(shown[3], "\"a fixed message with \\\"quotes\\\"\"");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The `rt-cleanup` command: parse, set up logging, run one pass, print the summary, exit.
 
 use std::io::{BufWriter, IsTerminal, Write};
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -51,7 +52,7 @@ fn main() -> ExitCode {
     };
     // The summary goes out as it is written, never held whole: it can be tens of megabytes.
     widen_stdout_pipe();
-    let mut stdout = BufWriter::with_capacity(SUMMARY_CHUNK, std::io::stdout().lock());
+    let mut stdout = BufWriter::with_capacity(SUMMARY_CHUNK, summary_stdout());
     if let Err(error) = report
         .write_summary(config.output, &mut stdout)
         .and_then(|()| stdout.flush())
@@ -82,6 +83,19 @@ fn widen_stdout_pipe() {
         std::io::stdout(),
         nix::fcntl::FcntlArg::F_SETPIPE_SZ(STDOUT_PIPE_BYTES),
     );
+}
+
+/// Where the summary is written: stdout's file descriptor, unbuffered below the summary's own
+/// buffer. Rust's stdout handle is line-buffered: it looks for the last newline in every chunk
+/// it is given, all 256 KiB of it, and a JSON summary has one newline, at its end (3 % of the
+/// instructions of a JSON dry run over 100,000 records). Where stdout's descriptor cannot be
+/// duplicated (it is closed), Rust's handle, which then takes the summary as before.
+fn summary_stdout() -> Box<dyn Write> {
+    let stdout = std::io::stdout();
+    match stdout.as_fd().try_clone_to_owned() {
+        Ok(descriptor) => Box::new(std::fs::File::from(descriptor)),
+        Err(_) => Box::new(stdout.lock()),
+    }
 }
 
 /// Logs go to stderr, filtered by `RT_CLEANUP_LOG`, else `RUST_LOG`, else `info`.

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::candidate::Candidate;
 use crate::outcome::{without_force_advice, ErrorCode, Outcome, ResultKind};
-use crate::render::{json_option, json_string, quote};
+use crate::render::{json_option, json_string, write_quoted};
 use crate::time::Timestamp;
 
 /// One expired candidate and its result.
@@ -270,7 +270,7 @@ impl Serialize for OrphanSection {
 ///
 /// It is written as it is made, never held whole in memory: a pass over 100,000 records prints
 /// about 20 MB. The records, nearly all of it, are written field by field (see
-/// [`json_string`](crate::render::json_string)); the rest is serde's. A unit test holds it to serde's output of the
+/// [`json_string`]); the rest is serde's. A unit test holds it to serde's output of the
 /// [`Summary`], byte for byte.
 pub fn write_json(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
     out.write_all(b"{\"dry_run\":")?;
@@ -302,13 +302,24 @@ pub fn write_json(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
         out.write_all(b",\"last_op_at\":")?;
         match record.last_op_at {
             // An RFC 3339 time needs no escaping.
-            Some(time) => write!(out, "\"{time}\"")?,
+            Some(time) => {
+                out.write_all(b"\"")?;
+                out.write_all(&time.rfc3339())?;
+                out.write_all(b"\"")?;
+            }
             None => out.write_all(b"null")?,
         }
-        out.write_all(b",\"result\":")?;
-        json_string(out, record.result.as_str())?;
-        out.write_all(b",\"error_code\":")?;
-        json_option(out, record.error_code.map(ErrorCode::as_str))?;
+        // A result and a code are rt-cleanup's own names, which need no escaping.
+        out.write_all(b",\"result\":\"")?;
+        out.write_all(record.result.as_str().as_bytes())?;
+        match record.error_code {
+            Some(code) => {
+                out.write_all(b"\",\"error_code\":\"")?;
+                out.write_all(code.as_str().as_bytes())?;
+                out.write_all(b"\"")?;
+            }
+            None => out.write_all(b"\",\"error_code\":null")?,
+        }
         out.write_all(b",\"error_message\":")?;
         json_option(out, record.error_message.as_deref())?;
         out.write_all(b"}")?;
@@ -340,59 +351,43 @@ pub fn write_json(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
 /// Writes the summary as text: one line per expired record, per orphan and per lease kept, then
 /// a closing line with the counts. Every line is `key=value` pairs so that it greps well in
 /// `journalctl`.
+///
+/// A record's line is written piece by piece, without formatting machinery: a dry run over
+/// 100,000 records prints 27 MB of them (see [`write_quoted`]).
 pub fn write_text(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
+    let mut fixed_message = FixedMessageShown::default();
     for record in &summary.records {
-        write!(
-            out,
-            "{:<12} game_id={} container_id={} last_op_at=",
-            record.result.as_str(),
-            quote(&record.game_id),
-            record
-                .container_id
-                .as_deref()
-                .map_or(Cow::Borrowed("-"), quote),
-        )?;
-        match record.last_op_at {
-            Some(time) => write!(out, "{time}")?,
-            None => out.write_all(b"-")?,
-        }
-        if let Some(code) = record.error_code {
-            write!(out, " error_code={}", code.as_str())?;
-        }
-        if let Some(message) = &record.error_message {
-            write!(out, " message={}", quote(&without_force_advice(message)))?;
-        }
-        out.write_all(b"\n")?;
+        write_record_line(out, record, &mut fixed_message)?;
     }
     if let Some(OrphanSection::Searched { orphans, .. }) = &summary.orphans {
         for orphan in orphans {
-            write!(
-                out,
-                "orphan {:<12} container_id={} game_id={} state={} finished_at={}",
-                orphan.result.map_or("found", ResultKind::as_str),
-                quote(&orphan.container_id),
-                quote(&orphan.game_id),
-                quote(&orphan.state),
-                orphan.finished_at.as_deref().unwrap_or("-"),
-            )?;
+            out.write_all(b"orphan ")?;
+            write_padded(out, orphan.result.map_or("found", ResultKind::as_str))?;
+            out.write_all(b" container_id=")?;
+            write_quoted(out, &orphan.container_id)?;
+            out.write_all(b" game_id=")?;
+            write_quoted(out, &orphan.game_id)?;
+            out.write_all(b" state=")?;
+            write_quoted(out, &orphan.state)?;
+            out.write_all(b" finished_at=")?;
+            out.write_all(orphan.finished_at.as_deref().unwrap_or("-").as_bytes())?;
             if let Some(code) = orphan.error_code {
-                write!(out, " error_code={}", code.as_str())?;
+                out.write_all(b" error_code=")?;
+                out.write_all(code.as_str().as_bytes())?;
             }
             if let Some(message) = &orphan.error_message {
-                write!(out, " message={}", quote(&without_force_advice(message)))?;
+                out.write_all(b" message=")?;
+                write_quoted(out, &without_force_advice(message))?;
             }
             out.write_all(b"\n")?;
         }
     }
     let kept = summary.leases_kept.as_deref().unwrap_or_default();
     for lease in kept {
-        writeln!(
-            out,
-            "{:<12} game_id={} until={}",
-            "lease_kept",
-            quote(&lease.game_id),
-            lease.until
-        )?;
+        write_padded(out, "lease_kept")?;
+        out.write_all(b" game_id=")?;
+        write_quoted(out, &lease.game_id)?;
+        writeln!(out, " until={}", lease.until)?;
     }
     let counts = &summary.counts;
     write!(
@@ -423,11 +418,10 @@ pub fn write_text(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
             orphan_counts.failed,
             orphan_counts.deferred
         )?,
-        Some(OrphanSection::Failed { error }) => write!(
-            out,
-            "; orphans: the search failed, none is known: {}",
-            quote(error)
-        )?,
+        Some(OrphanSection::Failed { error }) => {
+            out.write_all(b"; orphans: the search failed, none is known: ")?;
+            write_quoted(out, error)?;
+        }
     }
     match kept.len() {
         0 => {}
@@ -437,9 +431,79 @@ pub fn write_text(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
     out.write_all(b"\n")
 }
 
+/// Writes a record's line of the text summary.
+fn write_record_line<'a>(
+    out: &mut impl Write,
+    record: &'a RecordReport,
+    fixed_message: &mut FixedMessageShown<'a>,
+) -> io::Result<()> {
+    write_padded(out, record.result.as_str())?;
+    out.write_all(b" game_id=")?;
+    write_quoted(out, &record.game_id)?;
+    out.write_all(b" container_id=")?;
+    match &record.container_id {
+        Some(container) => write_quoted(out, container)?,
+        None => out.write_all(b"-")?,
+    }
+    out.write_all(b" last_op_at=")?;
+    match record.last_op_at {
+        Some(time) => out.write_all(&time.rfc3339())?,
+        None => out.write_all(b"-")?,
+    }
+    if let Some(code) = record.error_code {
+        out.write_all(b" error_code=")?;
+        out.write_all(code.as_str().as_bytes())?;
+    }
+    if let Some(message) = &record.error_message {
+        out.write_all(b" message=")?;
+        match message {
+            Cow::Borrowed(fixed) => fixed_message.write(out, fixed)?,
+            Cow::Owned(message) => write_quoted(out, &without_force_advice(message))?,
+        }
+    }
+    out.write_all(b"\n")
+}
+
+/// The last fixed message (one of rt-cleanup's own, borrowed for the whole program) that a
+/// record's line showed, as it was shown. Most records of a large dry run share one ("the
+/// container is already gone …"): working out how to show it once instead of on every line
+/// saves 4 % of the instructions of a text dry run over 100,000 records.
+#[derive(Default)]
+struct FixedMessageShown<'a> {
+    last: Option<(&'a str, Vec<u8>)>,
+}
+
+impl<'a> FixedMessageShown<'a> {
+    /// Writes a fixed message as a value of a line: as it was shown last time where it is the
+    /// very same message (the same bytes at the same place), else worked out and kept.
+    fn write(&mut self, out: &mut impl Write, message: &'a str) -> io::Result<()> {
+        match &self.last {
+            Some((last, shown)) if std::ptr::eq(*last, message) => out.write_all(shown),
+            _ => {
+                let mut shown = Vec::new();
+                write_quoted(&mut shown, &without_force_advice(message))?;
+                out.write_all(&shown)?;
+                self.last = Some((message, shown));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The width of a line's first column, the longest result name (`replay_no_op`).
+const COLUMN: usize = 12;
+
+/// Writes a line's first column, padded with spaces to [`COLUMN`] characters as `{:<12}` would:
+/// the names padded are ASCII, so bytes are characters.
+fn write_padded(out: &mut impl Write, name: &str) -> io::Result<()> {
+    out.write_all(name.as_bytes())?;
+    out.write_all(&[b' '; COLUMN][..COLUMN.saturating_sub(name.len())])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::quote;
 
     fn record(game: &str, result: ResultKind, code: Option<ErrorCode>) -> RecordReport {
         RecordReport {
@@ -673,6 +737,38 @@ mod tests {
             searched.get("orphan_error").is_none(),
             "only a failed search has an orphan_error: {searched}"
         );
+    }
+
+    #[test]
+    fn records_that_share_a_fixed_message_each_show_it() {
+        const GONE: &str = "the container is already gone (the daemon lists no such container)";
+        const ODD: &str = "a fixed message with \"quotes\" or force remove";
+        let messages: [Cow<'static, str>; 6] = [
+            Cow::Borrowed(GONE),
+            Cow::Borrowed(GONE),
+            Cow::Owned(GONE.to_owned()),
+            Cow::Borrowed(ODD),
+            Cow::Owned("tab\there".to_owned()),
+            Cow::Borrowed(GONE),
+        ];
+        let records = messages
+            .iter()
+            .map(|message| RecordReport {
+                error_message: Some(message.clone()),
+                ..record("g", ResultKind::ReplayNoOp, Some(ErrorCode::ReplayNoOp))
+            })
+            .collect();
+        let text = text_of(&summary(records));
+        let shown: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.split_once(" message=").map(|(_, message)| message))
+            .collect();
+        let expected: Vec<String> = messages
+            .iter()
+            .map(|message| quote(&without_force_advice(message)).into_owned())
+            .collect();
+        assert_eq!(shown, expected);
+        assert_eq!(shown[3], "\"a fixed message with \\\"quotes\\\"\"");
     }
 
     #[test]

@@ -333,6 +333,211 @@ fn hostile_rows_of_every_type_never_reach_any_endpoint_but_a_valid_container_pat
 }
 
 // ------------------------------------------------------------------------------------------------
+// The text summary of a large dry run over hostile values, line by line against its JSON.
+// ------------------------------------------------------------------------------------------------
+
+/// Expired records of the large text dry run: enough for several of the summary's 256 KiB writes.
+const TEXT_RECORDS: usize = 4_000;
+
+/// Pieces of the hostile game ids: everything the text summary must quote or escape, and what
+/// it must leave as it is.
+const GAME_PIECES: [&str; 18] = [
+    "g",
+    "-",
+    ".",
+    "\"",
+    "'",
+    "\\",
+    "\n",
+    "\t",
+    "\u{0}",
+    "\u{7f}",
+    " ",
+    "=",
+    "é",
+    "\u{301}",
+    "\u{200b}",
+    "\u{202e}",
+    "\u{1F47E}",
+    "x:y/z_1",
+];
+
+/// A value of the text summary as docs/contract.md describes it, written out independently of
+/// the code under test: plain (ASCII letters and digits, `-`, `_`, `.`, `:`, `/`) as it is, any
+/// other value, the empty one included, quoted with Rust's `escape_debug`.
+fn shown_in_text(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/'));
+    if plain {
+        value.to_owned()
+    } else {
+        format!("\"{}\"", value.escape_debug())
+    }
+}
+
+/// The text line of a record of the JSON summary.
+fn text_line(record: &serde_json::Value) -> String {
+    let text = |key: &str| record[key].as_str();
+    let mut line = format!(
+        "{:<12} game_id={} container_id={} last_op_at={}",
+        text("result").unwrap(),
+        shown_in_text(text("game_id").unwrap()),
+        text("container_id").map_or("-".to_owned(), shown_in_text),
+        text("last_op_at").unwrap_or("-"),
+    );
+    if let Some(code) = text("error_code") {
+        line.push_str(" error_code=");
+        line.push_str(code);
+    }
+    if let Some(message) = text("error_message") {
+        assert!(!message.contains("force remove"), "a dry run's own words");
+        line.push_str(" message=");
+        line.push_str(&shown_in_text(message));
+    }
+    line
+}
+
+/// A hostile state file for the text dry run: [`TEXT_RECORDS`] expired records whose game ids
+/// are made of [`GAME_PIECES`] (some stored as blobs, numbers or bytes that are not UTF-8),
+/// whose containers are missing, invalid, absent or real, with hostile `last_op_at` values
+/// among them, and leases held by hostile holders.
+fn hostile_text_state(journal: Journal, rng: &mut Rng, real: &[String]) -> StateFile {
+    let state = StateFile::new(journal);
+    let mut connection = state.connect();
+    let transaction = connection.transaction().unwrap();
+    for index in 0..TEXT_RECORDS {
+        let pieces: String = (0..rng.between(0, 5))
+            .map(|_| GAME_PIECES[rng.between(0, GAME_PIECES.len() as u64 - 1) as usize])
+            .collect();
+        let game = match (index, rng.between(0, 39)) {
+            (0, _) => Value::Text(String::new()),
+            (_, 0) => Value::Blob(format!("{pieces}{index}").into_bytes()),
+            (_, 1) => Value::Integer(index as i64),
+            _ => Value::Text(format!("{pieces}{index}")),
+        };
+        let container = match rng.between(0, 19) {
+            0..=3 => Value::Null,
+            4 => Value::Text(format!("../{index}")),
+            5 => Value::Text(format!("a b\n{index}\"'\\")),
+            6 => Value::Text("c".repeat(300)),
+            7 if index < real.len() * 50 => Value::Text(real[index % real.len()].clone()),
+            _ => Value::Text(format!("zz-missing-{index}")),
+        };
+        // Distinct ages, so that the order of the records is the same in every run.
+        let last_op_at = match rng.between(0, 49) {
+            0 => Value::Real(1.0e12 + index as f64),
+            1 => Value::Text(format!("last tuesday {index}")),
+            2 => Value::Blob(vec![0, 0xff, (index % 256) as u8]),
+            3 => Value::Integer(-1 - index as i64),
+            _ => Value::Integer(days_ago(8) - index as i64 * 60_000),
+        };
+        transaction
+            .execute(
+                "INSERT INTO runtime_records (game_id, container_id, status, last_op_at) \
+                 VALUES (?1, ?2, 'stopped', ?3)",
+                rusqlite::params![game, container, last_op_at],
+            )
+            .unwrap();
+        if let (Value::Text(game), 0) = (&game, rng.between(0, 19)) {
+            let holder = format!("rt\"mgr\n{}", GAME_PIECES[index % GAME_PIECES.len()]);
+            let expires_at = if index % 2 == 0 {
+                i64::MAX
+            } else {
+                days_ago(-1)
+            };
+            transaction
+                .execute(
+                    "INSERT INTO game_leases (game_id, holder, expires_at) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![game, holder, expires_at],
+                )
+                .unwrap();
+        }
+    }
+    // Game ids whose bytes are not UTF-8, which the summaries show as \xNN.
+    transaction
+        .execute_batch(&format!(
+            "INSERT INTO runtime_records (game_id, container_id, status, last_op_at) VALUES \
+             (CAST(X'67ff0a22' AS TEXT), NULL, 'stopped', {0}), \
+             (CAST(X'c3' AS TEXT), 'zz-missing', 'stopped', {0});",
+            days_ago(9)
+        ))
+        .unwrap();
+    transaction.commit().unwrap();
+    state
+}
+
+/// The text summary is the default output, and an operator reads it during an incident: over
+/// thousands of hostile records it shows each record exactly as the JSON summary does, every
+/// value quoted and escaped where it must be, a line each, and the closing count line.
+fn a_large_text_dry_run_shows_every_hostile_record_as_the_json_does(journal: Journal) {
+    let mut rng = Rng::seeded("large text dry run");
+    let containers = crate::harness::Containers::new("large-text-dry-run");
+    let real: Vec<String> = (0..3).map(|_| containers.create(&[])).collect();
+    let state = hostile_text_state(journal, &mut rng, &real);
+    let path = state.path().display().to_string();
+
+    let text = crate::harness::run(&["--retention", "7d", "--state", &path, "--dry-run"]);
+    let json = pass(&state, &["--dry-run"]);
+    assert_eq!(text.code, json.code, "{}", text.stderr);
+    assert!(matches!(text.code, Some(0 | 1)), "{}", text.stderr);
+    let summary = json.json();
+    let records = summary["records"].as_array().unwrap();
+    assert_eq!(records.len(), TEXT_RECORDS + 2, "every record is expired");
+    let results: HashSet<&str> = records
+        .iter()
+        .map(|record| record["result"].as_str().unwrap())
+        .collect();
+    assert!(
+        ["removed", "replay_no_op", "conflict", "failed"]
+            .iter()
+            .all(|result| results.contains(result)),
+        "every prediction a dry run makes here: {results:?}"
+    );
+
+    let lines: Vec<&str> = text.stdout.split_terminator('\n').collect();
+    assert_eq!(
+        lines.len(),
+        records.len() + 1,
+        "a line per record and the count line"
+    );
+    for (n, (line, record)) in lines.iter().zip(records).enumerate() {
+        assert_eq!(*line, text_line(record), "line {n}, of {record}");
+    }
+    let counts = &summary["counts"];
+    let threshold = lines[records.len()]
+        .split_once("threshold ")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map_or_else(
+            || panic!("the count line names the threshold: {}", text.stdout),
+            |(threshold, _)| threshold,
+        );
+    assert!(humantime::parse_rfc3339(threshold).is_ok(), "{threshold}");
+    let count = |key: &str| counts[key].as_u64().unwrap();
+    assert_eq!(
+        lines[records.len()],
+        format!(
+            "rt-cleanup dry run: {} expired of {} stopped (retention 7days, threshold {threshold}): \
+             {} removed, {} replay_no_op, {} conflict, {} failed, {} deferred",
+            count("expired"),
+            count("stopped"),
+            count("removed"),
+            count("replay_no_op"),
+            count("conflict"),
+            count("failed"),
+            count("deferred"),
+        )
+    );
+    println!(
+        "large text dry run: {} records, {} bytes of text, counts {counts}",
+        records.len(),
+        text.stdout.len()
+    );
+}
+in_both_journal_modes!(a_large_text_dry_run_shows_every_hostile_record_as_the_json_does);
+
+// ------------------------------------------------------------------------------------------------
 // A database with corrupted pages.
 // ------------------------------------------------------------------------------------------------
 

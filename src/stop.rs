@@ -300,7 +300,7 @@ mod tests {
                 stop.abandon();
             }
         };
-        let (cut, ()) = tokio::join!(stop.guard(never), abandoning);
+        let (cut, ()) = within_seconds(async { tokio::join!(stop.guard(never), abandoning) }).await;
         assert_eq!(cut, Err(Cut::Abandoned), "a call in flight is abandoned");
         let stop = Stop::new();
         stop.signal(Signal::Interrupt);
@@ -320,9 +320,17 @@ mod tests {
         };
         tokio::task::yield_now().await;
         stop.abandon();
-        waiter.await.unwrap();
+        within_seconds(waiter).await.unwrap();
         assert!(stop.is_abandoned());
         // A waiter that comes after the fact returns at once.
-        stop.abandoned().await;
+        within_seconds(stop.abandoned()).await;
+    }
+
+    /// Awaits `future` for at most a few seconds: a test whose abandonment broke fails fast
+    /// instead of hanging.
+    async fn within_seconds<T>(future: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(std::time::Duration::from_secs(5), future)
+            .await
+            .expect("the wait ends within 5 s")
     }
 }

@@ -111,6 +111,10 @@ struct Options {
     /// MiB each container of the space part writes into its writable layer.
     #[arg(long, default_value_t = 8)]
     space_mib: usize,
+    /// The files each container of the space part writes its MiB into, one set of containers
+    /// per count: the daemon's walk of a layer costs by the file.
+    #[arg(long, value_delimiter = ',', default_value = "1,1024")]
+    space_files: Vec<usize>,
     /// Runs of the space part, per contender.
     #[arg(long, default_value_t = 7)]
     space_rounds: usize,
@@ -282,11 +286,23 @@ impl Docker {
     }
 
     /// Creates `n` containers labelled with `set` that each write `mib` MiB into their writable
-    /// layer, runs each to its exit, 8 at a time; returns their ids in order.
-    async fn create_filled(&self, image: &str, set: &str, n: usize, mib: usize) -> Vec<String> {
+    /// layer, in `files` files, runs each to its exit, 8 at a time; returns their ids in order.
+    async fn create_filled(
+        &self,
+        image: &str,
+        set: &str,
+        n: usize,
+        mib: usize,
+        files: usize,
+    ) -> Vec<String> {
+        let kib = mib * 1024 / files.max(1);
+        let script = format!(
+            "mkdir /fill && i=0 && while [ $i -lt {files} ]; do \
+             dd if=/dev/zero of=/fill/$i bs={kib}k count=1 2>/dev/null; i=$((i+1)); done"
+        );
         let body = serde_json::json!({
             "Image": image,
-            "Cmd": ["sh", "-c", format!("dd if=/dev/zero of=/fill bs=1M count={mib} 2>/dev/null")],
+            "Cmd": ["sh", "-c", script],
             "Labels": { BENCH_LABEL: "1", SET_LABEL: set },
             "HostConfig": { "NetworkMode": "none" },
         })
@@ -1582,19 +1598,34 @@ async fn orphans(options: &Options, docker: &Docker, work: &Path, report: &mut S
 // Part 8: space.
 
 /// A dry run with and without `--measure-space`, alternately, over `--space-containers` expired
-/// records whose containers (exited) each wrote `--space-mib` MiB into their writable layer:
-/// what measuring adds per container, one inspection with `size=true` each, which the daemon
-/// answers by walking the container's layer. A real run makes the same inspection of each
-/// container before it removes it; dry runs are timed so that every round works on the same
-/// containers, with the same layers.
+/// records whose containers (exited) each wrote `--space-mib` MiB into their writable layer, in
+/// one set of containers per `--space-files` count: what measuring adds per container, one
+/// inspection with `size=true` each, which the daemon answers by walking the container's layer.
+/// A real run makes the same inspection of each container before it removes it; dry runs are
+/// timed so that every round works on the same containers, with the same layers.
 async fn space(options: &Options, docker: &Docker, work: &Path, report: &mut String) {
+    for &files in &options.space_files {
+        space_shape(options, docker, work, files, report).await;
+    }
+}
+
+/// One set of the space part: containers whose MiB are in `files` files each.
+async fn space_shape(
+    options: &Options,
+    docker: &Docker,
+    work: &Path,
+    files: usize,
+    report: &mut String,
+) {
     let (n, mib) = (options.space_containers, options.space_mib);
     println!(
-        "== space: {n} containers with {mib} MiB each in their writable layer, {} rounds",
+        "== space: {n} containers with {mib} MiB each in {files} file{} of their writable \
+         layer, {} rounds",
+        if files == 1 { "" } else { "s" },
         options.space_rounds
     );
     let ids = docker
-        .create_filled(&options.image, &unique("space"), n, mib)
+        .create_filled(&options.image, &unique("space"), n, mib, files)
         .await;
     let now = now_ms();
     let records: Vec<_> = ids
@@ -1609,7 +1640,7 @@ async fn space(options: &Options, docker: &Docker, work: &Path, report: &mut Str
             )
         })
         .collect();
-    let state = work.join("space.db");
+    let state = work.join(format!("space-{files}.db"));
     small_state(&state, &options.journal, &records);
     let without = rt_cleanup_args(options, &state, &["--dry-run", "--output", "json"]);
     let with = rt_cleanup_args(
@@ -1662,9 +1693,10 @@ async fn space(options: &Options, docker: &Docker, work: &Path, report: &mut Str
     println!("  dry run --measure-space (ms):   {}", list_ms(&with_walls));
     let _ = writeln!(
         report,
-        "space ({n} containers of {mib} MiB written each, {} rounds): a dry run without \
-         --measure-space median {plain:.1} ms, with it {measuring:.1} ms: {:.1} ms more, {:.2} ms \
-         per container measured ({:.1} MiB measured in all)",
+        "space ({n} containers of {mib} MiB written each in {files} file{}, {} rounds): a dry \
+         run without --measure-space median {plain:.1} ms, with it {measuring:.1} ms: {:.1} ms \
+         more, {:.2} ms per container measured ({:.1} MiB measured in all)",
+        if files == 1 { "" } else { "s" },
         with_walls.len(),
         measuring - plain,
         (measuring - plain) / n as f64,

@@ -17,7 +17,8 @@
 #                                      # 10,000,000 rows (made once, about 1.3 GB, kept in
 #                                      # /tmp/rtc-bench-files): the log's last day, and one game
 #   scripts/bench.sh --parts space     # a dry run with and without --measure-space over 100
-#                                      # containers with 8 MiB each in their writable layer
+#                                      # containers with 8 MiB each in their writable layer, in
+#                                      # 1 file, then in 1,024
 #
 # It starts its own dockerd (scripts/test-daemon.sh with RT_CLEANUP_TEST_ROOT, default
 # /tmp/rtc-bench-docker) so that no other daemon's load or tests disturb the figures and the

@@ -341,7 +341,7 @@ pub async fn look_at_what_goes<E: ContainerEngine>(
     }
 }
 
-/// The volume names each container of the daemon mounts, by volume.
+/// The containers that mount each volume (their full ids), by the volume's name.
 type VolumeUsers = HashMap<String, Vec<String>>;
 
 /// The engine's rule for anonymous volumes and which containers use each volume, from the

@@ -25,6 +25,9 @@
 //! 7. **History**: `rt-cleanup history` on a log of 10,000,000 rows over a year, against the
 //!    sqlite3 CLI running the obvious query for the same rows: the log's last day (`--since`;
 //!    target at most 0.1 x sqlite3) and one game's rows (`--game`; target at most 1.2 x).
+//! 8. **Space**: a dry run with and without `--measure-space`, alternately, over expired records
+//!    whose containers each wrote some MiB into their writable layer: what measuring costs per
+//!    container (one inspection with `size=true`, for which the daemon walks the layer).
 //!
 //! The scan's, the backlog's and the history's state files are made once and kept under
 //! `--files`.
@@ -91,7 +94,7 @@ struct Options {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "startup,engines,scan,removal,backlog,orphans,history"
+        default_value = "startup,engines,scan,removal,backlog,orphans,history,space"
     )]
     parts: Vec<String>,
     /// Rows of the history part's `operation_log`.
@@ -103,6 +106,19 @@ struct Options {
     /// Runs of the orphans part, per contender.
     #[arg(long, default_value_t = 7)]
     orphan_rounds: usize,
+    /// Containers of the space part.
+    #[arg(long, default_value_t = 100)]
+    space_containers: usize,
+    /// MiB each container of the space part writes into its writable layer.
+    #[arg(long, default_value_t = 8)]
+    space_mib: usize,
+    /// The files each container of the space part writes its MiB into, one set of containers
+    /// per count: the daemon's walk of a layer costs by the file.
+    #[arg(long, value_delimiter = ',', default_value = "1,1024")]
+    space_files: Vec<usize>,
+    /// Runs of the space part, per contender.
+    #[arg(long, default_value_t = 7)]
+    space_rounds: usize,
     /// Removal sizes and their rounds, `N:ROUNDS`.
     #[arg(long, value_delimiter = ',', default_value = "300:5,100:3,1000:2")]
     sizes: Vec<String>,
@@ -177,6 +193,7 @@ fn main() {
                 "backlog" => backlog(&options, work.path(), &mut report),
                 "orphans" => orphans(&options, &docker, work.path(), &mut report).await,
                 "history" => history(&options, &mut report),
+                "space" => space(&options, &docker, work.path(), &mut report).await,
                 "removal" => {
                     for size in &options.sizes {
                         let (n, rounds) = size.split_once(':').expect("sizes are N:ROUNDS");
@@ -188,7 +205,7 @@ fn main() {
                 other => {
                     panic!(
                         "unknown part {other}: use startup, engines, scan, removal, backlog, \
-                         orphans, history"
+                         orphans, history, space"
                     )
                 }
             }
@@ -274,6 +291,58 @@ impl Docker {
             let (status, answer) = self.call(Method::POST, &path, Some(body.clone())).await;
             assert_eq!(status, StatusCode::CREATED, "create {name}: {answer:?}");
         }
+    }
+
+    /// Creates `n` containers labelled with `set` that each write `mib` MiB into their writable
+    /// layer, in `files` files, runs each to its exit, 8 at a time; returns their ids in order.
+    async fn create_filled(
+        &self,
+        image: &str,
+        set: &str,
+        n: usize,
+        mib: usize,
+        files: usize,
+    ) -> Vec<String> {
+        let kib = mib * 1024 / files.max(1);
+        let script = format!(
+            "mkdir /fill && i=0 && while [ $i -lt {files} ]; do \
+             dd if=/dev/zero of=/fill/$i bs={kib}k count=1 2>/dev/null; i=$((i+1)); done"
+        );
+        let body = serde_json::json!({
+            "Image": image,
+            "Cmd": ["sh", "-c", script],
+            "Labels": { BENCH_LABEL: "1", SET_LABEL: set },
+            "HostConfig": { "NetworkMode": "none" },
+        })
+        .to_string();
+        stream::iter(0..n)
+            .map(|_| {
+                let body = body.clone();
+                async move {
+                    let (status, answer) = self
+                        .call(Method::POST, "/containers/create", Some(body))
+                        .await;
+                    assert_eq!(status, StatusCode::CREATED, "create: {answer:?}");
+                    let value: serde_json::Value =
+                        serde_json::from_slice(&answer).expect("create answers JSON");
+                    let id = value["Id"]
+                        .as_str()
+                        .expect("create answers an Id")
+                        .to_owned();
+                    let (status, answer) = self
+                        .call(Method::POST, &format!("/containers/{id}/start"), None)
+                        .await;
+                    assert_eq!(status, StatusCode::NO_CONTENT, "start: {answer:?}");
+                    let (status, answer) = self
+                        .call(Method::POST, &format!("/containers/{id}/wait"), None)
+                        .await;
+                    assert_eq!(status, StatusCode::OK, "wait: {answer:?}");
+                    id
+                }
+            })
+            .buffered(8)
+            .collect()
+            .await
     }
 
     /// The ids of the containers labelled with `set`.
@@ -1623,6 +1692,116 @@ async fn orphans(options: &Options, docker: &Docker, work: &Path, report: &mut S
         with_walls.len(),
         looking - plain,
         (looking - plain) / (LABELLED - CLAIMED) as f64
+    );
+}
+
+// ------------------------------------------------------------------------------------------------
+// Part 8: space.
+
+/// A dry run with and without `--measure-space`, alternately, over `--space-containers` expired
+/// records whose containers (exited) each wrote `--space-mib` MiB into their writable layer, in
+/// one set of containers per `--space-files` count: what measuring adds per container, one
+/// inspection with `size=true` each, which the daemon answers by walking the container's layer.
+/// A real run makes the same inspection of each container before it removes it; dry runs are
+/// timed so that every round works on the same containers, with the same layers.
+async fn space(options: &Options, docker: &Docker, work: &Path, report: &mut String) {
+    for &files in &options.space_files {
+        space_shape(options, docker, work, files, report).await;
+    }
+}
+
+/// One set of the space part: containers whose MiB are in `files` files each.
+async fn space_shape(
+    options: &Options,
+    docker: &Docker,
+    work: &Path,
+    files: usize,
+    report: &mut String,
+) {
+    let (n, mib) = (options.space_containers, options.space_mib);
+    println!(
+        "== space: {n} containers with {mib} MiB each in {files} file{} of their writable \
+         layer, {} rounds",
+        if files == 1 { "" } else { "s" },
+        options.space_rounds
+    );
+    let ids = docker
+        .create_filled(&options.image, &unique("space"), n, mib, files)
+        .await;
+    let now = now_ms();
+    let records: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            (
+                format!("g-space-{i:04}"),
+                Some(id.clone()),
+                "stopped",
+                now - 8 * DAY_MS,
+            )
+        })
+        .collect();
+    let state = work.join(format!("space-{files}.db"));
+    small_state(&state, &options.journal, &records);
+    let without = rt_cleanup_args(options, &state, &["--dry-run", "--output", "json"]);
+    let with = rt_cleanup_args(
+        options,
+        &state,
+        &["--dry-run", "--output", "json", "--measure-space"],
+    );
+    let written = (n * mib) as u64 * (1 << 20);
+    let (mut without_walls, mut with_walls) = (Vec::new(), Vec::new());
+    let mut measured_bytes = 0;
+    for round in 0..=options.space_rounds {
+        for contender in 0..2 {
+            let measuring = (contender == 0) == (round % 2 == 0);
+            let measured = measure(
+                &options.binary,
+                if measuring { &with } else { &without },
+                &[],
+            );
+            assert_eq!(measured.status, 0, "rt-cleanup exits 0");
+            let summary: serde_json::Value =
+                serde_json::from_slice(&measured.stdout).expect("the JSON summary");
+            assert_eq!(
+                summary["counts"]["removed"], n,
+                "every container predicted removed"
+            );
+            if measuring {
+                measured_bytes = summary["freed"]["size_rw_bytes"]
+                    .as_u64()
+                    .expect("every size measured");
+                assert!(
+                    measured_bytes >= written,
+                    "the layers hold what was written: {measured_bytes} < {written}"
+                );
+            }
+            // The first round warms the caches and is not counted.
+            if round > 0 {
+                if measuring {
+                    with_walls.push(measured.wall_ms);
+                } else {
+                    without_walls.push(measured.wall_ms);
+                }
+            }
+        }
+    }
+    let (plain, measuring) = (median(&without_walls), median(&with_walls));
+    println!(
+        "  dry run (ms):                   {}",
+        list_ms(&without_walls)
+    );
+    println!("  dry run --measure-space (ms):   {}", list_ms(&with_walls));
+    let _ = writeln!(
+        report,
+        "space ({n} containers of {mib} MiB written each in {files} file{}, {} rounds): a dry \
+         run without --measure-space median {plain:.1} ms, with it {measuring:.1} ms: {:.1} ms \
+         more, {:.2} ms per container measured ({:.1} MiB measured in all)",
+        if files == 1 { "" } else { "s" },
+        with_walls.len(),
+        measuring - plain,
+        (measuring - plain) / n as f64,
+        measured_bytes as f64 / f64::from(1 << 20)
     );
 }
 

@@ -16,6 +16,9 @@
 #   scripts/bench.sh --parts history   # rt-cleanup history against the sqlite3 CLI on a log of
 #                                      # 10,000,000 rows (made once, about 1.3 GB, kept in
 #                                      # /tmp/rtc-bench-files): the log's last day, and one game
+#   scripts/bench.sh --parts space     # a dry run with and without --measure-space over 100
+#                                      # containers with 8 MiB each in their writable layer, in
+#                                      # 1 file, then in 1,024
 #
 # It starts its own dockerd (scripts/test-daemon.sh with RT_CLEANUP_TEST_ROOT, default
 # /tmp/rtc-bench-docker) so that no other daemon's load or tests disturb the figures and the
@@ -28,7 +31,7 @@
 # of 1,000,000 records in three shapes, each a dry run with its text summary and with
 # --output json against sqlite3 and sqlite3 -json, removal at N = 300, 100, 1000 with WAL state
 # files, the backlog of 100,000 records in both journal modes, the orphans, history on
-# 10,000,000 log rows), then the removal at N = 300 again with rollback-journal state files,
+# 10,000,000 log rows, the cost of --measure-space), then the removal at N = 300 again with rollback-journal state files,
 # then how the scan and the backlog grow (scan 100,000 and 3,000,000 records, backlog 10,000 and
 # 300,000); and stops the daemons it started.
 set -euo pipefail

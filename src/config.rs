@@ -11,9 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
 use crate::cli::{
-    Arguments, Command, DaemonOptions, ExplainArguments, HistoryArguments, HistoryResult,
-    LogFormat, OrphanMode, OutputFormat, SelectionOptions, StateOptions, DEFAULT_LEASE_TTL,
-    DEFAULT_OP_SOURCE,
+    Arguments, Command, DaemonOptions, DiskArguments, ExplainArguments, HistoryArguments,
+    HistoryResult, LogFormat, OrphanMode, OutputFormat, SelectionOptions, StateOptions,
+    DEFAULT_LEASE_TTL, DEFAULT_OP_SOURCE,
 };
 
 /// Where the Docker daemon listens, and how to speak to it.
@@ -55,6 +55,33 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// What a pass measures and removes besides the containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DiskOptions {
+    /// `--measure-space`: each container's writable layer is measured before its removal.
+    pub measure_space: bool,
+    /// `--remove-volumes`: each container is removed with its anonymous volumes (`v=true`).
+    pub remove_volumes: bool,
+}
+
+impl DiskOptions {
+    /// Whether each container is looked at before its removal: for its size, its volumes, or
+    /// both.
+    #[must_use]
+    pub fn looks(self) -> bool {
+        self.measure_space || self.remove_volumes
+    }
+}
+
+impl From<&DiskArguments> for DiskOptions {
+    fn from(arguments: &DiskArguments) -> Self {
+        Self {
+            measure_space: arguments.measure_space,
+            remove_volumes: arguments.remove_volumes,
+        }
+    }
+}
+
 /// A validated configuration of one pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -93,6 +120,9 @@ pub struct Config {
     /// What to do with leaked containers; `None` when the command line did not say (off,
     /// unless a plan says otherwise).
     pub orphans: Option<OrphanMode>,
+    /// `--measure-space` and `--remove-volumes` (a plan made with `--remove-volumes` removes
+    /// volumes whatever this says).
+    pub disk: DiskOptions,
 }
 
 /// An invalid command line; the message names the option and shows an accepted form.
@@ -383,6 +413,7 @@ impl TryFrom<ExplainArguments> for ExplainConfig {
             state,
             output,
             daemon: _,
+            disk,
         } = arguments;
         Ok(Self {
             games,
@@ -404,6 +435,7 @@ impl TryFrom<ExplainArguments> for ExplainConfig {
                 plan_out: None,
                 apply_plan: None,
                 orphans: selection.orphans,
+                disk: DiskOptions::from(&disk),
             },
         })
     }
@@ -676,6 +708,7 @@ impl TryFrom<Arguments> for Config {
             plan_out: arguments.plan_out,
             apply_plan: arguments.apply_plan,
             orphans: arguments.selection.orphans,
+            disk: DiskOptions::from(&arguments.disk),
         })
     }
 }
@@ -1028,6 +1061,40 @@ mod tests {
         assert_eq!(
             config.docker_host,
             DockerHost::Unix("/var/run/docker.sock".into())
+        );
+        assert_eq!(
+            config.disk,
+            DiskOptions::default(),
+            "nothing measured, anonymous volumes kept"
+        );
+    }
+
+    #[test]
+    fn measure_space_and_remove_volumes_are_flags_of_the_pass_and_of_explain() {
+        let config = config(&["--retention", "7d", "--measure-space", "--remove-volumes"]).unwrap();
+        assert_eq!(
+            config.disk,
+            DiskOptions {
+                measure_space: true,
+                remove_volumes: true,
+            }
+        );
+        let explain = Arguments::try_from_args([
+            "rt-cleanup",
+            "explain",
+            "g-1",
+            "--retention",
+            "7d",
+            "--remove-volumes",
+        ])
+        .expect("explain takes them");
+        let Ok(Invocation::Explain(explain)) = Invocation::try_from(explain) else {
+            panic!("explain is explain")
+        };
+        assert!(explain.pass.disk.remove_volumes && !explain.pass.disk.measure_space);
+        assert!(
+            Arguments::try_from_args(["rt-cleanup", "history", "--measure-space"]).is_err(),
+            "history removes and measures nothing"
         );
     }
 

@@ -4,7 +4,7 @@
 //! pass implement it in memory. The answers are plain data so that deciding a record's result
 //! stays a pure function (see `outcome.rs`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
 /// What the pass knows of one container.
@@ -26,6 +26,43 @@ pub struct ContainerInfo {
     /// When it last stopped (Docker's `State.FinishedAt`), epoch milliseconds; `None` for a
     /// container that never ran, and in a listing, which does not carry it.
     pub finished_ms: Option<i64>,
+    /// The size of its writable layer in bytes (`SizeRw`): only in an inspection asked with
+    /// `size=true` (`--measure-space`), where the daemon gave it.
+    pub size_rw: Option<u64>,
+    /// Its volume mounts (the `Mounts` of `Type` `volume`), in the daemon's order.
+    pub volumes: Vec<VolumeMount>,
+    /// What its own configuration says of its volumes: in an inspection only (a listing does
+    /// not carry it, and leaves it empty); boxed, since a listing of thousands of containers
+    /// carries none.
+    pub volume_config: Box<VolumeConfig>,
+}
+
+/// A volume mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VolumeMount {
+    /// The volume's name (an anonymous volume's is 64 hexadecimal digits the engine chose).
+    pub name: String,
+    /// Where it is mounted in the container.
+    pub destination: String,
+}
+
+/// What a container's own configuration says of its volumes, as Docker's inspection shows it
+/// (`Config.Volumes`, `HostConfig.Binds`, `HostConfig.Mounts`, `HostConfig.VolumesFrom`). Docker
+/// removes with the container (`v=true`) exactly the volumes it created for the container without
+/// a name; this is what tells them (`space::anonymous_volumes`). Podman's inspection lists every
+/// volume in `Binds` by its name, so Podman's volumes are told apart by its own mark instead
+/// ([`Anonymity`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VolumeConfig {
+    /// The paths where it declares a volume without naming one: an image's `VOLUME` or
+    /// `-v /path` (`Config.Volumes`), an unnamed `--mount type=volume`, a `Binds` entry that is
+    /// only a path.
+    pub unnamed: Vec<String>,
+    /// The paths where it mounts a volume by name: `-v NAME:/path` (`Binds`),
+    /// `--mount type=volume,source=NAME` (`Mounts`).
+    pub named: Vec<String>,
+    /// Whether it takes the volumes of other containers (`--volumes-from`).
+    pub volumes_from: bool,
 }
 
 impl ContainerInfo {
@@ -123,6 +160,43 @@ pub enum Unanswered {
     Abandoned,
 }
 
+/// What a removal does with the container's anonymous volumes: the `v` of
+/// `DELETE /containers/{ref}`. Named volumes are never removed with a container, by any engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnonymousVolumes {
+    /// `v=false`, the default: they stay, dangling.
+    Keep,
+    /// `v=true` (`--remove-volumes`): the engine removes them with the container, unless another
+    /// container still uses one.
+    Remove,
+}
+
+/// The answer to a volume's inspection (`GET /volumes/{name}`), asked after a removal with
+/// `v=true` to learn which of the container's volumes went with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeLookup {
+    /// The volume is still there.
+    Exists,
+    /// The engine has no such volume (404).
+    Gone,
+    /// Any other answer, a timeout included, described for the log.
+    Failed(String),
+    /// Not asked, or its wait abandoned: the pass was interrupted by a signal.
+    Interrupted,
+}
+
+/// How an engine tells a container's anonymous volumes from its named ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Anonymity {
+    /// From the container's own configuration ([`VolumeConfig`]): Docker Engine.
+    ByConfiguration,
+    /// By the volume's own mark: Podman marks each volume it made for a container without a
+    /// name `Anonymous`; these are the names of the volumes it marks.
+    Marked(HashSet<String>),
+    /// The engine marks them but could not say which (why, for the log): no volume is listed.
+    Unknown(String),
+}
+
 /// The answer to an inspection (`GET /containers/{ref}/json`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inspection {
@@ -138,10 +212,18 @@ pub enum Inspection {
 
 /// The container operations one pass uses.
 pub trait ContainerEngine {
-    /// Removes a container without `force`.
-    fn remove(&self, reference: &str) -> impl Future<Output = Removal>;
+    /// Removes a container without `force`, with its anonymous volumes or without.
+    fn remove(&self, reference: &str, volumes: AnonymousVolumes) -> impl Future<Output = Removal>;
     /// Inspects a container.
     fn inspect(&self, reference: &str) -> impl Future<Output = Inspection>;
+    /// Inspects a container with the size of its writable layer (`size=true`), which the engine
+    /// computes by walking the layer: slow on a large container.
+    fn inspect_sized(&self, reference: &str) -> impl Future<Output = Inspection>;
+    /// Looks a volume up by name.
+    fn volume(&self, name: &str) -> impl Future<Output = VolumeLookup>;
+    /// How the engine tells anonymous volumes from named ones (for Podman, one listing of its
+    /// volumes).
+    fn anonymity(&self) -> impl Future<Output = Anonymity>;
     /// Lists every container, stopped ones included, in one call.
     fn list_all(&self) -> impl Future<Output = Result<Vec<ContainerInfo>, String>>;
     /// Lists every container that has the label `key`, stopped ones included, in one call
@@ -332,33 +414,57 @@ pub(crate) mod fake {
     //! hyperfine's `MockExecutor`: a map of containers that behaves as Docker does, answers
     //! that a test scripts per reference, removals a test can hold, and a log of every call.
 
-    use std::collections::{HashMap, VecDeque};
+    use std::collections::{HashMap, HashSet, VecDeque};
     use std::sync::Mutex;
     use std::time::Duration;
 
     use tokio::sync::watch;
 
     use super::{
-        ContainerEngine, ContainerIndex, ContainerInfo, ContainerState, Inspection, Lookup, Removal,
+        Anonymity, AnonymousVolumes, ContainerEngine, ContainerIndex, ContainerInfo,
+        ContainerState, Inspection, Lookup, Removal, VolumeConfig, VolumeLookup, VolumeMount,
     };
 
     /// One call the worker made.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub enum Call {
-        /// `DELETE /containers/{reference}`.
+        /// `DELETE /containers/{reference}` (`v=false`).
         Remove(String),
+        /// `DELETE /containers/{reference}?v=true`.
+        RemoveWithVolumes(String),
         /// `GET /containers/{reference}/json`.
         Inspect(String),
+        /// `GET /containers/{reference}/json?size=true`.
+        InspectSized(String),
+        /// `GET /volumes/{name}`.
+        Volume(String),
+        /// Podman's listing of its volumes, for their `Anonymous` mark.
+        Anonymity,
         /// `GET /containers/json`.
         List,
         /// `GET /containers/json?filters={"label":[key]}`.
         ListLabelled(String),
     }
 
+    /// A volume of the fake engine.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum FakeVolume {
+        /// Made for a container without a name: removed with the last container that uses it
+        /// when that one is removed with `v=true`.
+        Anonymous,
+        /// Made by name: never removed with a container.
+        Named,
+    }
+
     /// The engine.
     #[derive(Debug)]
     pub struct FakeEngine {
         containers: Mutex<Vec<ContainerInfo>>,
+        /// Every volume, by name.
+        volumes: Mutex<HashMap<String, FakeVolume>>,
+        /// Whether it marks its anonymous volumes as Podman does, rather than telling them by
+        /// each container's configuration as Docker does.
+        marks_volumes: Mutex<bool>,
         scripted: Mutex<HashMap<String, VecDeque<Removal>>>,
         scripted_inspections: Mutex<HashMap<String, VecDeque<Inspection>>>,
         delays: Mutex<HashMap<String, Duration>>,
@@ -371,6 +477,8 @@ pub(crate) mod fake {
         fn default() -> Self {
             Self {
                 containers: Mutex::default(),
+                volumes: Mutex::default(),
+                marks_volumes: Mutex::new(false),
                 scripted: Mutex::default(),
                 scripted_inspections: Mutex::default(),
                 delays: Mutex::default(),
@@ -400,6 +508,54 @@ pub(crate) mod fake {
                     .collect(),
                 ..ContainerInfo::default()
             });
+        }
+
+        /// Adds a container in `state` with volumes mounted at `/v0`, `/v1`, …: each `(name,
+        /// kind)`, anonymous or named, made unless it exists (so that two containers can share
+        /// one); and a writable layer of `size_rw` bytes, which only a sized inspection shows.
+        pub fn add_with_volumes(
+            &self,
+            id: &str,
+            name: &str,
+            state: &str,
+            volumes: &[(&str, FakeVolume)],
+            size_rw: u64,
+        ) {
+            let mut config = VolumeConfig::default();
+            let mut mounts = Vec::new();
+            for (n, (volume, kind)) in volumes.iter().enumerate() {
+                let destination = format!("/v{n}");
+                match kind {
+                    FakeVolume::Anonymous => config.unnamed.push(destination.clone()),
+                    FakeVolume::Named => config.named.push(destination.clone()),
+                }
+                locked(&self.volumes)
+                    .entry((*volume).to_owned())
+                    .or_insert(*kind);
+                mounts.push(VolumeMount {
+                    name: (*volume).to_owned(),
+                    destination,
+                });
+            }
+            locked(&self.containers).push(ContainerInfo {
+                id: id.to_owned(),
+                names: vec![name.to_owned()],
+                state: state.to_owned(),
+                size_rw: Some(size_rw),
+                volumes: mounts,
+                volume_config: Box::new(config),
+                ..ContainerInfo::default()
+            });
+        }
+
+        /// Makes the engine mark its anonymous volumes as Podman does ([`Anonymity::Marked`]).
+        pub fn mark_volumes(&self) {
+            *locked(&self.marks_volumes) = true;
+        }
+
+        /// Whether a volume exists.
+        pub fn has_volume(&self, name: &str) -> bool {
+            locked(&self.volumes).contains_key(name)
         }
 
         /// The next removal of `reference` answers `removal` instead of what Docker would do.
@@ -458,6 +614,20 @@ pub(crate) mod fake {
             }
         }
 
+        /// A scripted inspection of `reference`, else the container as it is, with its size.
+        fn inspected(&self, reference: &str) -> Inspection {
+            let scripted = locked(&self.scripted_inspections)
+                .get_mut(reference)
+                .and_then(VecDeque::pop_front);
+            if let Some(inspection) = scripted {
+                return inspection;
+            }
+            match self.find(reference) {
+                Some(info) => Inspection::Found(info),
+                None => Inspection::NotFound,
+            }
+        }
+
         fn find(&self, reference: &str) -> Option<ContainerInfo> {
             let index = ContainerIndex::new(locked(&self.containers).clone());
             match index.lookup(reference) {
@@ -468,8 +638,11 @@ pub(crate) mod fake {
     }
 
     impl ContainerEngine for FakeEngine {
-        async fn remove(&self, reference: &str) -> Removal {
-            locked(&self.calls).push(Call::Remove(reference.to_owned()));
+        async fn remove(&self, reference: &str, volumes: AnonymousVolumes) -> Removal {
+            locked(&self.calls).push(match volumes {
+                AnonymousVolumes::Keep => Call::Remove(reference.to_owned()),
+                AnonymousVolumes::Remove => Call::RemoveWithVolumes(reference.to_owned()),
+            });
             let mut held = self.held.subscribe();
             // The sender lives in `self`; the wait ends when the test releases the removals.
             let _ = held.wait_for(|held| !*held).await;
@@ -513,26 +686,66 @@ pub(crate) mod fake {
                 }
             }
             locked(&self.containers).retain(|container| container.id != info.id);
+            if volumes == AnonymousVolumes::Remove {
+                // As both engines: the anonymous volumes no other container uses go with it.
+                let used: HashSet<String> = locked(&self.containers)
+                    .iter()
+                    .flat_map(|container| container.volumes.iter().map(|v| v.name.clone()))
+                    .collect();
+                let mut all = locked(&self.volumes);
+                for mount in &info.volumes {
+                    if all.get(&mount.name) == Some(&FakeVolume::Anonymous)
+                        && !used.contains(&mount.name)
+                    {
+                        all.remove(&mount.name);
+                    }
+                }
+            }
             Removal::Removed
         }
 
         async fn inspect(&self, reference: &str) -> Inspection {
             locked(&self.calls).push(Call::Inspect(reference.to_owned()));
-            let scripted = locked(&self.scripted_inspections)
-                .get_mut(reference)
-                .and_then(VecDeque::pop_front);
-            if let Some(inspection) = scripted {
-                return inspection;
+            match self.inspected(reference) {
+                Inspection::Found(info) => Inspection::Found(ContainerInfo {
+                    size_rw: None,
+                    ..info
+                }),
+                other => other,
             }
-            match self.find(reference) {
-                Some(info) => Inspection::Found(info),
-                None => Inspection::NotFound,
+        }
+
+        async fn inspect_sized(&self, reference: &str) -> Inspection {
+            locked(&self.calls).push(Call::InspectSized(reference.to_owned()));
+            self.inspected(reference)
+        }
+
+        async fn volume(&self, name: &str) -> VolumeLookup {
+            locked(&self.calls).push(Call::Volume(name.to_owned()));
+            if self.has_volume(name) {
+                VolumeLookup::Exists
+            } else {
+                VolumeLookup::Gone
             }
+        }
+
+        async fn anonymity(&self) -> Anonymity {
+            if !*locked(&self.marks_volumes) {
+                return Anonymity::ByConfiguration;
+            }
+            locked(&self.calls).push(Call::Anonymity);
+            Anonymity::Marked(
+                locked(&self.volumes)
+                    .iter()
+                    .filter(|(_, kind)| **kind == FakeVolume::Anonymous)
+                    .map(|(name, _)| name.clone())
+                    .collect(),
+            )
         }
 
         async fn list_all(&self) -> Result<Vec<ContainerInfo>, String> {
             locked(&self.calls).push(Call::List);
-            Ok(locked(&self.containers).clone())
+            Ok(locked(&self.containers).iter().map(listed).collect())
         }
 
         async fn list_labelled(&self, key: &str) -> Result<Vec<ContainerInfo>, String> {
@@ -540,8 +753,18 @@ pub(crate) mod fake {
             Ok(locked(&self.containers)
                 .iter()
                 .filter(|container| container.labels.contains_key(key))
-                .cloned()
+                .map(listed)
                 .collect())
+        }
+    }
+
+    /// A container as a listing shows it: its volumes' names, but neither its size nor its
+    /// configuration.
+    fn listed(info: &ContainerInfo) -> ContainerInfo {
+        ContainerInfo {
+            size_rw: None,
+            volume_config: Box::default(),
+            ..info.clone()
         }
     }
 }

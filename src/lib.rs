@@ -31,6 +31,7 @@ pub(crate) mod outcome;
 pub(crate) mod output_file;
 pub(crate) mod plan;
 pub(crate) mod render;
+pub(crate) mod space;
 pub(crate) mod store;
 pub(crate) mod summary;
 pub(crate) mod time;

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::exit::ExitStatus;
 use crate::outcome::ResultKind;
 use crate::output_file::write_atomically;
-use crate::summary::Counts;
+use crate::summary::{Counts, FreedTotals};
 
 const LAST_SUCCESS: &str = "rt_cleanup_last_success_timestamp_seconds";
 
@@ -34,6 +34,8 @@ pub struct RunMetrics {
     pub oldest_waiting_ms: Option<i64>,
     /// The orphan figures, when the run looked for orphans.
     pub orphans: Option<OrphanMetrics>,
+    /// What its removals freed, with `--measure-space` or `--remove-volumes`.
+    pub freed: Option<FreedTotals>,
 }
 
 /// What the orphan pass of one run contributes to the metrics.
@@ -158,6 +160,9 @@ pub fn render(run: &RunMetrics, previous_success: Option<f64>) -> String {
             &[("", age_seconds(run.finished_at, orphans.oldest_since_ms))],
         );
     }
+    if let Some(freed) = &run.freed {
+        freed_gauges(freed, &mut gauge);
+    }
     if run.counts.is_some() {
         let age = age_seconds(run.finished_at, run.oldest_waiting_ms);
         gauge(
@@ -168,6 +173,34 @@ pub fn render(run: &RunMetrics, previous_success: Option<f64>) -> String {
         );
     }
     text
+}
+
+/// The gauges of what the last run's removals freed, each where its option was on.
+fn freed_gauges(freed: &FreedTotals, gauge: &mut impl FnMut(&str, &str, &[(&str, f64)])) {
+    if let Some(bytes) = freed.size_rw_bytes {
+        gauge(
+            "rt_cleanup_last_run_freed_bytes",
+            "Bytes in the writable layers of the containers the last run removed, measured \
+             before each removal (--measure-space): an estimate, image layers and volumes not \
+             counted.",
+            &[("", bytes as f64)],
+        );
+    }
+    if let Some(unmeasured) = freed.unmeasured {
+        gauge(
+            "rt_cleanup_last_run_unmeasured_containers",
+            "Containers the last run removed whose writable layer could not be measured \
+             (--measure-space); rt_cleanup_last_run_freed_bytes leaves them out.",
+            &[("", unmeasured as f64)],
+        );
+    }
+    if let Some(volumes) = freed.volumes {
+        gauge(
+            "rt_cleanup_last_run_volumes_removed",
+            "Anonymous volumes the last run removed with their containers (--remove-volumes).",
+            &[("", volumes as f64)],
+        );
+    }
 }
 
 /// Writes the metrics file atomically, keeping the previous last-success time when this run
@@ -193,6 +226,7 @@ mod tests {
             counts,
             oldest_waiting_ms: Some(1_799_999_000_000),
             orphans: None,
+            freed: None,
         }
     }
 
@@ -296,6 +330,45 @@ mod tests {
             let item = format!("{} {}", status.code(), status.short_name());
             assert!(help.contains(&item), "{help} lacks {item}");
         }
+    }
+
+    #[test]
+    fn the_freed_series_appear_only_with_their_options() {
+        let mut with = run(ExitStatus::Success, Some(Counts::default()));
+        let plain = render(&with, None);
+        assert!(
+            !plain.contains("freed") && !plain.contains("volumes"),
+            "{plain}"
+        );
+        with.freed = Some(FreedTotals {
+            containers: 3,
+            size_rw_bytes: Some(3_435_973_836),
+            unmeasured: Some(1),
+            volumes: None,
+        });
+        let text = render(&with, None);
+        for line in [
+            "rt_cleanup_last_run_freed_bytes 3435973836",
+            "rt_cleanup_last_run_unmeasured_containers 1",
+            "# TYPE rt_cleanup_last_run_freed_bytes gauge",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert!(!text.contains("volumes_removed"), "{text}");
+        with.freed = Some(FreedTotals {
+            containers: 3,
+            volumes: Some(4),
+            ..FreedTotals::default()
+        });
+        let text = render(&with, None);
+        assert!(
+            text.contains("\nrt_cleanup_last_run_volumes_removed 4\n"),
+            "{text}"
+        );
+        assert!(!text.contains("freed_bytes"), "{text}");
     }
 
     #[test]

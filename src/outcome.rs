@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::candidate::Target;
 use crate::engine::{ContainerInfo, ContainerState, Inspection, Lookup, Removal, Unanswered};
+use crate::space::Freed;
 use crate::time::format_epoch_ms;
 use crate::value::FieldValue;
 
@@ -107,6 +108,10 @@ pub struct Outcome {
     /// state file refused the result and the release with it. `None` where the lease is
     /// released, or none was taken.
     pub lease_kept_until: Option<i64>,
+    /// What the container's removal freed (in a dry run, would free): with `--measure-space` or
+    /// `--remove-volumes`, for a container that was looked at; boxed, since most outcomes of a
+    /// large pass have none.
+    pub freed: Option<Box<Freed>>,
 }
 
 impl Outcome {
@@ -118,6 +123,7 @@ impl Outcome {
             error_code: None,
             error_message: None,
             lease_kept_until: None,
+            freed: None,
         }
     }
 
@@ -157,6 +163,7 @@ impl Outcome {
             error_code: None,
             error_message: Some(message.into()),
             lease_kept_until: None,
+            freed: None,
         }
     }
 
@@ -166,6 +173,7 @@ impl Outcome {
             error_code: Some(code),
             error_message: Some(truncated(message.into())),
             lease_kept_until: None,
+            freed: None,
         }
     }
 
@@ -175,6 +183,15 @@ impl Outcome {
     pub fn keeping_lease(self, until_ms: i64) -> Self {
         Self {
             lease_kept_until: Some(until_ms),
+            ..self
+        }
+    }
+
+    /// The same result, with what the container's removal freed.
+    #[must_use]
+    pub fn freeing(self, freed: Freed) -> Self {
+        Self {
+            freed: Some(Box::new(freed)),
             ..self
         }
     }

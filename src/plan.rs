@@ -108,6 +108,16 @@ pub enum PlanError {
         /// This run's mode.
         given: &'static str,
     },
+    /// `--remove-volumes` with a plan made without it: the plan's reviewer saw no volume go.
+    #[error(
+        "plan {} was made without --remove-volumes: applying it removes no volume; leave \
+         --remove-volumes (RT_CLEANUP_REMOVE_VOLUMES) out, or review a new plan made with \
+         --dry-run --remove-volumes --plan-out", path.display()
+    )]
+    RemoveVolumesNotPlanned {
+        /// The plan file.
+        path: PathBuf,
+    },
     /// The plan's threshold is later than this run's `now - retention`.
     #[error(
         "plan {} has threshold {threshold}, later than now minus its retention: it was edited, \
@@ -178,6 +188,12 @@ pub struct PlannedRecord {
     pub predicted: ResultKind,
     /// The prediction's message, for the reviewer.
     pub predicted_message: Option<String>,
+    /// With `--measure-space`, the writable layer the dry run measured, for the reviewer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_size_rw_bytes: Option<u64>,
+    /// With `--remove-volumes`, the anonymous volumes the dry run listed, for the reviewer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_volumes: Option<Vec<String>>,
 }
 
 /// One planned orphan: the container and the game its label names, as the dry run found them.
@@ -192,6 +208,12 @@ pub struct PlannedOrphan {
     pub predicted: ResultKind,
     /// The prediction's message, for the reviewer.
     pub predicted_message: Option<String>,
+    /// With `--measure-space`, the writable layer the dry run measured, for the reviewer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_size_rw_bytes: Option<u64>,
+    /// With `--remove-volumes`, the anonymous volumes the dry run listed, for the reviewer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_volumes: Option<Vec<String>>,
 }
 
 /// A plan file.
@@ -219,6 +241,11 @@ pub struct Plan {
     pub orphan_mode: OrphanMode,
     /// The orphans to remove (under `remove` only), oldest first.
     pub orphans: Vec<PlannedOrphan>,
+    /// Whether the dry run had `--remove-volumes`: the real run then removes each container with
+    /// its anonymous volumes, as reviewed. Written only when true, so that a plan without it
+    /// reads as every plan before it did.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remove_volumes: bool,
 }
 
 /// The state file's path, resolved, as the bytes a plan records.
@@ -251,6 +278,8 @@ pub struct PlanContext<'a> {
     pub owner_label: Option<&'a str>,
     /// `--orphans`.
     pub orphan_mode: OrphanMode,
+    /// `--remove-volumes`.
+    pub remove_volumes: bool,
 }
 
 /// What the run that applies a plan brings to the checks.
@@ -266,6 +295,18 @@ pub struct ApplyContext<'a> {
     pub threshold_ms: i64,
     /// `--orphans`, if given.
     pub orphan_mode: Option<OrphanMode>,
+    /// `--remove-volumes`.
+    pub remove_volumes: bool,
+}
+
+/// The size a dry run measured, where it did.
+fn predicted_size(outcome: &Outcome) -> Option<u64> {
+    outcome.freed.as_ref()?.size_rw
+}
+
+/// The volumes a dry run listed, where it did.
+fn predicted_volumes(outcome: &Outcome) -> Option<Vec<String>> {
+    outcome.freed.as_ref()?.volumes.clone()
 }
 
 fn mode_name(mode: OrphanMode) -> &'static str {
@@ -300,6 +341,8 @@ impl Plan {
                     last_op_at: candidate.row.last_op_at.clone(),
                     predicted: outcome.result,
                     predicted_message: outcome.error_message.as_deref().map(str::to_owned),
+                    predicted_size_rw_bytes: predicted_size(outcome),
+                    predicted_volumes: predicted_volumes(outcome),
                 })
                 .collect(),
             orphan_mode: context.orphan_mode,
@@ -310,8 +353,11 @@ impl Plan {
                     game_id: orphan.label.clone(),
                     predicted: outcome.result,
                     predicted_message: outcome.error_message.as_deref().map(str::to_owned),
+                    predicted_size_rw_bytes: predicted_size(outcome),
+                    predicted_volumes: predicted_volumes(outcome),
                 })
                 .collect(),
+            remove_volumes: context.remove_volumes,
         })
     }
 
@@ -387,6 +433,11 @@ impl Plan {
                 });
             }
         }
+        if run.remove_volumes && !plan.remove_volumes {
+            return Err(PlanError::RemoveVolumesNotPlanned {
+                path: path.to_owned(),
+            });
+        }
         if plan.threshold_ms > run.threshold_ms {
             return Err(PlanError::ThresholdAhead {
                 path: path.to_owned(),
@@ -451,6 +502,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::space::Freed;
 
     const THRESHOLD: i64 = 1_000_000;
 
@@ -487,6 +539,7 @@ mod tests {
             threshold_ms: THRESHOLD,
             owner_label,
             orphan_mode: OrphanMode::Off,
+            remove_volumes: false,
         };
         let plan = Plan::new(&context, &pairs, &[]).unwrap();
         plan.save(&fixture.plan).unwrap();
@@ -500,6 +553,7 @@ mod tests {
             owner_label,
             threshold_ms: THRESHOLD + 5,
             orphan_mode: None,
+            remove_volumes: false,
         }
     }
 
@@ -605,6 +659,7 @@ mod tests {
             threshold_ms: THRESHOLD,
             owner_label: Some("owner"),
             orphan_mode: OrphanMode::Remove,
+            remove_volumes: false,
         };
         let pairs: Vec<_> = orphans.iter().map(|(o, outcome)| (o, outcome)).collect();
         let plan = Plan::new(&context, &[], &pairs).unwrap();
@@ -633,12 +688,16 @@ mod tests {
                     game_id: "g-1".into(),
                     predicted: ResultKind::Removed,
                     predicted_message: None,
+                    predicted_size_rw_bytes: None,
+                    predicted_volumes: None,
                 },
                 PlannedOrphan {
                     container_id: "fedcba9876543210".into(),
                     game_id: "g-2".into(),
                     predicted: ResultKind::Conflict,
                     predicted_message: Some("the game is leased by \"rtmanager\"".into()),
+                    predicted_size_rw_bytes: None,
+                    predicted_volumes: None,
                 },
             ]
         );
@@ -781,5 +840,60 @@ mod tests {
             Plan::load(&fixture.plan, &apply(&fixture.state, None)),
             Err(PlanError::Format { found: 9, .. })
         ));
+    }
+
+    #[test]
+    fn a_plan_made_with_remove_volumes_carries_it_and_one_made_without_refuses_it() {
+        let fixture = fixture();
+        let candidates = [candidate(
+            "a",
+            FieldValue::text("c1"),
+            FieldValue::Integer(5),
+        )];
+        let plan = made(&fixture, None, &candidates);
+        let text = std::fs::read_to_string(&fixture.plan).unwrap();
+        for key in [
+            "remove_volumes",
+            "predicted_volumes",
+            "predicted_size_rw_bytes",
+        ] {
+            assert!(
+                !text.contains(key),
+                "a plan without them reads as before: {text}"
+            );
+        }
+        let mut removing = apply(&fixture.state, None);
+        removing.remove_volumes = true;
+        assert!(matches!(
+            Plan::load(&fixture.plan, &removing),
+            Err(PlanError::RemoveVolumesNotPlanned { .. })
+        ));
+
+        let outcome = Outcome::removed().freeing(Freed {
+            size_rw: Some(42),
+            volumes: Some(vec!["a1".into()]),
+        });
+        let context = PlanContext {
+            state: &fixture.state,
+            retention_seconds: 60,
+            created_at: "t0".into(),
+            threshold: "t1".into(),
+            threshold_ms: THRESHOLD,
+            owner_label: None,
+            orphan_mode: OrphanMode::Off,
+            remove_volumes: true,
+        };
+        let with = Plan::new(&context, &[(&candidates[0], &outcome)], &[]).unwrap();
+        with.save(&fixture.plan).unwrap();
+        for run in [removing, apply(&fixture.state, None)] {
+            let loaded = Plan::load(&fixture.plan, &run).unwrap();
+            assert!(loaded.remove_volumes, "the plan's applies either way");
+            assert_eq!(loaded.records[0].predicted_size_rw_bytes, Some(42));
+            assert_eq!(
+                loaded.records[0].predicted_volumes.as_deref(),
+                Some(&["a1".to_owned()][..])
+            );
+        }
+        assert!(!plan.remove_volumes);
     }
 }

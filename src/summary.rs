@@ -2,15 +2,85 @@
 //! pure functions.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::candidate::Candidate;
+use crate::config::DiskOptions;
 use crate::outcome::{without_force_advice, ErrorCode, Outcome, ResultKind};
 use crate::render::{json_option, json_string, write_quoted};
+use crate::space::for_people;
 use crate::time::Timestamp;
+
+/// A figure that a record's (or an orphan's) report carries only when an option asks for it:
+/// `size_rw_bytes` under `--measure-space`, `volumes_removed` under `--remove-volumes`. Without
+/// the option the key is left out, so that the summary is the contract's as it always was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Asked<T> {
+    /// The option is off: no key.
+    Off,
+    /// Asked, and not known: `null`.
+    Unknown,
+    /// Asked and known.
+    Known(T),
+}
+
+impl<T> Asked<T> {
+    /// The figure of an option that is on (`asked`), known or not.
+    #[must_use]
+    pub fn of(asked: bool, known: Option<T>) -> Self {
+        match (asked, known) {
+            (false, _) => Asked::Off,
+            (true, None) => Asked::Unknown,
+            (true, Some(value)) => Asked::Known(value),
+        }
+    }
+
+    /// Whether the option is off, and the key left out.
+    #[must_use]
+    pub fn is_off(&self) -> bool {
+        matches!(self, Asked::Off)
+    }
+
+    /// The figure, where it is known.
+    #[must_use]
+    pub fn known(&self) -> Option<&T> {
+        match self {
+            Asked::Known(value) => Some(value),
+            Asked::Off | Asked::Unknown => None,
+        }
+    }
+}
+
+impl<T: Serialize> Serialize for Asked<T> {
+    /// The value, or `null`; a key that is not asked for is skipped by its field.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Asked::Known(value) => value.serialize(serializer),
+            Asked::Off | Asked::Unknown => serializer.serialize_none(),
+        }
+    }
+}
+
+/// What an outcome says its container's removal freed, as the options ask for it: unknown
+/// where there is no outcome (an orphan only reported, a result the daemon was needed for and
+/// could not be asked).
+pub(crate) fn freed_figures(
+    disk: DiskOptions,
+    outcome: Option<&Outcome>,
+) -> (Asked<u64>, Asked<Vec<String>>) {
+    let freed = outcome.and_then(|outcome| outcome.freed.as_deref());
+    (
+        Asked::of(disk.measure_space, freed.and_then(|freed| freed.size_rw)),
+        Asked::of(
+            disk.remove_volumes,
+            freed.and_then(|freed| freed.volumes.clone()),
+        ),
+    )
+}
 
 /// One expired candidate and its result.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -27,13 +97,23 @@ pub struct RecordReport {
     pub error_code: Option<ErrorCode>,
     /// The explanation, or `null`.
     pub error_message: Option<Cow<'static, str>>,
+    /// With `--measure-space`: the size of the container's writable layer in bytes, as measured
+    /// before its removal (in a dry run, for a container predicted removed); `null` where unknown.
+    #[serde(skip_serializing_if = "Asked::is_off")]
+    pub size_rw_bytes: Asked<u64>,
+    /// With `--remove-volumes`: the anonymous volumes that went with the container (in a dry
+    /// run, that would go); `null` where unknown.
+    #[serde(skip_serializing_if = "Asked::is_off")]
+    pub volumes_removed: Asked<Vec<String>>,
 }
 
 impl RecordReport {
-    /// Pairs a candidate with its outcome. The candidate's text is moved, not copied: a pass
-    /// holds its candidates until their reports are made.
+    /// Pairs a candidate with its outcome, and what the options of `disk` ask of it. The
+    /// candidate's text is moved, not copied: a pass holds its candidates until their reports
+    /// are made.
     #[must_use]
-    pub fn new(candidate: Candidate, outcome: Outcome) -> Self {
+    pub fn new(candidate: Candidate, outcome: Outcome, disk: DiskOptions) -> Self {
+        let (size_rw_bytes, volumes_removed) = freed_figures(disk, Some(&outcome));
         Self {
             game_id: candidate.row.game_id.into_text().unwrap_or_default(),
             container_id: candidate.row.container_id.into_text(),
@@ -41,7 +121,60 @@ impl RecordReport {
             result: outcome.result,
             error_code: outcome.error_code,
             error_message: outcome.error_message,
+            size_rw_bytes,
+            volumes_removed,
         }
+    }
+}
+
+/// What the removals of a pass freed (in a dry run, would free), over the containers removed
+/// (predicted removed), records' and orphans' alike: the `freed` of the JSON summary, with
+/// `--measure-space` or `--remove-volumes`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FreedTotals {
+    /// The containers removed.
+    pub containers: u64,
+    /// With `--measure-space`: the sum of the writable layers measured, in bytes; an estimate,
+    /// since the image layers they share are not counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_rw_bytes: Option<u64>,
+    /// With `--measure-space`: the containers removed whose size could not be measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unmeasured: Option<u64>,
+    /// With `--remove-volumes`: the anonymous volumes removed with them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<u64>,
+}
+
+impl FreedTotals {
+    /// The totals of these reports' removed containers, or `None` where neither option is on.
+    #[must_use]
+    pub fn tally<'a>(
+        disk: DiskOptions,
+        removed: impl Iterator<Item = (&'a Asked<u64>, &'a Asked<Vec<String>>)>,
+    ) -> Option<Self> {
+        if !disk.looks() {
+            return None;
+        }
+        let mut totals = Self {
+            size_rw_bytes: disk.measure_space.then_some(0),
+            unmeasured: disk.measure_space.then_some(0),
+            volumes: disk.remove_volumes.then_some(0),
+            ..Self::default()
+        };
+        for (size, volumes) in removed {
+            totals.containers += 1;
+            match size.known() {
+                Some(bytes) => {
+                    totals.size_rw_bytes =
+                        totals.size_rw_bytes.map(|sum| sum.saturating_add(*bytes));
+                }
+                None => totals.unmeasured = totals.unmeasured.map(|count| count + 1),
+            }
+            let went = volumes.known().map_or(0, Vec::len) as u64;
+            totals.volumes = totals.volumes.map(|count| count + went);
+        }
+        Some(totals)
     }
 }
 
@@ -130,6 +263,9 @@ pub struct Summary {
     /// the orphans; absent for a dry run, which takes none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leases_kept: Option<Vec<KeptLease>>,
+    /// With `--measure-space` or `--remove-volumes`: what the removals freed (would free).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freed: Option<FreedTotals>,
 }
 
 /// A lease of this run's on a game that it did not release: the removal of the game's container
@@ -173,6 +309,12 @@ pub struct OrphanReport {
     pub error_code: Option<ErrorCode>,
     /// The explanation, or `null`.
     pub error_message: Option<String>,
+    /// With `--measure-space`, as a record's.
+    #[serde(skip_serializing_if = "Asked::is_off")]
+    pub size_rw_bytes: Asked<u64>,
+    /// With `--remove-volumes`, as a record's.
+    #[serde(skip_serializing_if = "Asked::is_off")]
+    pub volumes_removed: Asked<Vec<String>>,
 }
 
 /// How many leaked containers were found and what became of them.
@@ -322,6 +464,7 @@ pub fn write_json(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
         }
         out.write_all(b",\"error_message\":")?;
         json_option(out, record.error_message.as_deref())?;
+        write_json_freed(out, &record.size_rw_bytes, &record.volumes_removed)?;
         out.write_all(b"}")?;
     }
     out.write_all(b"]")?;
@@ -345,7 +488,89 @@ pub fn write_json(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
         out.write_all(b",\"leases_kept\":")?;
         serde_json::to_writer(&mut *out, kept)?;
     }
+    if let Some(freed) = &summary.freed {
+        out.write_all(b",\"freed\":")?;
+        serde_json::to_writer(&mut *out, freed)?;
+    }
     out.write_all(b"}\n")
+}
+
+/// Writes a record's `size_rw_bytes` and `volumes_removed`, each where its option asks for it.
+pub(crate) fn write_json_freed(
+    out: &mut impl Write,
+    size: &Asked<u64>,
+    volumes: &Asked<Vec<String>>,
+) -> io::Result<()> {
+    if !size.is_off() {
+        out.write_all(b",\"size_rw_bytes\":")?;
+        match size.known() {
+            Some(bytes) => write!(out, "{bytes}")?,
+            None => out.write_all(b"null")?,
+        }
+    }
+    if !volumes.is_off() {
+        out.write_all(b",\"volumes_removed\":")?;
+        serde_json::to_writer(&mut *out, volumes)?;
+    }
+    Ok(())
+}
+
+/// Writes a record's or an orphan's ` size_rw_bytes=…` and ` volumes_removed=…` for a text
+/// line, each where its option asks for it: `-` where unknown, the names comma-separated.
+pub(crate) fn write_text_freed(
+    out: &mut impl Write,
+    size: &Asked<u64>,
+    volumes: &Asked<Vec<String>>,
+) -> io::Result<()> {
+    match size {
+        Asked::Off => {}
+        Asked::Unknown => out.write_all(b" size_rw_bytes=-")?,
+        Asked::Known(bytes) => write!(out, " size_rw_bytes={bytes}")?,
+    }
+    match volumes {
+        Asked::Off => {}
+        Asked::Unknown => out.write_all(b" volumes_removed=-")?,
+        Asked::Known(names) => {
+            out.write_all(b" volumes_removed=")?;
+            write_quoted(out, &names.join(","))?;
+        }
+    }
+    Ok(())
+}
+
+/// The closing line's words for what the removals freed: `; freed ≈ 3.2 GiB: the writable
+/// layers of 10 containers (1 not measured), image layers not counted; 3 anonymous volumes
+/// removed` (a dry run: `would free`, `would be removed`).
+fn freed_words(freed: &FreedTotals, dry_run: bool) -> String {
+    let mut words = String::new();
+    if let (Some(bytes), Some(unmeasured)) = (freed.size_rw_bytes, freed.unmeasured) {
+        let plural = if freed.containers == 1 { "" } else { "s" };
+        // Writing to a String cannot fail.
+        let _ = write!(
+            words,
+            "; {} ≈ {}: the writable layers of {} container{plural}",
+            if dry_run { "would free" } else { "freed" },
+            for_people(bytes),
+            freed.containers,
+        );
+        if unmeasured > 0 {
+            let _ = write!(words, " ({unmeasured} not measured)");
+        }
+        words.push_str(", image layers not counted");
+    }
+    if let Some(volumes) = freed.volumes {
+        let _ = write!(
+            words,
+            "; {volumes} anonymous volume{} {}",
+            if volumes == 1 { "" } else { "s" },
+            if dry_run {
+                "would be removed"
+            } else {
+                "removed"
+            }
+        );
+    }
+    words
 }
 
 /// Writes the summary as text: one line per expired record, per orphan and per lease kept, then
@@ -379,6 +604,7 @@ pub fn write_text(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
                 out.write_all(b" message=")?;
                 write_quoted(out, &without_force_advice(message))?;
             }
+            write_text_freed(out, &orphan.size_rw_bytes, &orphan.volumes_removed)?;
             out.write_all(b"\n")?;
         }
     }
@@ -428,6 +654,9 @@ pub fn write_text(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
         1 => out.write_all(b"; 1 lease kept")?,
         n => write!(out, "; {n} leases kept")?,
     }
+    if let Some(freed) = &summary.freed {
+        out.write_all(freed_words(freed, summary.dry_run).as_bytes())?;
+    }
     out.write_all(b"\n")
 }
 
@@ -461,6 +690,7 @@ fn write_record_line<'a>(
             Cow::Owned(message) => write_quoted(out, &without_force_advice(message))?,
         }
     }
+    write_text_freed(out, &record.size_rw_bytes, &record.volumes_removed)?;
     out.write_all(b"\n")
 }
 
@@ -513,6 +743,8 @@ mod tests {
             result,
             error_code: code,
             error_message: code.map(|_| "why it happened".into()),
+            size_rw_bytes: Asked::Off,
+            volumes_removed: Asked::Off,
         }
     }
 
@@ -540,6 +772,7 @@ mod tests {
             records,
             orphans: None,
             leases_kept: Some(Vec::new()),
+            freed: None,
         }
     }
 
@@ -663,6 +896,8 @@ mod tests {
             result,
             error_code: None,
             error_message: None,
+            size_rw_bytes: Asked::Off,
+            volumes_removed: Asked::Off,
         }
     }
 
@@ -809,6 +1044,101 @@ mod tests {
         assert_eq!(
             json_of(&summary),
             serde_json::to_string(&summary).unwrap() + "\n"
+        );
+    }
+
+    #[test]
+    fn with_the_options_each_record_says_what_its_removal_freed_and_the_summary_the_total() {
+        let disk = DiskOptions {
+            measure_space: true,
+            remove_volumes: true,
+        };
+        let mut removed = record("g-1", ResultKind::Removed, None);
+        removed.size_rw_bytes = Asked::Known(3 << 30);
+        removed.volumes_removed = Asked::Known(vec!["a1".into(), "a2".into()]);
+        let mut unmeasured = record("g-2", ResultKind::Removed, None);
+        unmeasured.size_rw_bytes = Asked::Unknown;
+        unmeasured.volumes_removed = Asked::Unknown;
+        let mut failed = record("g-3", ResultKind::Failed, Some(ErrorCode::ContainerRunning));
+        failed.size_rw_bytes = Asked::Known(1 << 30);
+        failed.volumes_removed = Asked::Unknown;
+        let records = vec![removed, unmeasured, failed];
+        let mut summary = summary(records.clone());
+        summary.freed = FreedTotals::tally(
+            disk,
+            records
+                .iter()
+                .filter(|record| record.result == ResultKind::Removed)
+                .map(|record| (&record.size_rw_bytes, &record.volumes_removed)),
+        );
+        let json: serde_json::Value = serde_json::from_str(&json_of(&summary)).unwrap();
+        assert_eq!(json["records"][0]["size_rw_bytes"], 3_u64 << 30);
+        assert_eq!(
+            json["records"][0]["volumes_removed"],
+            serde_json::json!(["a1", "a2"])
+        );
+        assert_eq!(json["records"][1]["size_rw_bytes"], serde_json::Value::Null);
+        assert_eq!(
+            json["records"][1]["volumes_removed"],
+            serde_json::Value::Null
+        );
+        assert_eq!(
+            json["freed"],
+            serde_json::json!({"containers": 2, "size_rw_bytes": 3_u64 << 30, "unmeasured": 1,
+                               "volumes": 2}),
+            "over the containers removed only"
+        );
+        assert_eq!(
+            json_of(&summary),
+            serde_json::to_string(&summary).unwrap() + "\n"
+        );
+        let text = text_of(&summary);
+        let lines: Vec<_> = text.lines().collect();
+        assert!(
+            lines[0].ends_with(" size_rw_bytes=3221225472 volumes_removed=\"a1,a2\""),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].ends_with(" size_rw_bytes=- volumes_removed=-"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[3].ends_with(
+                "; freed ≈ 3.0 GiB: the writable layers of 2 containers (1 not measured), image \
+                 layers not counted; 2 anonymous volumes removed"
+            ),
+            "{}",
+            lines[3]
+        );
+        summary.dry_run = true;
+        let text = text_of(&summary);
+        assert!(
+            text.contains("; would free ≈ 3.0 GiB: ") && text.contains("volumes would be removed"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn without_the_options_no_key_of_them_is_written() {
+        let summary = summary(vec![record("g-1", ResultKind::Removed, None)]);
+        let json = json_of(&summary);
+        for key in ["size_rw_bytes", "volumes_removed", "freed"] {
+            assert!(!json.contains(key), "{json}");
+        }
+        assert_eq!(
+            FreedTotals::tally(DiskOptions::default(), std::iter::empty()),
+            None
+        );
+        let only_volumes = DiskOptions {
+            measure_space: false,
+            remove_volumes: true,
+        };
+        let totals = FreedTotals::tally(only_volumes, std::iter::empty()).unwrap();
+        assert_eq!(
+            serde_json::to_value(totals).unwrap(),
+            serde_json::json!({"containers": 0, "volumes": 0})
         );
     }
 }

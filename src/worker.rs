@@ -5,6 +5,7 @@
 //! them is in the job (its guard and its `op_kind`), not here.
 
 use std::cell::{OnceCell, RefCell};
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -14,7 +15,11 @@ use futures_util::stream::{self, StreamExt};
 use tokio::sync::{mpsc, Semaphore, SemaphorePermit};
 
 use crate::candidate::Target;
-use crate::engine::{ContainerEngine, ContainerIndex, Inspection, Lookup};
+use crate::config::DiskOptions;
+use crate::engine::{
+    AnonymousVolumes, ContainerEngine, ContainerIndex, ContainerInfo, Inspection, Lookup, Removal,
+    VolumeLookup,
+};
 use crate::job::{Job, JobKind};
 use crate::logging::{event_at, level_of, JOURNAL_ONLY, STDERR_ONLY};
 use crate::outcome::{
@@ -22,6 +27,7 @@ use crate::outcome::{
     ErrorCode, Outcome,
 };
 use crate::progress::Progress;
+use crate::space::Freed;
 use crate::stop::Stop;
 use crate::store::{
     Claim, ClaimAndSettle, ClaimResult, PendingSettlement, Settlement, StateWriter, StoreError,
@@ -47,6 +53,8 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// Where the jobs' progress is reported (a terminal's progress line, or nowhere).
     pub progress: Arc<dyn Progress>,
+    /// `--measure-space` and `--remove-volumes` (the plan's, under a plan).
+    pub disk: DiskOptions,
 }
 
 /// The lease holder name of this run, `rt-cleanup/<host>/<pid>/<random>`: unique to the run,
@@ -399,11 +407,19 @@ impl<E: ContainerEngine> Worker<'_, E> {
 
     /// Removes the container under the lease, which expires at `lease_until_ms`: the owner
     /// check (from the listing taken at the start of the pass, or an inspection for a container
-    /// it did not show), then the removal by full id, then, if Docker did not answer, an
-    /// inspection to see whether it is gone. Every call goes through the engine, which starts
-    /// none after a signal and abandons its wait after a second one.
+    /// it did not show), with `--measure-space` or `--remove-volumes` an inspection of what its
+    /// removal frees (the owner check's, where it made one), then the removal by full id, then,
+    /// if Docker did not answer, an inspection to see whether it is gone, or, with
+    /// `--remove-volumes` after a removal Docker answered, the lookups of its volumes. So at most
+    /// three Docker calls follow each other under the lease, each bounded by the timeout (the
+    /// lookups of the volumes are made at once), as `--lease-ttl` allows for. Every call goes
+    /// through the engine, which starts none after a signal and abandons its wait after a
+    /// second one.
     async fn remove_container(&self, reference: &str, job: &Job, lease_until_ms: i64) -> Outcome {
+        let disk = self.settings.disk;
         let mut target = reference.to_owned();
+        // The container as inspected under the lease, where it was.
+        let mut looked = None;
         if let Some(key) = &self.settings.owner_label {
             let listed = self
                 .containers
@@ -416,8 +432,11 @@ impl<E: ContainerEngine> Worker<'_, E> {
                         format!("container reference {reference} is a prefix of several ids"),
                     );
                 }
-                Lookup::Missing => match self.engine.inspect(reference).await {
-                    Inspection::Found(info) => info,
+                Lookup::Missing => match self.look_at(reference).await {
+                    Inspection::Found(info) => {
+                        looked = Some(info.clone());
+                        info
+                    }
                     Inspection::NotFound => {
                         return Outcome::replay_no_op(format!(
                             "container {reference} was already gone (Docker answered 404)"
@@ -441,8 +460,21 @@ impl<E: ContainerEngine> Worker<'_, E> {
             // container created meanwhile under the same name can never be the one removed.
             target = info.id;
         }
-        let removal = self.engine.remove(&target).await;
-        match decide_removal(&target, &removal) {
+        if disk.looks() && looked.is_none() {
+            // What cannot be looked at is removed all the same, and what it frees is unknown:
+            // a container gone meanwhile is the removal's to find, and after a signal the
+            // removal is not sent either.
+            if let Inspection::Found(info) = self.look_at(&target).await {
+                looked = Some(info);
+            }
+        }
+        let volumes = if disk.remove_volumes {
+            AnonymousVolumes::Remove
+        } else {
+            AnonymousVolumes::Keep
+        };
+        let removal = self.engine.remove(&target, volumes).await;
+        let outcome = match decide_removal(&target, &removal) {
             Ok(outcome) => outcome,
             Err(unanswered) => {
                 let inspection = self.engine.inspect(&target).await;
@@ -454,7 +486,64 @@ impl<E: ContainerEngine> Worker<'_, E> {
                     lease_until_ms,
                 )
             }
+        };
+        if !disk.looks() {
+            return outcome;
         }
+        // Only after a removal Docker answered: after one that got no answer, a third call has
+        // been made under the lease already.
+        let volumes = match &looked {
+            Some(info) if disk.remove_volumes && removal == Removal::Removed => {
+                Some(self.volumes_gone(&target, info).await)
+            }
+            _ => None,
+        };
+        outcome.freeing(Freed {
+            size_rw: looked
+                .and_then(|info| info.size_rw)
+                .filter(|_| disk.measure_space),
+            volumes,
+        })
+    }
+
+    /// Inspects a container, with the size of its writable layer under `--measure-space`.
+    async fn look_at(&self, reference: &str) -> Inspection {
+        if self.settings.disk.measure_space {
+            self.engine.inspect_sized(reference).await
+        } else {
+            self.engine.inspect(reference).await
+        }
+    }
+
+    /// Which of the volumes of a container, as inspected before its removal with `v=true`, are
+    /// gone after it: each looked up, all at once, so that they take one timeout at most. A
+    /// lookup that fails leaves its volume out, with a warning.
+    async fn volumes_gone(&self, target: &str, info: &ContainerInfo) -> Vec<String> {
+        let mut seen = HashSet::new();
+        let names: Vec<&str> = info
+            .volumes
+            .iter()
+            .map(|mount| mount.name.as_str())
+            .filter(|name| seen.insert(*name))
+            .collect();
+        let lookups = future::join_all(names.iter().map(|name| self.engine.volume(name))).await;
+        names
+            .into_iter()
+            .zip(lookups)
+            .filter_map(|(name, lookup)| match lookup {
+                VolumeLookup::Gone => Some(name.to_owned()),
+                VolumeLookup::Exists | VolumeLookup::Interrupted => None,
+                VolumeLookup::Failed(reason) => {
+                    tracing::warn!(
+                        container_id = target,
+                        volume = name,
+                        "cannot tell whether volume {name} went with container {target}: {}",
+                        Escaped(&reason)
+                    );
+                    None
+                }
+            })
+            .collect()
     }
 
     /// Queues the job's result for the state writer without waiting for the commit; `lease` is
@@ -674,7 +763,7 @@ mod tests {
 
     use super::*;
     use crate::candidate::{Candidate, StoppedRow};
-    use crate::engine::fake::{Call, FakeEngine};
+    use crate::engine::fake::{Call, FakeEngine, FakeVolume};
     use crate::engine::{Removal, Unanswered};
     use crate::job::Guard;
     use crate::outcome::ResultKind;
@@ -775,6 +864,7 @@ mod tests {
             lock_wait: LOCK_WAIT,
             concurrency,
             progress: Arc::new(NoProgress),
+            disk: DiskOptions::default(),
         }
     }
 
@@ -1518,5 +1608,175 @@ mod tests {
             )]
         );
         assert!(leases(&connect(&pass.path)).is_empty());
+    }
+
+    /// The settings of `settings(concurrency, owner_label)` with `--measure-space` and
+    /// `--remove-volumes`.
+    fn measuring_and_removing_volumes(
+        concurrency: usize,
+        owner_label: Option<&str>,
+    ) -> WorkerSettings {
+        WorkerSettings {
+            disk: DiskOptions {
+                measure_space: true,
+                remove_volumes: true,
+            },
+            ..settings(concurrency, owner_label)
+        }
+    }
+
+    #[tokio::test]
+    async fn without_the_options_a_container_is_removed_without_a_look_and_keeps_its_volumes() {
+        let pass = pass_of(&[("a", Some("ca"), 1)]);
+        let engine = FakeEngine::default();
+        engine.add_with_volumes(
+            "ca0000",
+            "ca",
+            "exited",
+            &[("va", FakeVolume::Anonymous)],
+            7,
+        );
+        let outcomes = run(&pass, &engine, &settings(1, None), None, &Stop::new()).await;
+        assert_eq!(outcomes[0].result, ResultKind::Removed);
+        assert_eq!(outcomes[0].freed, None);
+        // The listing is the test's own (see `run_counting`).
+        assert_eq!(engine.calls(), [Call::List, Call::Remove("ca".into())]);
+        assert!(
+            engine.has_volume("va"),
+            "v=false keeps the anonymous volume"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_container_is_measured_before_its_removal_and_its_anonymous_volumes_go_with_it() {
+        let pass = pass_of(&[("a", Some("ca"), 1)]);
+        let engine = FakeEngine::default();
+        engine.add_with_volumes(
+            "ca0000",
+            "ca",
+            "exited",
+            &[("va", FakeVolume::Anonymous), ("vn", FakeVolume::Named)],
+            3 << 20,
+        );
+        let settings = measuring_and_removing_volumes(1, None);
+        let outcomes = run(&pass, &engine, &settings, None, &Stop::new()).await;
+        assert_eq!(outcomes[0].result, ResultKind::Removed);
+        assert_eq!(
+            outcomes[0].freed.as_deref(),
+            Some(&Freed {
+                size_rw: Some(3 << 20),
+                volumes: Some(vec!["va".into()]),
+            })
+        );
+        assert_eq!(
+            engine.calls(),
+            [
+                Call::List,
+                Call::InspectSized("ca".into()),
+                Call::RemoveWithVolumes("ca".into()),
+                Call::Volume("va".into()),
+                Call::Volume("vn".into()),
+            ],
+            "one sized inspection under the lease, the removal with v=true, then one lookup of \
+             each volume it had"
+        );
+        assert!(!engine.has_volume("va") && engine.has_volume("vn"));
+        assert_eq!(status(&pass.path, "a"), "removed");
+    }
+
+    #[tokio::test]
+    async fn a_container_that_cannot_be_measured_is_removed_all_the_same() {
+        let pass = pass_of(&[("a", Some("ca"), 1)]);
+        let engine = FakeEngine::default();
+        engine.add_with_volumes(
+            "ca0000",
+            "ca",
+            "exited",
+            &[("va", FakeVolume::Anonymous)],
+            9,
+        );
+        engine.script_inspection("ca", Inspection::Failed("no answer within 1s".into()));
+        let settings = measuring_and_removing_volumes(1, None);
+        let outcomes = run(&pass, &engine, &settings, None, &Stop::new()).await;
+        assert_eq!(outcomes[0].result, ResultKind::Removed);
+        assert_eq!(
+            outcomes[0].freed.as_deref(),
+            Some(&Freed::default()),
+            "size and volumes unknown"
+        );
+        assert!(!engine.exists("ca"));
+        assert!(!engine.has_volume("va"), "removed with v=true all the same");
+    }
+
+    #[tokio::test]
+    async fn a_volume_another_container_uses_stays_and_is_not_reported_removed() {
+        let pass = pass_of(&[("a", Some("ca"), 1)]);
+        let engine = FakeEngine::default();
+        engine.add_with_volumes(
+            "ca0000",
+            "ca",
+            "exited",
+            &[("vs", FakeVolume::Anonymous)],
+            1,
+        );
+        engine.add_with_volumes(
+            "cb0000",
+            "cb",
+            "exited",
+            &[("vs", FakeVolume::Anonymous)],
+            1,
+        );
+        let settings = measuring_and_removing_volumes(1, None);
+        let outcomes = run(&pass, &engine, &settings, None, &Stop::new()).await;
+        assert_eq!(outcomes[0].result, ResultKind::Removed);
+        let freed = outcomes[0].freed.as_deref().unwrap();
+        assert_eq!(freed.volumes, Some(vec![]));
+        assert!(engine.has_volume("vs"));
+    }
+
+    #[tokio::test]
+    async fn the_owner_checks_inspection_is_the_one_that_measures() {
+        let pass = pass_of(&[("a", Some("late"), 1)]);
+        let engine = FakeEngine::default();
+        engine.add_with_volumes("late0000", "late", "exited", &[], 5);
+        engine.add("other000", "other", "exited", &[(OWNER, "a")]);
+        let stop = Stop::new();
+        let store = Store::open(&pass.path, Access::ReadWrite, LOCK_WAIT, &stop).unwrap();
+        let writer = store.into_writer("auto_ttl".into()).unwrap();
+        // The listing was taken before the container appeared; its label is set here, as the
+        // fake's containers with volumes have none.
+        let listing = ContainerIndex::new(Vec::new());
+        engine.script_inspection(
+            "late",
+            Inspection::Found(ContainerInfo {
+                id: "late0000".into(),
+                names: vec!["late".into()],
+                state: "exited".into(),
+                labels: [(OWNER.to_owned(), "a".to_owned())].into(),
+                size_rw: Some(5),
+                ..ContainerInfo::default()
+            }),
+        );
+        let outcomes = run_jobs(
+            pass.jobs.iter().cloned(),
+            None,
+            &engine,
+            &writer,
+            Some(&listing),
+            &measuring_and_removing_volumes(1, Some(OWNER)),
+            &stop,
+        )
+        .await;
+        writer.close();
+        assert_eq!(outcomes[0].result, ResultKind::Removed);
+        assert_eq!(outcomes[0].freed.as_deref().unwrap().size_rw, Some(5));
+        assert_eq!(
+            engine.calls(),
+            [
+                Call::InspectSized("late".into()),
+                Call::RemoveWithVolumes("late0000".into())
+            ],
+            "one inspection serves the owner check and the measure"
+        );
     }
 }

@@ -11,6 +11,7 @@ pub(crate) mod predict;
 pub(crate) mod read;
 mod report;
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -19,7 +20,7 @@ use thiserror::Error;
 
 use crate::candidate::{Candidate, Target};
 use crate::cli::OrphanMode;
-use crate::config::Config;
+use crate::config::{Config, DiskOptions};
 use crate::docker::{DockerClient, DockerError};
 use crate::engine::{ContainerEngine, ContainerIndex, ContainerInfo};
 use crate::exit::ExitStatus;
@@ -29,7 +30,7 @@ use crate::progress::{NoProgress, Progress};
 use crate::stop::{Signal, Stop};
 use crate::store::StoreError;
 use crate::time::{epoch_ms, format_epoch_ms};
-use crate::value::Escaped;
+use crate::value::{Escaped, FieldValue};
 use crate::worker::{self, WorkerSettings};
 
 use read::{read_state, StateRead};
@@ -131,6 +132,22 @@ pub async fn run(
 ) -> Result<Report, RunError> {
     let mut time = PassTime::now(config.retention);
     let (plan, owner_label, orphan_mode) = load_plan(config, &mut time)?;
+    // A plan made with --remove-volumes removes them, as reviewed, whether or not this command
+    // line says so (`Plan::load` refused it saying so for a plan made without).
+    let applied;
+    let config = match &plan {
+        Some(plan) if plan.remove_volumes && !config.disk.remove_volumes => {
+            applied = Config {
+                disk: DiskOptions {
+                    remove_volumes: true,
+                    ..config.disk
+                },
+                ..config.clone()
+            };
+            &applied
+        }
+        _ => config,
+    };
     let (read, ()) = read_state(config, plan.as_ref(), &time, &stop, None, |_| Ok(()))
         .map_err(|error| ended_by_signal(error, &config.state, &stop))?;
     let orphans_on = orphan_mode != OrphanMode::Off && owner_label.is_some();
@@ -314,6 +331,7 @@ fn load_plan(
             owner_label: config.owner_label.as_deref(),
             threshold_ms: time.threshold_ms,
             orphan_mode: config.orphans,
+            remove_volumes: config.disk.remove_volumes,
         },
     )?;
     time.threshold_ms = plan.threshold_ms;
@@ -336,6 +354,9 @@ pub(crate) struct Pass<'a> {
     stop: &'a Arc<Stop>,
     orphans: Option<&'a OrphanPass<'a>>,
     settings: WorkerSettings,
+    /// The games whose containers a dry run looks at for what their removal frees (explain's);
+    /// every container it predicts removed when `None`.
+    looking_only_at: Option<HashSet<FieldValue>>,
 }
 
 impl<'a> Pass<'a> {
@@ -365,8 +386,18 @@ impl<'a> Pass<'a> {
                 docker_timeout: config.docker_timeout,
                 concurrency: config.concurrency.get(),
                 progress: Arc::new(NoProgress),
+                disk: config.disk,
             },
+            looking_only_at: None,
         }
+    }
+
+    /// The same pass, whose dry run looks at what the removals of these games' containers only
+    /// would free (explain's games), and at no orphan's.
+    #[must_use]
+    pub(crate) fn looking_only_at(mut self, games: HashSet<FieldValue>) -> Self {
+        self.looking_only_at = Some(games);
+        self
     }
 
     /// The same pass, reporting its jobs to `progress` (a pass reports to nothing until told).

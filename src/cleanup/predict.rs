@@ -2,6 +2,7 @@
 //! state file, one listing of the daemon's containers and a second look at the containers it
 //! shows as `removing` or `dead`. A pass's `--dry-run` and `explain` both predict with it.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 
@@ -9,11 +10,16 @@ use futures_util::stream::{self, StreamExt};
 
 use super::read::{read_state, StateRead};
 use super::{cut_short, names_a_container, Listing, OrphanResults, Pass, RunError};
-use crate::candidate::Target;
-use crate::engine::{ContainerEngine, ContainerIndex, ContainerState, Inspection, Lookup};
+use crate::candidate::{Candidate, Target};
+use crate::config::DiskOptions;
+use crate::engine::{
+    Anonymity, ContainerEngine, ContainerIndex, ContainerState, Inspection, Lookup,
+};
 use crate::job::JobKind;
-use crate::outcome::{predict, LiveLease, Outcome};
+use crate::outcome::{predict, LiveLease, Outcome, ResultKind};
+use crate::space::{anonymous_volumes, Freed};
 use crate::store::{Store, StoreError};
+use crate::value::Escaped;
 use crate::value::FieldValue;
 use crate::worker::{acted_on, over_limit};
 
@@ -187,7 +193,7 @@ impl Pass<'_> {
         };
         // No log line per prediction: the summary on stdout lists every one, and 10,000 such
         // lines cost a large dry run about a fifth of its time (docs/benchmark.md).
-        let outcomes = predict_all(
+        let mut outcomes = predict_all(
             read.candidates
                 .iter()
                 .map(|candidate| (&candidate.row.game_id, &candidate.target, JobKind::Record)),
@@ -197,7 +203,7 @@ impl Pass<'_> {
             self.settings.owner_label.as_deref(),
             self.config.max_removals,
         );
-        let orphans =
+        let mut orphans =
             match (self.orphans, orphan_records) {
                 (Some(orphans), Some(Ok(records))) => {
                     // The labelled listing where one was taken, else that of every container.
@@ -215,16 +221,176 @@ impl Pass<'_> {
                 (Some(_), Some(Err(reason))) => Some(Err(reason)),
                 _ => None,
             };
+        self.look_at_what_goes(
+            &read.candidates,
+            &mut outcomes,
+            containers.as_ref(),
+            &mut orphans,
+        )
+        .await;
         Ok((read, outcomes, orphans, extra))
     }
+}
+
+impl Pass<'_> {
+    /// With `--measure-space` or `--remove-volumes`, the dry run's look at what its removals
+    /// would free ([`look_at_what_goes`]): at the containers it predicts removed, the records'
+    /// (explain's games' only, where it looks at those only) and the orphans'.
+    async fn look_at_what_goes(
+        &self,
+        candidates: &[Candidate],
+        outcomes: &mut [Outcome],
+        containers: Option<&ContainerIndex>,
+        orphans: &mut OrphanResults,
+    ) {
+        if !self.settings.disk.looks() {
+            return;
+        }
+        let mut going = Vec::new();
+        for (candidate, outcome) in candidates.iter().zip(outcomes.iter_mut()) {
+            let looked_at = self
+                .looking_only_at
+                .as_ref()
+                .is_none_or(|games| games.contains(&candidate.row.game_id));
+            let listed = match (&candidate.target, containers) {
+                (Target::Container(reference), Some(index)) => index.lookup(reference.as_str()),
+                _ => Lookup::Missing,
+            };
+            if let (true, ResultKind::Removed, Lookup::Found(info)) =
+                (looked_at, outcome.result, listed)
+            {
+                going.push((info.id.clone(), outcome));
+            }
+        }
+        if let (None, Some(Ok(handled))) = (&self.looking_only_at, orphans) {
+            for handled in handled {
+                if let Some(outcome) = handled
+                    .outcome
+                    .as_mut()
+                    .filter(|outcome| outcome.result == ResultKind::Removed)
+                {
+                    going.push((handled.orphan.info.id.clone(), outcome));
+                }
+            }
+        }
+        look_at_what_goes(
+            self.docker,
+            self.settings.disk,
+            self.settings.concurrency,
+            going,
+            containers,
+        )
+        .await;
+    }
+}
+
+/// A dry run's look at what the removals it predicts would free (`--measure-space`,
+/// `--remove-volumes`), as a real run looks at each container before it removes it: one
+/// inspection of each container in `going` (by full id, with its predicted outcome), sized under
+/// `--measure-space`, `concurrency` at a time, each bounded by the client's timeout. Under
+/// `--remove-volumes`, where a container has volumes, the engine's rule for anonymous volumes
+/// (for Podman, one listing of its volumes) and the listing of every container (`containers`,
+/// else listed once here), since a volume another container uses stays. What cannot be looked
+/// at is unknown (`null`); the predictions themselves are never changed.
+pub async fn look_at_what_goes<E: ContainerEngine>(
+    engine: &E,
+    disk: DiskOptions,
+    concurrency: usize,
+    going: Vec<(String, &mut Outcome)>,
+    containers: Option<&ContainerIndex>,
+) {
+    let looked: Vec<Inspection> = stream::iter(going.iter().map(|(id, _)| id.clone()))
+        .map(|id| async move {
+            if disk.measure_space {
+                engine.inspect_sized(&id).await
+            } else {
+                engine.inspect(&id).await
+            }
+        })
+        .buffered(concurrency.max(1))
+        .collect()
+        .await;
+    let has_volumes = looked.iter().any(
+        |inspection| matches!(inspection, Inspection::Found(info) if !info.volumes.is_empty()),
+    );
+    let volume_rule = if disk.remove_volumes && has_volumes {
+        volume_rule(engine, containers).await
+    } else {
+        None
+    };
+    for ((id, outcome), inspection) in going.into_iter().zip(looked) {
+        let info = match inspection {
+            Inspection::Found(info) => Some(info),
+            Inspection::NotFound | Inspection::Failed(_) | Inspection::Interrupted => None,
+        };
+        let volumes = match (&info, &volume_rule) {
+            (Some(info), _) if info.volumes.is_empty() => Some(Vec::new()),
+            (Some(info), Some((anonymity, users))) => anonymous_volumes(info, anonymity, |name| {
+                users
+                    .get(name)
+                    .is_some_and(|ids| ids.iter().any(|other| *other != id))
+            }),
+            _ => None,
+        };
+        outcome.freed = Some(Box::new(Freed {
+            size_rw: info
+                .and_then(|info| info.size_rw)
+                .filter(|_| disk.measure_space),
+            volumes: volumes.filter(|_| disk.remove_volumes),
+        }));
+    }
+}
+
+/// The containers that mount each volume (their full ids), by the volume's name.
+type VolumeUsers = HashMap<String, Vec<String>>;
+
+/// The engine's rule for anonymous volumes and which containers use each volume, from the
+/// listing of every container (`containers`, else one taken here); `None`, with a warning,
+/// where either cannot be had: no volume is then listed.
+async fn volume_rule<E: ContainerEngine>(
+    engine: &E,
+    containers: Option<&ContainerIndex>,
+) -> Option<(Anonymity, VolumeUsers)> {
+    let anonymity = engine.anonymity().await;
+    if let Anonymity::Unknown(reason) = &anonymity {
+        tracing::warn!(
+            "the dry run lists no volume: it cannot tell the anonymous ones: {}",
+            Escaped(reason)
+        );
+        return None;
+    }
+    let listed = match containers {
+        Some(index) => Cow::Borrowed(index.containers()),
+        None => match engine.list_all().await {
+            Ok(listed) => Cow::Owned(listed),
+            Err(reason) => {
+                tracing::warn!(
+                    "the dry run lists no volume: it cannot tell which volumes other containers \
+                     use: {}",
+                    Escaped(&reason)
+                );
+                return None;
+            }
+        },
+    };
+    let mut users = VolumeUsers::new();
+    for info in listed.iter() {
+        for mount in &info.volumes {
+            users
+                .entry(mount.name.clone())
+                .or_default()
+                .push(info.id.clone());
+        }
+    }
+    Some((anonymity, users))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::candidate::ContainerRef;
-    use crate::engine::fake::{Call, FakeEngine};
-    use crate::engine::{ContainerInfo, Removal};
+    use crate::engine::fake::{Call, FakeEngine, FakeVolume};
+    use crate::engine::{AnonymousVolumes, ContainerInfo, Removal};
     use crate::outcome::{decide_removal, ErrorCode, ResultKind};
 
     /// Predicts the removal of each of `references` (each its own game's record) from
@@ -289,7 +455,11 @@ mod tests {
             "only the container listed as removing is looked at again, by its full id"
         );
         // What a real run gets: Docker refuses the removal of a dead container again.
-        let real = decide_removal("dead0000", &engine.remove("dead0000").await).unwrap();
+        let real = decide_removal(
+            "dead0000",
+            &engine.remove("dead0000", AnonymousVolumes::Keep).await,
+        )
+        .unwrap();
         assert_eq!(
             (real.result, real.error_code),
             (outcomes[0].result, outcomes[0].error_code)
@@ -376,5 +546,130 @@ mod tests {
             decide_removal("busy0000", &in_progress).unwrap().result,
             ResultKind::Conflict
         );
+    }
+
+    /// What a dry run says each of `ids` (predicted removed) would free, with both options, the
+    /// listing of every container the engine holds.
+    async fn looked(engine: &FakeEngine, ids: &[&str], disk: DiskOptions) -> Vec<Option<Freed>> {
+        let index = ContainerIndex::new(engine.list_all().await.unwrap());
+        let mut outcomes: Vec<Outcome> = ids.iter().map(|_| Outcome::removed()).collect();
+        let going = ids
+            .iter()
+            .map(|id| (*id).to_owned())
+            .zip(outcomes.iter_mut())
+            .collect();
+        look_at_what_goes(engine, disk, 2, going, Some(&index)).await;
+        outcomes
+            .into_iter()
+            .map(|outcome| {
+                assert_eq!(outcome.result, ResultKind::Removed, "never changed");
+                outcome.freed.map(|freed| *freed)
+            })
+            .collect()
+    }
+
+    const BOTH: DiskOptions = DiskOptions {
+        measure_space: true,
+        remove_volumes: true,
+    };
+
+    #[tokio::test]
+    async fn a_dry_run_measures_and_lists_the_anonymous_volumes_no_other_container_uses() {
+        let engine = FakeEngine::default();
+        engine.add_with_volumes(
+            "a0000000",
+            "a",
+            "exited",
+            &[("va", FakeVolume::Anonymous), ("vn", FakeVolume::Named)],
+            100,
+        );
+        engine.add_with_volumes(
+            "b0000000",
+            "b",
+            "exited",
+            &[("vs", FakeVolume::Anonymous)],
+            7,
+        );
+        engine.add_with_volumes(
+            "c0000000",
+            "c",
+            "running",
+            &[("vs", FakeVolume::Anonymous)],
+            0,
+        );
+        let freed = looked(&engine, &["a0000000", "b0000000"], BOTH).await;
+        assert_eq!(
+            freed,
+            [
+                Some(Freed {
+                    size_rw: Some(100),
+                    volumes: Some(vec!["va".into()]),
+                }),
+                Some(Freed {
+                    size_rw: Some(7),
+                    volumes: Some(vec![]),
+                }),
+            ],
+            "a named volume, and one another container uses, are never listed"
+        );
+        let mut calls = engine.calls();
+        calls.sort_by_key(|call| format!("{call:?}"));
+        assert_eq!(
+            calls,
+            [
+                Call::InspectSized("a0000000".into()),
+                Call::InspectSized("b0000000".into()),
+                Call::List,
+            ],
+            "the test's listing, and one sized inspection each"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_lists_the_volumes_podman_marks_anonymous() {
+        let engine = FakeEngine::default();
+        engine.mark_volumes();
+        engine.add_with_volumes(
+            "a0000000",
+            "a",
+            "exited",
+            &[("va", FakeVolume::Anonymous), ("vn", FakeVolume::Named)],
+            100,
+        );
+        let volumes_only = DiskOptions {
+            measure_space: false,
+            remove_volumes: true,
+        };
+        let freed = looked(&engine, &["a0000000"], volumes_only).await;
+        assert_eq!(
+            freed,
+            [Some(Freed {
+                size_rw: None,
+                volumes: Some(vec!["va".into()]),
+            })]
+        );
+        assert!(engine.calls().contains(&Call::Anonymity));
+        assert!(
+            engine.calls().contains(&Call::Inspect("a0000000".into())),
+            "no sized inspection without --measure-space"
+        );
+    }
+
+    #[tokio::test]
+    async fn what_a_dry_run_cannot_look_at_is_unknown_and_its_prediction_stands() {
+        let engine = FakeEngine::default();
+        engine.add_with_volumes(
+            "a0000000",
+            "a",
+            "exited",
+            &[("va", FakeVolume::Anonymous)],
+            1,
+        );
+        engine.script_inspection(
+            "a0000000",
+            Inspection::Failed("no answer within 30s".into()),
+        );
+        let freed = looked(&engine, &["a0000000"], BOTH).await;
+        assert_eq!(freed, [Some(Freed::default())]);
     }
 }

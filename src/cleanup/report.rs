@@ -20,7 +20,9 @@ use crate::outcome::{Outcome, ResultKind};
 use crate::plan::{Plan, PlanContext};
 use crate::stop::{Signal, Stop};
 use crate::store::StoreError;
-use crate::summary::{self, Counts, KeptLease, OrphanReport, OrphanSection, RecordReport, Summary};
+use crate::summary::{
+    self, Counts, FreedTotals, KeptLease, OrphanReport, OrphanSection, RecordReport, Summary,
+};
 use crate::time::{format_epoch_ms, format_time, Timestamp};
 use crate::value::{self, Escaped};
 use crate::worker;
@@ -175,6 +177,7 @@ pub fn write_metrics(
             }),
             OrphanSection::Failed { .. } => None,
         }),
+        freed: report.and_then(|report| report.summary.freed),
     };
     if let Err(error) = metrics::write(path, &run) {
         tracing::error!(
@@ -243,6 +246,7 @@ pub(super) fn write_plan(
         threshold_ms: time.threshold_ms,
         owner_label: config.owner_label.as_deref(),
         orphan_mode: config.orphans.unwrap_or(OrphanMode::Off),
+        remove_volumes: config.disk.remove_volumes,
     };
     // Only the orphans a real run would act on: not those over --max-removals, nor those whose
     // label names no game.
@@ -261,6 +265,27 @@ pub(super) fn write_plan(
         "plan written"
     );
     Ok(())
+}
+
+/// What the removals of a pass freed, over its records and orphans removed (predicted removed),
+/// where `--measure-space` or `--remove-volumes` asks for it.
+fn freed_totals(
+    config: &Config,
+    records: &[RecordReport],
+    orphans: Option<&OrphanSection>,
+) -> Option<FreedTotals> {
+    let removed_records = records
+        .iter()
+        .filter(|record| record.result == ResultKind::Removed)
+        .map(|record| (&record.size_rw_bytes, &record.volumes_removed));
+    let removed_orphans = match orphans {
+        Some(OrphanSection::Searched { orphans, .. }) => orphans.as_slice(),
+        _ => &[],
+    }
+    .iter()
+    .filter(|orphan| orphan.result == Some(ResultKind::Removed))
+    .map(|orphan| (&orphan.size_rw_bytes, &orphan.volumes_removed));
+    FreedTotals::tally(config.disk, removed_records.chain(removed_orphans))
 }
 
 /// Assembles the report of a pass that ran.
@@ -293,19 +318,25 @@ pub(super) fn report(
         Ok(handled) => OrphanSection::new(
             handled
                 .into_iter()
-                .map(|handled| OrphanReport {
-                    container_id: handled.orphan.info.id,
-                    game_id: handled.orphan.label,
-                    state: handled.orphan.info.state,
-                    finished_at: handled.orphan.info.finished_ms.and_then(format_epoch_ms),
-                    result: handled.outcome.as_ref().map(|outcome| outcome.result),
-                    error_code: handled
-                        .outcome
-                        .as_ref()
-                        .and_then(|outcome| outcome.error_code),
-                    error_message: handled
-                        .outcome
-                        .and_then(|outcome| outcome.error_message.map(Cow::into_owned)),
+                .map(|handled| {
+                    let (size_rw_bytes, volumes_removed) =
+                        summary::freed_figures(config.disk, handled.outcome.as_ref());
+                    OrphanReport {
+                        size_rw_bytes,
+                        volumes_removed,
+                        container_id: handled.orphan.info.id,
+                        game_id: handled.orphan.label,
+                        state: handled.orphan.info.state,
+                        finished_at: handled.orphan.info.finished_ms.and_then(format_epoch_ms),
+                        result: handled.outcome.as_ref().map(|outcome| outcome.result),
+                        error_code: handled
+                            .outcome
+                            .as_ref()
+                            .and_then(|outcome| outcome.error_code),
+                        error_message: handled
+                            .outcome
+                            .and_then(|outcome| outcome.error_message.map(Cow::into_owned)),
+                    }
                 })
                 .collect(),
         ),
@@ -328,7 +359,7 @@ pub(super) fn report(
         .zip(outcomes)
         .map(|(candidate, outcome)| {
             let kept = outcome.lease_kept_until.and_then(Timestamp::from_epoch_ms);
-            let record = RecordReport::new(candidate, outcome);
+            let record = RecordReport::new(candidate, outcome, config.disk);
             if let Some(until) = kept {
                 leases_kept.push(KeptLease {
                     game_id: record.game_id.clone(),
@@ -339,6 +370,7 @@ pub(super) fn report(
         })
         .collect();
     leases_kept.extend(orphans_kept);
+    let freed = freed_totals(config, &records, orphans.as_ref());
     let summary = Summary {
         dry_run: config.dry_run,
         state: value::escape_invalid_utf8(config.state.as_os_str().as_encoded_bytes()).into_owned(),
@@ -351,6 +383,7 @@ pub(super) fn report(
         orphans,
         // A dry run takes no lease.
         leases_kept: (!config.dry_run).then_some(leases_kept),
+        freed,
     };
     Report {
         summary,

@@ -1,5 +1,6 @@
-//! The daemon's answers to the listing (`GET /containers/json`) and the inspection
-//! (`GET /containers/{ref}/json`), read into types of rt-cleanup's own.
+//! The daemon's answers to the listing (`GET /containers/json`), the inspection
+//! (`GET /containers/{ref}/json`, with `size=true` for `--measure-space`) and Podman's listing of
+//! its volumes (`GET /libpod/volumes/json`), read into types of rt-cleanup's own.
 //!
 //! Why not bollard's models: they reject a value they do not know, and one such value anywhere
 //! in an answer fails the whole answer (Podman's `"State": "stopped"` failed every listing that
@@ -13,13 +14,13 @@
 //! id is the one value rt-cleanup sends back to the daemon, in a request path, so it is never
 //! guessed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::de::{DeserializeOwned, Deserializer};
 use serde::Deserialize;
 
 use crate::candidate::ContainerRef;
-use crate::engine::ContainerInfo;
+use crate::engine::{ContainerInfo, VolumeConfig, VolumeMount};
 use crate::time::parse_rfc3339_ms;
 
 /// A value read where a daemon may send anything: `None` where the answer holds something that
@@ -49,6 +50,24 @@ impl Lenient<Vec<Lenient<String>>> {
     }
 }
 
+impl Lenient<Vec<Lenient<Mounted>>> {
+    /// The volume mounts of a `Mounts` list: those of `Type` `volume` that have a name.
+    fn volumes(self) -> Vec<VolumeMount> {
+        self.0
+            .into_iter()
+            .flatten()
+            .filter_map(|mount| {
+                let mount = mount.0?;
+                (mount.kind.0.as_deref() == Some("volume")).then_some(())?;
+                Some(VolumeMount {
+                    name: mount.name.0.filter(|name| !name.is_empty())?,
+                    destination: mount.destination.0.unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+}
+
 impl Lenient<HashMap<String, Lenient<String>>> {
     /// The labels whose values are text.
     fn labels(self) -> HashMap<String, String> {
@@ -75,6 +94,22 @@ struct Listed {
     /// Whole seconds since the epoch.
     #[serde(rename = "Created")]
     created: Lenient<i64>,
+    #[serde(rename = "Mounts")]
+    mounts: Lenient<Vec<Lenient<Mounted>>>,
+}
+
+/// A mount of a listing's or an inspection's `Mounts`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Mounted {
+    /// `volume`, `bind`, `tmpfs`, …
+    #[serde(rename = "Type")]
+    kind: Lenient<String>,
+    /// The volume's name.
+    #[serde(rename = "Name")]
+    name: Lenient<String>,
+    #[serde(rename = "Destination")]
+    destination: Lenient<String>,
 }
 
 /// The fields of an inspection that rt-cleanup reads.
@@ -92,6 +127,13 @@ struct Inspected {
     state: Lenient<InspectedState>,
     #[serde(rename = "Config")]
     config: Lenient<InspectedConfig>,
+    #[serde(rename = "HostConfig")]
+    host_config: Lenient<InspectedHostConfig>,
+    #[serde(rename = "Mounts")]
+    mounts: Lenient<Vec<Lenient<Mounted>>>,
+    /// Bytes; only with `size=true`.
+    #[serde(rename = "SizeRw")]
+    size_rw: Lenient<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,6 +151,80 @@ struct InspectedState {
 struct InspectedConfig {
     #[serde(rename = "Labels")]
     labels: Lenient<HashMap<String, Lenient<String>>>,
+    /// The paths of the volumes declared without a name (an image's `VOLUME`, `-v /path`): the
+    /// keys of an object.
+    #[serde(rename = "Volumes")]
+    volumes: Lenient<HashMap<String, serde_json::Value>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct InspectedHostConfig {
+    /// `-v` entries: `NAME:/path[:options]`, `/host:/path[:options]`, or `/path` alone.
+    #[serde(rename = "Binds")]
+    binds: Lenient<Vec<Lenient<String>>>,
+    /// `--mount` entries.
+    #[serde(rename = "Mounts")]
+    mounts: Lenient<Vec<Lenient<MountSpec>>>,
+    #[serde(rename = "VolumesFrom")]
+    volumes_from: Lenient<Vec<Lenient<String>>>,
+}
+
+/// A `--mount` entry of `HostConfig.Mounts`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct MountSpec {
+    #[serde(rename = "Type")]
+    kind: Lenient<String>,
+    /// The volume's name; empty or absent for an anonymous volume.
+    #[serde(rename = "Source")]
+    source: Lenient<String>,
+    #[serde(rename = "Target")]
+    target: Lenient<String>,
+}
+
+impl InspectedHostConfig {
+    /// What the container's configuration says of its volumes, with the paths of
+    /// `Config.Volumes` (`unnamed`).
+    fn volume_config(self, mut unnamed: Vec<String>) -> VolumeConfig {
+        let mut named = Vec::new();
+        for bind in self.binds.texts() {
+            let mut parts = bind.split(':');
+            match (parts.next(), parts.next()) {
+                // `/path` alone: a volume without a name at that path.
+                (Some(path), None) => unnamed.push(path.to_owned()),
+                // `/host:/path` is a bind mount, no volume; `NAME:/path` a named volume.
+                (Some(source), Some(path)) if !source.starts_with('/') => {
+                    named.push(path.to_owned());
+                }
+                _ => {}
+            }
+        }
+        for spec in self
+            .mounts
+            .0
+            .into_iter()
+            .flatten()
+            .filter_map(|spec| spec.0)
+        {
+            if spec.kind.0.as_deref() != Some("volume") {
+                continue;
+            }
+            let Some(target) = spec.target.0 else {
+                continue;
+            };
+            if spec.source.0.is_some_and(|source| !source.is_empty()) {
+                named.push(target);
+            } else {
+                unnamed.push(target);
+            }
+        }
+        VolumeConfig {
+            unnamed,
+            named,
+            volumes_from: self.volumes_from.texts().next().is_some(),
+        }
+    }
 }
 
 /// A listing entry left out, and why, for the log.
@@ -152,6 +268,8 @@ pub(super) fn listing(body: &[u8]) -> Result<Listing, String> {
                     .0
                     .and_then(|seconds| seconds.checked_mul(1000)),
                 finished_ms: None,
+                volumes: entry.mounts.volumes(),
+                ..ContainerInfo::default()
             }),
             Err(reason) => listing.left_out.push(LeftOut { names, reason }),
         }
@@ -170,14 +288,47 @@ pub(super) fn inspection(body: &[u8]) -> Result<ContainerInfo, String> {
     let id = usable_id(inspected.id)
         .map_err(|reason| format!("the daemon's inspection is unusable: {reason}"))?;
     let state = inspected.state.0.unwrap_or_default();
+    let config = inspected.config.0.unwrap_or_default();
+    let unnamed = config.volumes.0.unwrap_or_default().into_keys().collect();
     Ok(ContainerInfo {
         id,
         names: inspected.name.0.map(without_slash).into_iter().collect(),
         state: state.status.0.unwrap_or_default(),
-        labels: inspected.config.0.unwrap_or_default().labels.labels(),
+        labels: config.labels.labels(),
         created_ms: inspected.created.0.as_deref().and_then(parse_rfc3339_ms),
         finished_ms: state.finished_at.0.as_deref().and_then(parse_rfc3339_ms),
+        size_rw: inspected.size_rw.0,
+        volumes: inspected.mounts.volumes(),
+        volume_config: Box::new(
+            inspected
+                .host_config
+                .0
+                .unwrap_or_default()
+                .volume_config(unnamed),
+        ),
     })
+}
+
+/// Reads the body of Podman's `GET /libpod/volumes/json`: the names of the volumes it marks
+/// `Anonymous`. Only an answer that is not a JSON array fails; an entry without a name or a mark
+/// is not anonymous.
+pub(super) fn anonymous_volumes(body: &[u8]) -> Result<HashSet<String>, String> {
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    struct Volume {
+        #[serde(rename = "Name")]
+        name: Lenient<String>,
+        #[serde(rename = "Anonymous")]
+        anonymous: Lenient<bool>,
+    }
+    let volumes: Vec<Lenient<Volume>> = serde_json::from_slice(body)
+        .map_err(|error| format!("the daemon's answer is not a list of volumes: {error}"))?;
+    Ok(volumes
+        .into_iter()
+        .filter_map(|volume| volume.0)
+        .filter(|volume| volume.anonymous.0 == Some(true))
+        .filter_map(|volume| volume.name.0)
+        .collect())
 }
 
 /// The message of an error answer: Docker's `{"message": "…"}`, else the body as it is.
@@ -238,7 +389,7 @@ mod tests {
                 state: "stopped".into(),
                 labels: HashMap::from([("owner".into(), "g-1".into())]),
                 created_ms: Some(1_796_215_753_000),
-                finished_ms: None,
+                ..ContainerInfo::default()
             }]
         );
     }
@@ -333,5 +484,85 @@ mod tests {
             "No such container: x"
         );
         assert_eq!(error_message(b"plain text\n"), "plain text");
+    }
+
+    #[test]
+    fn an_inspection_gives_the_size_the_volumes_and_what_the_configuration_says_of_them() {
+        // Docker 20.10's answer to `size=true` for a container made with `-v /anon -v
+        // r3a-named:/named --mount type=volume,dst=/m` (trimmed).
+        let body = format!(
+            r#"{{"Id":"{ID_A}","Name":"/g","State":{{"Status":"exited"}},
+            "SizeRw":3145728,"SizeRootFs":5127998,
+            "Config":{{"Volumes":{{"/anon":{{}}}},"Labels":null}},
+            "HostConfig":{{"Binds":["r3a-named:/named","/srv/data:/data:ro","/loose"],
+                "Mounts":[{{"Type":"volume","Target":"/m"}},
+                          {{"Type":"volume","Source":"other","Target":"/o"}},
+                          {{"Type":"bind","Source":"/etc","Target":"/e"}}],
+                "VolumesFrom":null}},
+            "Mounts":[
+              {{"Type":"volume","Name":"r3a-named","Source":"/x","Destination":"/named"}},
+              {{"Type":"volume","Name":"315c03c3","Source":"/y","Destination":"/anon"}},
+              {{"Type":"bind","Source":"/srv/data","Destination":"/data"}},
+              {{"Type":"volume","Name":"","Destination":"/nameless"}},
+              {{"Type":"volume","Name":"e9703c72","Destination":"/m"}}]}}"#
+        );
+        let info = inspection(body.as_bytes()).unwrap();
+        assert_eq!(info.size_rw, Some(3_145_728));
+        let volumes: Vec<(&str, &str)> = info
+            .volumes
+            .iter()
+            .map(|mount| (mount.name.as_str(), mount.destination.as_str()))
+            .collect();
+        assert_eq!(
+            volumes,
+            [
+                ("r3a-named", "/named"),
+                ("315c03c3", "/anon"),
+                ("e9703c72", "/m")
+            ],
+            "volumes only, and only those with a name"
+        );
+        assert_eq!(info.volume_config.unnamed, ["/anon", "/loose", "/m"]);
+        assert_eq!(info.volume_config.named, ["/named", "/o"]);
+        assert!(!info.volume_config.volumes_from);
+
+        let from = inspection(
+            format!(r#"{{"Id":"{ID_B}","HostConfig":{{"VolumesFrom":["{ID_A}"]}},"SizeRw":-1}}"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        assert!(from.volume_config.volumes_from);
+        assert_eq!(from.size_rw, None, "a size that is no size is unknown");
+        let odd = inspection(
+            format!(
+                r#"{{"Id":"{ID_B}","Mounts":{{"a":1}},"HostConfig":7,"Config":{{"Volumes":[]}}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert!(odd.volumes.is_empty() && odd.volume_config.unnamed.is_empty());
+    }
+
+    #[test]
+    fn a_listing_gives_each_containers_volumes_by_name() {
+        let body = format!(
+            r#"[{{"Id":"{ID_A}","Names":["/a"],"State":"exited","Mounts":[
+              {{"Type":"volume","Name":"315c03c3","Source":"","Destination":"/anon"}},
+              {{"Type":"bind","Source":"/srv","Destination":"/srv"}}]}}]"#
+        );
+        let listing = listing(body.as_bytes()).unwrap();
+        assert_eq!(listing.containers[0].volumes.len(), 1);
+        assert_eq!(listing.containers[0].volumes[0].name, "315c03c3");
+    }
+
+    #[test]
+    fn podmans_volume_listing_gives_the_names_it_marks_anonymous() {
+        // Podman 4.3.1's `GET /libpod/volumes/json` (trimmed).
+        let body = br#"[{"Name":"0e9a46be","Driver":"local","Anonymous":true},
+            {"Name":"r3a-named","Anonymous":false},{"Name":"old"},{"Anonymous":true},
+            "odd",{"Name":"e13c9c00","Anonymous":"yes"}]"#;
+        let names = anonymous_volumes(body).unwrap();
+        assert_eq!(names, HashSet::from(["0e9a46be".to_owned()]));
+        assert!(anonymous_volumes(b"{}").is_err());
     }
 }

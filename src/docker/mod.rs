@@ -31,7 +31,10 @@ use transport::{build_client, PingHeaders, Transport};
 
 use crate::candidate::ContainerRef;
 use crate::config::DockerHost;
-use crate::engine::{ContainerEngine, ContainerInfo, Inspection, Removal, Unanswered};
+use crate::engine::{
+    Anonymity, AnonymousVolumes, ContainerEngine, ContainerInfo, Inspection, Removal, Unanswered,
+    VolumeLookup,
+};
 use crate::stop::{Cut, Stop};
 use crate::value::Escaped;
 
@@ -171,6 +174,22 @@ pub struct EngineSignature {
     pub version_header: Option<&'static str>,
     /// Its component's `Name` in `GET /version`.
     pub version_component: &'static str,
+    /// How it tells a container's anonymous volumes from its named ones (`--remove-volumes`).
+    pub anonymous_volumes: AnonymousMark,
+}
+
+/// How an engine tells a container's anonymous volumes from its named ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnonymousMark {
+    /// By the container's own configuration: Docker removes with a container (`v=true`) the
+    /// volumes it created for it without a name, and no volume carries a mark that says so in
+    /// every version (Docker 23 and later label new ones `com.docker.volume.anonymous`, 20.10
+    /// does not; Podman's compatible listing shows no such label).
+    Configuration,
+    /// By a mark of the volume's own, listed by this request: Podman's `Anonymous`, in
+    /// `GET /libpod/volumes/json` (its compatible `GET /volumes` leaves it out), which is what
+    /// Podman's own removal goes by.
+    Listed(&'static str),
 }
 
 /// The engines rt-cleanup recognises, and how. A new engine, or a new way one names itself, is a
@@ -185,6 +204,7 @@ pub const ENGINES: [EngineSignature; 2] = [
         server_product: "Docker",
         version_header: None,
         version_component: "Engine",
+        anonymous_volumes: AnonymousMark::Configuration,
     },
     // Podman's Docker-compatible service: `Api-Version` (the Docker API it emulates, 1.41 in
     // 4.x and 5.0-5.7, 1.44 in 5.8), `Libpod-Api-Version: <version>`,
@@ -194,6 +214,7 @@ pub const ENGINES: [EngineSignature; 2] = [
         server_product: "Libpod",
         version_header: Some("Libpod-Api-Version"),
         version_component: "Podman Engine",
+        anonymous_volumes: AnonymousMark::Listed("/libpod/volumes/json"),
     },
 ];
 
@@ -204,6 +225,20 @@ pub struct EngineVersion {
     pub name: &'static str,
     /// The engine's own version, e.g. `20.10.24+dfsg1`; empty when it did not say.
     pub version: String,
+}
+
+impl EngineVersion {
+    /// How the engine tells anonymous volumes, from its row of [`ENGINES`]; an engine no row
+    /// recognises speaks the Docker Engine API, and is taken at its word as Docker is.
+    #[must_use]
+    pub fn anonymous_volumes(&self) -> AnonymousMark {
+        ENGINES
+            .iter()
+            .find(|signature| signature.name == self.name)
+            .map_or(AnonymousMark::Configuration, |signature| {
+                signature.anonymous_volumes
+            })
+    }
 }
 
 impl fmt::Display for EngineVersion {
@@ -502,13 +537,13 @@ impl DockerClient {
 }
 
 impl ContainerEngine for DockerClient {
-    async fn remove(&self, reference: &str) -> Removal {
+    async fn remove(&self, reference: &str, volumes: AnonymousVolumes) -> Removal {
         // Never force: a running container must stay, and Docker's refusal is the atomic
-        // not-running guard. Anonymous volumes are kept too (`v=false`): removing data is not
-        // this tool's call.
+        // not-running guard. Anonymous volumes are kept (`v=false`) unless the operator asked
+        // for them to go (`--remove-volumes`): removing data is the operator's call.
         let options = RemoveContainerOptions {
             force: false,
-            v: false,
+            v: volumes == AnonymousVolumes::Remove,
             link: false,
         };
         let removal = self.docker.remove_container(reference, Some(options));
@@ -538,22 +573,47 @@ impl ContainerEngine for DockerClient {
     }
 
     async fn inspect(&self, reference: &str) -> Inspection {
-        // Every reference is validated before it reaches here; this keeps the promise that
-        // nothing else is ever put in a request path.
-        if let Err(reason) = ContainerRef::parse(reference) {
-            return Inspection::Failed(format!("not inspected: {reason}"));
+        self.inspect_asking(reference, "").await
+    }
+
+    async fn inspect_sized(&self, reference: &str) -> Inspection {
+        self.inspect_asking(reference, "?size=true").await
+    }
+
+    async fn volume(&self, name: &str) -> VolumeLookup {
+        // A volume's name has the syntax of a container reference in both engines; a name that
+        // has not is never put in a request path.
+        if let Err(reason) = ContainerRef::parse(name) {
+            return VolumeLookup::Failed(format!("not looked up: {reason}"));
         }
-        match self.get(&format!("/containers/{reference}/json")).await {
-            Ok(body) => match answer::inspection(&body) {
-                Ok(info) => Inspection::Found(info),
-                Err(reason) => Inspection::Failed(reason),
-            },
+        match self.get(&format!("/volumes/{name}")).await {
+            Ok(_) => VolumeLookup::Exists,
             Err(CallError::Failed(BollardError::DockerResponseServerError {
                 status_code: 404,
                 ..
-            })) => Inspection::NotFound,
-            Err(CallError::Cut(_)) => Inspection::Interrupted,
-            Err(error) => Inspection::Failed(error.describe(self.timeout)),
+            })) => VolumeLookup::Gone,
+            Err(CallError::Cut(_)) => VolumeLookup::Interrupted,
+            Err(error) => VolumeLookup::Failed(error.describe(self.timeout)),
+        }
+    }
+
+    async fn anonymity(&self) -> Anonymity {
+        match self.daemon.engine_version.anonymous_volumes() {
+            AnonymousMark::Configuration => Anonymity::ByConfiguration,
+            AnonymousMark::Listed(path) => {
+                let listed = self
+                    .get(path)
+                    .await
+                    .map_err(|error| error.describe(self.timeout))
+                    .and_then(|body| answer::anonymous_volumes(&body));
+                match listed {
+                    Ok(names) => Anonymity::Marked(names),
+                    Err(reason) => Anonymity::Unknown(format!(
+                        "cannot list the volumes of the {} daemon at {}: {reason}",
+                        self.daemon.engine_version.name, self.host
+                    )),
+                }
+            }
         }
     }
 
@@ -567,6 +627,30 @@ impl ContainerEngine for DockerClient {
 }
 
 impl DockerClient {
+    /// One `GET /containers/{reference}/json`, with `query` (empty, or `?size=true`).
+    async fn inspect_asking(&self, reference: &str, query: &str) -> Inspection {
+        // Every reference is validated before it reaches here; this keeps the promise that
+        // nothing else is ever put in a request path.
+        if let Err(reason) = ContainerRef::parse(reference) {
+            return Inspection::Failed(format!("not inspected: {reason}"));
+        }
+        match self
+            .get(&format!("/containers/{reference}/json{query}"))
+            .await
+        {
+            Ok(body) => match answer::inspection(&body) {
+                Ok(info) => Inspection::Found(info),
+                Err(reason) => Inspection::Failed(reason),
+            },
+            Err(CallError::Failed(BollardError::DockerResponseServerError {
+                status_code: 404,
+                ..
+            })) => Inspection::NotFound,
+            Err(CallError::Cut(_)) => Inspection::Interrupted,
+            Err(error) => Inspection::Failed(error.describe(self.timeout)),
+        }
+    }
+
     /// One `GET /containers/json?all=1`, filtered by the daemon to a label when one is given.
     /// Entries without a usable id are left out, each logged.
     async fn list_filtered(&self, label: Option<&str>) -> Result<Vec<ContainerInfo>, String> {

@@ -25,7 +25,7 @@ use crate::cleanup::{
     connect, ended_by_signal, orphan_pass, take_listing, OrphanResults, Pass, PassTime, RunError,
 };
 use crate::cli::{OrphanMode, OutputFormat};
-use crate::config::{Config, ExplainConfig};
+use crate::config::{Config, DiskOptions, ExplainConfig};
 use crate::docker::DockerClient;
 use crate::engine::{ContainerEngine, ContainerInfo, Inspection};
 use crate::exit::ExitStatus;
@@ -59,6 +59,9 @@ pub struct Explanation {
     owner_label: Option<String>,
     /// `--orphans`, as the pass being explained has it.
     orphan_mode: OrphanMode,
+    /// `--measure-space` and `--remove-volumes`, as the pass being explained has them: an
+    /// expired game's dry-run result then carries what its container's removal would free.
+    disk: DiskOptions,
     /// How many candidates the dry run has.
     candidates: usize,
     /// The engine that answered, or why the daemon could not be asked.
@@ -204,7 +207,7 @@ pub async fn run(config: &ExplainConfig, stop: Arc<Stop>) -> Result<Explanation,
     let extras = |store: &Store| read_extras(store, &games);
     let connected = connect(pass_config, &stop).await;
     let answer = match &connected {
-        Ok(docker) => with_daemon(pass_config, &time, &stop, docker, read, &extras).await?,
+        Ok(docker) => with_daemon(pass_config, &time, &stop, docker, read, &extras, &games).await?,
         Err(error) => without_daemon(pass_config, &time, &stop, read, &extras, error.to_string())?,
     };
     let (read, outcomes, orphans, extras, docker) = answer;
@@ -267,6 +270,7 @@ pub async fn run(config: &ExplainConfig, stop: Arc<Stop>) -> Result<Explanation,
         max_removals: pass_config.max_removals,
         owner_label: pass_config.owner_label.clone(),
         orphan_mode: pass_config.orphans.unwrap_or(OrphanMode::Off),
+        disk: pass_config.disk,
         candidates: read.candidates.len(),
         daemon: docker.map(|docker| docker.daemon().engine_version.to_string()),
         interrupted: stop.signalled(),
@@ -287,7 +291,9 @@ type Answer<'d> = (
 
 /// The dry run's listing and prediction over every candidate, as `--dry-run` makes them; its
 /// orphan search is that of `--orphans remove` wherever there is an owner label, so that
-/// explain can say what it would do with a game's labelled containers.
+/// explain can say what it would do with a game's labelled containers. With `--measure-space`
+/// or `--remove-volumes` it looks at what the removal of the named `games`' containers only
+/// would free.
 async fn with_daemon<'d>(
     config: &Config,
     time: &PassTime,
@@ -295,6 +301,7 @@ async fn with_daemon<'d>(
     docker: &'d DockerClient,
     read: StateRead,
     extras: ReadMore<'_, Extras>,
+    games: &[FieldValue],
 ) -> Result<Answer<'d>, RunError> {
     let owner_label = config.owner_label.as_deref();
     let orphan_pass = orphan_pass(OrphanMode::Remove, owner_label, time, None);
@@ -318,7 +325,8 @@ async fn with_daemon<'d>(
         stop,
         orphan_pass.as_ref(),
         config.owner_label.clone(),
-    );
+    )
+    .looking_only_at(games.iter().cloned().collect());
     let (read, outcomes, orphans, extras) = pass.predict(read, listing, Some(extras)).await?;
     let extras = extras.expect("predict reads the extras it is given");
     let outcomes = outcomes.into_iter().map(Some).collect();

@@ -12,6 +12,7 @@ use crate::engine::{ContainerInfo, Inspection};
 use crate::history::render::{write_json_row, write_text_row};
 use crate::outcome::{without_force_advice, ErrorCode, Outcome, ResultKind};
 use crate::render::{json_field, json_option, json_string, quote, quote_field};
+use crate::summary::{freed_figures, write_json_freed, write_text_freed};
 use crate::time::{format_epoch_ms, Timestamp};
 use crate::value::FieldValue;
 
@@ -181,6 +182,8 @@ fn write_text_game(
         if let Some(message) = &outcome.error_message {
             write!(out, " message={}", quote(&without_force_advice(message)))?;
         }
+        let (size, volumes) = freed_figures(explanation.disk, Some(outcome));
+        write_text_freed(out, &size, &volumes)?;
     }
     writeln!(out)?;
     // Every value the sentence holds is quoted and escaped already.
@@ -387,6 +390,10 @@ fn write_json_game(
         _ => (None, None),
     };
     json_outcome(out, outcome)?;
+    // What the dry run says the removal would free, as its summary's record says it; `null`
+    // where the result is not the dry run's, or not known.
+    let (size, volumes) = freed_figures(explanation.disk, outcome);
+    write_json_freed(out, &size, &volumes)?;
     out.write_all(b",\"position\":")?;
     match position {
         Some(position) => write!(out, "{position}")?,

@@ -215,7 +215,7 @@ mod tests {
                 .map(|value| HashMap::from([(KEY.to_owned(), value.to_owned())]))
                 .unwrap_or_default(),
             created_ms: Some(THRESHOLD - 10),
-            finished_ms: None,
+            ..ContainerInfo::default()
         }
     }
 

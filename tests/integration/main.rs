@@ -12,7 +12,8 @@
 //! `orphans::on_podman::<test>` and so on); `engines.rs` covers API versions, TLS and unreachable
 //! daemons, and runs what only one family does on each engine of it (`on_each_docker!`,
 //! `on_each_podman!`): Podman's `stopped` state, a container Docker failed to remove; so does
-//! `explain.rs`'s agreement of explain with the dry run. The other modules test the command
+//! `explain.rs`'s agreement of explain with the dry run, and `space.rs`, what a pass frees
+//! (`--measure-space`, `--remove-volumes`), on each engine. The other modules test the command
 //! line, the state file, plans, the files rt-cleanup writes (`files.rs`), leases (`leases.rs`),
 //! `history` (`history.rs`), logs (`logs.rs`) and faults, which do not depend on the engine,
 //! against Docker; `faults.rs` also freezes and kills private dockerds,
@@ -168,3 +169,4 @@ mod logs;
 mod ops;
 mod orphans;
 mod properties;
+mod space;

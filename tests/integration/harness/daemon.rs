@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{CASE_LABEL, RUN_LABEL};
@@ -267,6 +267,11 @@ pub fn docker(args: &[&str]) -> String {
     docker_on(daemon(), args)
 }
 
+/// Whether the docker CLI succeeds against the running test's daemon.
+pub fn docker_succeeds(args: &[&str]) -> bool {
+    docker_cli(&daemon().host, args).status.success()
+}
+
 /// Runs the docker CLI against a daemon and returns its trimmed stdout; panics on failure.
 pub fn docker_on(daemon: &Daemon, args: &[&str]) -> String {
     let output = docker_cli(&daemon.host, args);
@@ -291,11 +296,16 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
-/// Containers made by one test case, force-removed when it ends (and only those).
+/// Containers made by one test case, force-removed when it ends (and only those), with their
+/// anonymous volumes; and the named volumes and images the case made, removed after them.
 pub struct Containers {
     case: String,
     host: String,
     image: String,
+    /// Named volumes, and anonymous volumes a pass left dangling, to remove at the end.
+    volumes: Mutex<Vec<String>>,
+    /// Images made for the case, to remove at the end.
+    images: Mutex<Vec<String>>,
 }
 
 impl Containers {
@@ -313,6 +323,8 @@ impl Containers {
             case: unique_name(case),
             host: host.to_owned(),
             image: image.to_owned(),
+            volumes: Mutex::default(),
+            images: Mutex::default(),
         }
     }
 
@@ -343,6 +355,93 @@ impl Containers {
     /// Starts a running container; returns its full id.
     pub fn run(&self, extra_labels: &[(&str, &str)]) -> String {
         self.make("run", None, extra_labels)
+    }
+
+    /// Creates a stopped (never started) container from `image` (the test image when `None`)
+    /// with the extra `docker create` options (`-v /data`, `--volumes-from ID`, …); returns its
+    /// full id.
+    pub fn create_with(&self, image: Option<&str>, options: &[&str]) -> String {
+        let mut args: Vec<String> = ["create", "--network", "none"].map(str::to_owned).to_vec();
+        args.extend(self.labels(&[]));
+        args.extend(options.iter().map(|option| (*option).to_owned()));
+        args.push(image.unwrap_or(&self.image).to_owned());
+        self.cli(&args)
+    }
+
+    /// Runs a container with the extra `docker run` options until `command` exits, and waits
+    /// for it (at most 60 s); returns its full id. It is left `exited`, with what `command`
+    /// wrote in its writable layer.
+    pub fn run_to_exit(&self, options: &[&str], command: &[&str]) -> String {
+        let mut args: Vec<String> = ["run", "-d", "--network", "none"]
+            .map(str::to_owned)
+            .to_vec();
+        args.extend(self.labels(&[]));
+        args.extend(options.iter().map(|option| (*option).to_owned()));
+        args.push(self.image.clone());
+        args.extend(command.iter().map(|part| (*part).to_owned()));
+        let id = self.cli(&args);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while container_state_on(&self.host, &id).as_deref() != Some("exited") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "container {id} did not exit within 60 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        id
+    }
+
+    /// Creates a named volume, removed when the case ends; returns its name.
+    pub fn named_volume(&self, prefix: &str) -> String {
+        let name = unique_name(prefix);
+        self.cli(&[
+            "volume".to_owned(),
+            "create".to_owned(),
+            "--label".to_owned(),
+            format!("{CASE_LABEL}={}", self.case),
+            name.clone(),
+        ]);
+        self.forget_volume_at_the_end(&name);
+        name
+    }
+
+    /// Removes a volume when the case ends (an anonymous volume a pass left dangling), if it is
+    /// still there then.
+    pub fn forget_volume_at_the_end(&self, name: &str) {
+        self.volumes.lock().unwrap().push(name.to_owned());
+    }
+
+    /// Makes an image of the test image that declares `VOLUME path`, removed when the case ends;
+    /// returns its name. Docker's compatible commit is used for Docker; Podman 4.3's refuses the
+    /// docker CLI's commit, so Podman's own command line commits on its service's store
+    /// ([`PodmanCli`]).
+    pub fn image_with_volume(&self, path: &str) -> String {
+        let image = format!("{}:1", unique_name("rt-cleanup-test/volume"));
+        let base = self.create_with(None, &[]);
+        let change = format!("VOLUME {path}");
+        if daemon().engine.is_podman() {
+            let cli = PodmanCli::of(daemon());
+            let output = Command::new(&cli.wrapper)
+                .args(["commit", "-q", "--change", &change, &base, &image])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap_or_else(|error| panic!("cannot run {}: {error}", cli.wrapper.display()));
+            assert!(
+                output.status.success(),
+                "podman commit failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        } else {
+            self.cli(&[
+                "commit".to_owned(),
+                "--change".to_owned(),
+                change,
+                base,
+                image.clone(),
+            ]);
+        }
+        self.images.lock().unwrap().push(image.clone());
+        image
     }
 
     /// Starts a container with labels running `command` (in the test image); returns its full id.
@@ -589,9 +688,20 @@ impl Drop for Containers {
         let ids = String::from_utf8_lossy(&listed.stdout).to_string();
         let ids: Vec<&str> = ids.split_whitespace().collect();
         if !ids.is_empty() {
-            let mut args = vec!["rm", "-f"];
+            // With their anonymous volumes, which no one else would ever remove.
+            let mut args = vec!["rm", "-f", "-v"];
             args.extend(ids);
             let _ = cli(&args);
+        }
+        let volumes =
+            std::mem::take(&mut *self.volumes.lock().unwrap_or_else(PoisonError::into_inner));
+        for volume in &volumes {
+            let _ = cli(&["volume", "rm", volume]);
+        }
+        let images =
+            std::mem::take(&mut *self.images.lock().unwrap_or_else(PoisonError::into_inner));
+        for image in &images {
+            let _ = cli(&["rmi", image]);
         }
     }
 }

@@ -162,8 +162,11 @@ on_each_engine_in_both_journal_modes!(
     measure_space_reports_each_writable_layer_and_what_the_pass_freed
 );
 
-/// The per-call timeout of the fault test, which a sized inspection exceeds.
-const TIMEOUT: Duration = Duration::from_secs(2);
+/// The per-call timeout of the fault test, which a sized inspection exceeds: long enough that
+/// the other calls (a Podman listing on a loaded CI machine took over 2 s) never reach it.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// [`TIMEOUT`] as `--docker-timeout` takes it.
+const TIMEOUT_ARG: &str = "5s";
 
 fn a_size_that_cannot_be_measured_never_fails_or_delays_a_removal_beyond_one_timeout() {
     let containers = Containers::new("unmeasured");
@@ -178,9 +181,9 @@ fn a_size_that_cannot_be_measured_never_fails_or_delays_a_removal_beyond_one_tim
     );
     for dry_run in [true, false] {
         let extra: &[&str] = if dry_run {
-            &["--dry-run", "--measure-space", "--docker-timeout", "2s"]
+            &["--dry-run", "--measure-space", "--docker-timeout", TIMEOUT_ARG]
         } else {
-            &["--measure-space", "--docker-timeout", "2s"]
+            &["--measure-space", "--docker-timeout", TIMEOUT_ARG]
         };
         let started = Instant::now();
         let run = spawn_pass(&state, &proxy.host(), extra).wait(Duration::from_secs(30));

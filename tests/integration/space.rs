@@ -181,7 +181,12 @@ fn a_size_that_cannot_be_measured_never_fails_or_delays_a_removal_beyond_one_tim
     );
     for dry_run in [true, false] {
         let extra: &[&str] = if dry_run {
-            &["--dry-run", "--measure-space", "--docker-timeout", TIMEOUT_ARG]
+            &[
+                "--dry-run",
+                "--measure-space",
+                "--docker-timeout",
+                TIMEOUT_ARG,
+            ]
         } else {
             &["--measure-space", "--docker-timeout", TIMEOUT_ARG]
         };

@@ -275,6 +275,20 @@ pub enum ConfigError {
         /// What it is, e.g. "a directory".
         kind: &'static str,
     },
+    /// A file rt-cleanup reads (`--apply-plan`, a TLS file) is not a regular file.
+    #[error(
+        "{option} {} is {kind}, not a regular file, and was not opened (a FIFO would wait for a \
+         writer); name the file itself",
+        path.display()
+    )]
+    InputNotAFile {
+        /// The option.
+        option: &'static str,
+        /// The path given.
+        path: PathBuf,
+        /// What it is, e.g. "a FIFO (named pipe)".
+        kind: &'static str,
+    },
     /// An output file cannot be created where it is named.
     #[error("{option} {} cannot be written: {reason}", path.display())]
     OutputPlace {
@@ -676,6 +690,9 @@ impl TryFrom<Arguments> for Config {
             return Err(ConfigError::ApplyPlanWithDryRun);
         }
         PassSettings::owner_and_orphans(&arguments.selection)?;
+        if let Some(plan) = &arguments.apply_plan {
+            check_input("--apply-plan", plan)?;
+        }
         for (option, output) in [
             ("--plan-out", &arguments.plan_out),
             ("--metrics-file", &arguments.metrics_file),
@@ -894,6 +911,20 @@ fn check_output(
     }
 }
 
+/// Refuses a file rt-cleanup reads that exists and is not a regular file (symlinks followed),
+/// judged by `stat` alone: reading a FIFO would wait for a writer, on a thread no signal reaches.
+/// A file that does not exist is left to the reader, whose message says so.
+fn check_input(option: &'static str, path: &Path) -> Result<(), ConfigError> {
+    match fs::metadata(path) {
+        Ok(metadata) if !metadata.is_file() => Err(ConfigError::InputNotAFile {
+            option,
+            path: path.to_owned(),
+            kind: file_kind(metadata.file_type()),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// What a file is, for messages: "a directory", "a FIFO (named pipe)", ….
 #[must_use]
 pub fn file_kind(file_type: FileType) -> &'static str {
@@ -1016,16 +1047,21 @@ fn tls_files(arguments: &DaemonOptions) -> Result<TlsFiles, ConfigError> {
                 .ok_or(ConfigError::NoCertPath),
         }
     };
-    let file = |given: &Option<PathBuf>, name: &str| -> Result<PathBuf, ConfigError> {
-        match given {
-            Some(path) => Ok(path.clone()),
-            None => Ok(directory()?.join(name)),
-        }
+    let file = |given: &Option<PathBuf>,
+                option: &'static str,
+                name: &str|
+     -> Result<PathBuf, ConfigError> {
+        let path = match given {
+            Some(path) => path.clone(),
+            None => directory()?.join(name),
+        };
+        check_input(option, &path)?;
+        Ok(path)
     };
     Ok(TlsFiles {
-        ca: file(&arguments.tls_ca_cert, "ca.pem")?,
-        cert: file(&arguments.tls_cert, "cert.pem")?,
-        key: file(&arguments.tls_key, "key.pem")?,
+        ca: file(&arguments.tls_ca_cert, "--tlscacert", "ca.pem")?,
+        cert: file(&arguments.tls_cert, "--tlscert", "cert.pem")?,
+        key: file(&arguments.tls_key, "--tlskey", "key.pem")?,
     })
 }
 
@@ -1592,6 +1628,54 @@ mod tests {
                 .contains("is a regular file, not a directory"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_plan_or_tls_file_that_is_not_a_regular_file_is_refused_before_it_is_read() {
+        let (dir, state, _) = over_state(&[]);
+        let fifo = dir.path().join("plan.fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let fifo = fifo.to_str().unwrap();
+        let directory = dir.path().to_str().unwrap();
+        let pem = dir.path().join("cert.pem");
+        fs::write(&pem, b"").unwrap();
+        let pem = pem.to_str().unwrap();
+        let tls = |ca: &str, cert: &str, key: &str| {
+            let host = ["--docker-host", "tcp://daemon.example:2376", "--tlsverify"];
+            let files = ["--tlscacert", ca, "--tlscert", cert, "--tlskey", key];
+            over(&state, &[&host[..], &files[..]].concat())
+        };
+        for (result, option, kind) in [
+            (
+                over(&state, &["--apply-plan", fifo]),
+                "--apply-plan",
+                "a FIFO (named pipe)",
+            ),
+            (
+                over(&state, &["--apply-plan", directory]),
+                "--apply-plan",
+                "a directory",
+            ),
+            (tls(fifo, pem, pem), "--tlscacert", "a FIFO (named pipe)"),
+            (
+                tls(pem, "/dev/null", pem),
+                "--tlscert",
+                "a character device",
+            ),
+            (tls(pem, pem, directory), "--tlskey", "a directory"),
+        ] {
+            match result {
+                Err(error @ ConfigError::InputNotAFile { .. }) => {
+                    let message = error.to_string();
+                    assert!(message.starts_with(option), "{message}");
+                    assert!(message.contains(kind), "{message}");
+                }
+                other => panic!("{option} {kind}: {other:?}"),
+            }
+        }
+        // A file that does not exist yet is the reader's to report, with its own message.
+        assert!(over(&state, &["--apply-plan", &format!("{directory}/none.json")]).is_ok());
+        assert!(tls(pem, pem, pem).is_ok());
     }
 
     #[test]

@@ -313,6 +313,44 @@ fn a_state_path_that_is_not_a_regular_file_is_refused_without_being_opened() {
     assert_eq!(run.result_of("g"), "replay_no_op");
 }
 
+#[test]
+fn a_plan_or_tls_file_that_is_a_fifo_is_refused_without_being_read() {
+    let state = StateFile::new(Journal::Rollback);
+    state.stopped("g", None, 8);
+    let fifo = state.dir().join("input.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let fifo = fifo.to_str().unwrap();
+    let tls = [
+        "--docker-host",
+        "tcp://127.0.0.1:9",
+        "--tlsverify",
+        "--tlscacert",
+        fifo,
+    ];
+    for (extra, option) in [
+        (&["--apply-plan", fifo][..], "--apply-plan"),
+        (&tls[..], "--tlscacert"),
+    ] {
+        let args = pass_args(&state, extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut command: Command = command(&args);
+        command.env("DOCKER_HOST", &daemon().host);
+        // Reading a FIFO waits for a writer, deaf to SIGTERM: the wait is bounded, and a run
+        // that hangs is killed and fails the test.
+        let run = Spawned::start(command).wait(Duration::from_secs(20));
+        run.assert_code(2);
+        assert!(
+            run.stderr.contains(&format!(
+                "rt-cleanup: error: {option} {fifo} is a FIFO (named pipe), not a regular file, \
+                 and was not opened"
+            )),
+            "{option}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(state.status("g"), "stopped", "nothing was done");
+}
+
 // ------------------------------------------------------------------------------------------------
 // A crashed writer's journal
 // ------------------------------------------------------------------------------------------------

@@ -133,6 +133,15 @@ impl Candidate {
 }
 
 fn judge(row: &StoppedRow) -> Target {
+    if row.game_id == FieldValue::Null {
+        // Possible only in a table made without the contract's NOT NULL.
+        return Target::Invalid(
+            "game_id is NULL: no lease can be taken on it and no operation_log row written for \
+             it (both name a game), so it is reported and left as it is; give the row its game \
+             or delete it"
+                .to_owned(),
+        );
+    }
     if !matches!(row.game_id, FieldValue::Text(_)) {
         return Target::Invalid(format!(
             "game_id {} is {}, not text",

@@ -85,8 +85,8 @@ pub(crate) fn freed_figures(
 /// One expired candidate and its result.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecordReport {
-    /// The game.
-    pub game_id: String,
+    /// The game; `null` where it is NULL (a table made without the contract's NOT NULL).
+    pub game_id: Option<String>,
     /// The container reference as stored; `null` where it is NULL.
     pub container_id: Option<String>,
     /// `last_op_at` (RFC 3339 when shown); `null` where the row's value is not an integer.
@@ -115,7 +115,7 @@ impl RecordReport {
     pub fn new(candidate: Candidate, outcome: Outcome, disk: DiskOptions) -> Self {
         let (size_rw_bytes, volumes_removed) = freed_figures(disk, Some(&outcome));
         Self {
-            game_id: candidate.row.game_id.into_text().unwrap_or_default(),
+            game_id: candidate.row.game_id.into_text(),
             container_id: candidate.row.container_id.into_text(),
             last_op_at: candidate.last_op_at.and_then(Timestamp::from_epoch_ms),
             result: outcome.result,
@@ -438,7 +438,7 @@ pub fn write_json(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
         } else {
             b",{\"game_id\":"
         })?;
-        json_string(out, &record.game_id)?;
+        json_option(out, record.game_id.as_deref())?;
         out.write_all(b",\"container_id\":")?;
         json_option(out, record.container_id.as_deref())?;
         out.write_all(b",\"last_op_at\":")?;
@@ -668,7 +668,10 @@ fn write_record_line<'a>(
 ) -> io::Result<()> {
     write_padded(out, record.result.as_str())?;
     out.write_all(b" game_id=")?;
-    write_quoted(out, &record.game_id)?;
+    match &record.game_id {
+        Some(game) => write_quoted(out, game)?,
+        None => out.write_all(b"-")?,
+    }
     out.write_all(b" container_id=")?;
     match &record.container_id {
         Some(container) => write_quoted(out, container)?,
@@ -737,7 +740,7 @@ mod tests {
 
     fn record(game: &str, result: ResultKind, code: Option<ErrorCode>) -> RecordReport {
         RecordReport {
-            game_id: game.into(),
+            game_id: Some(game.into()),
             container_id: Some("4f1c".into()),
             last_op_at: Timestamp::from_epoch_ms(1_794_470_400_000),
             result,

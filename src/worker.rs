@@ -33,7 +33,7 @@ use crate::store::{
     Claim, ClaimAndSettle, ClaimResult, PendingSettlement, Settlement, StateWriter, StoreError,
 };
 use crate::time::{format_epoch_ms, now_ms};
-use crate::value::Escaped;
+use crate::value::{Escaped, FieldValue};
 
 /// What the worker needs besides its jobs.
 #[derive(Debug, Clone)]
@@ -330,6 +330,11 @@ impl<E: ContainerEngine> Worker<'_, E> {
             // Never sent to Docker: the row is re-read under the lease and is still unusable.
             Target::Invalid(reason) => {
                 let outcome = Outcome::failed(ErrorCode::InvalidRecord, reason.clone());
+                // A NULL game can hold no lease and have no log row (game_id is NOT NULL in
+                // both): the result is only reported, as the dry run predicts it.
+                if job.game == FieldValue::Null {
+                    return Step::Done(outcome);
+                }
                 return self.claim_and_settle(job, outcome).await;
             }
             Target::NoContainer => {

@@ -360,9 +360,10 @@ pub(super) fn report(
         .map(|(candidate, outcome)| {
             let kept = outcome.lease_kept_until.and_then(Timestamp::from_epoch_ms);
             let record = RecordReport::new(candidate, outcome, config.disk);
-            if let Some(until) = kept {
+            // A record without a game takes no lease, so keeps none.
+            if let (Some(until), Some(game)) = (kept, &record.game_id) {
                 leases_kept.push(KeptLease {
-                    game_id: record.game_id.clone(),
+                    game_id: game.clone(),
                     until,
                 });
             }

@@ -426,6 +426,73 @@ fn a_game_id_that_is_not_utf8_is_handled_under_its_exact_key_once() {
     );
 }
 
+in_both_journal_modes!(a_record_without_a_game_is_reported_without_a_lease_or_a_log_row);
+fn a_record_without_a_game_is_reported_without_a_lease_or_a_log_row(journal: Journal) {
+    let containers = Containers::new("null-game");
+    let state = StateFile::new(journal);
+    // A table made by hand without the contract's NOT NULL on game_id.
+    state
+        .connect()
+        .execute_batch(
+            "DROP TABLE runtime_records;
+             CREATE TABLE runtime_records (game_id TEXT PRIMARY KEY, container_id TEXT,
+                 status TEXT NOT NULL, last_op_at INTEGER NOT NULL);",
+        )
+        .unwrap();
+    let container = containers.create(&[]);
+    state
+        .connect()
+        .execute(
+            "INSERT INTO runtime_records (game_id, container_id, status, last_op_at) \
+             VALUES (NULL, ?1, 'stopped', ?2)",
+            rusqlite::params![container, days_ago(9)],
+        )
+        .unwrap();
+    state.stopped("after", None, 8);
+
+    let null_game = |run: &Run| -> serde_json::Value {
+        let records = run.json()["records"].as_array().unwrap().clone();
+        assert_eq!(records.len(), 2, "{}", run.stdout);
+        let record = records[0].clone();
+        assert_eq!(record["game_id"], serde_json::Value::Null, "{record}");
+        record
+    };
+    let dry = pass(&state, &["--dry-run"]);
+    dry.assert_code(1);
+    let real = pass(&state, &[]);
+    real.assert_code(1);
+    let (predicted, given) = (null_game(&dry), null_game(&real));
+    assert_eq!(given["result"], "failed");
+    assert_eq!(given["error_code"], "invalid_record");
+    assert!(
+        given["error_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("game_id is NULL: no lease can be taken on it"),
+        "{given}"
+    );
+    assert_eq!(predicted, given, "the dry run predicts the real run");
+    assert_eq!(real.result_of("after"), "replay_no_op", "the pass goes on");
+    assert!(exists(&container), "never sent to Docker");
+    let connection = state.connect();
+    let count = |sql: &str| -> i64 { connection.query_row(sql, [], |row| row.get(0)).unwrap() };
+    assert_eq!(
+        count("SELECT count(*) FROM game_leases"),
+        0,
+        "no lease left"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM runtime_records WHERE game_id IS NULL AND status = 'stopped'"),
+        1,
+        "the record is left as it is"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM operation_log"),
+        1,
+        "one row, the other record's: none can name a NULL game"
+    );
+}
+
 // ------------------------------------------------------------------------------------------------
 // A directory with other permissions than its file
 // ------------------------------------------------------------------------------------------------

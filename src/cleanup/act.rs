@@ -49,7 +49,7 @@ impl Pass<'_> {
             (Some(orphan_pass), None) => Some(
                 match cut_short(
                     orphan_pass
-                        .find(self.docker, &writer, self.settings.concurrency)
+                        .find(self.docker, &writer, self.settings.concurrency, stop)
                         .await,
                     stop,
                 ) {

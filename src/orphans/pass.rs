@@ -56,20 +56,27 @@ impl OrphanPass<'_> {
     /// A real run's search, after its records: one listing filtered by the daemon on the owner
     /// label (the record pass removed containers since the pass began, so its listing is no
     /// longer the truth), one read of the named games' records through the writer, then
-    /// [`OrphanPass::search`].
+    /// [`OrphanPass::search`]. A read the state file refuses is also the pass's state failure,
+    /// so that a lock held past the wait ends the run with its status (75), as it does anywhere
+    /// else in the pass.
     pub async fn find<E: ContainerEngine>(
         &self,
         engine: &E,
         writer: &StateWriter,
         concurrency: usize,
+        stop: &Stop,
     ) -> Result<Vec<Found>, String> {
         let listed = engine.list_labelled(self.key).await.map_err(|reason| {
             format!("cannot list the containers labelled {}: {reason}", self.key)
         })?;
-        let records = writer
-            .records_of(self.games_named(&listed))
-            .await
-            .map_err(|error| error.to_string())?;
+        let records = match writer.records_of(self.games_named(&listed)).await {
+            Ok(records) => records,
+            Err(error) => {
+                let reason = error.to_string();
+                stop.state_failed(error);
+                return Err(reason);
+            }
+        };
         self.search(&listed, &records, engine, concurrency).await
     }
 

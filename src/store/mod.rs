@@ -160,7 +160,7 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     /// Applying a lease claim or a result failed.
-    #[error("cannot write {operation} to the state file: {source}")]
+    #[error("the state file refused {operation}: {source}{}", busy_hint(source))]
     Write {
         /// What was being written.
         operation: &'static str,
@@ -183,6 +183,23 @@ pub enum StoreError {
     WriterGone,
 }
 
+/// Whether SQLite's error is a lock held by someone else past the wait.
+fn is_locked(source: &rusqlite::Error) -> bool {
+    matches!(
+        source.sqlite_error_code(),
+        Some(SqliteCode::DatabaseBusy | SqliteCode::DatabaseLocked)
+    )
+}
+
+/// What to do about a refusal that is a lock held past the wait, said after SQLite's words.
+fn busy_hint(source: &rusqlite::Error) -> &'static str {
+    if is_locked(source) {
+        " (another process held it past --lock-wait; try again later, or raise --lock-wait)"
+    } else {
+        ""
+    }
+}
+
 impl StoreError {
     /// Whether the error is a lock held by someone else past the wait, or a file written during
     /// every read (exit 75).
@@ -203,10 +220,7 @@ impl StoreError {
             StoreError::Write { source, .. } => source.as_ref(),
             _ => return false,
         };
-        matches!(
-            source.sqlite_error_code(),
-            Some(SqliteCode::DatabaseBusy | SqliteCode::DatabaseLocked)
-        )
+        is_locked(source)
     }
 }
 

@@ -698,6 +698,40 @@ fn an_orphan_search_that_gets_no_answer_reports_no_orphans_no_counts_and_why() {
 }
 
 #[test]
+fn a_state_file_locked_past_the_wait_during_the_orphan_search_exits_75() {
+    let containers = Containers::new("orphans-locked");
+    let key = owner_key();
+    let key = key.as_str();
+    let state = StateFile::new(Journal::Rollback);
+    let leaked = containers.create(&[(key, "g-leaked")]);
+    older_than_the_retention();
+    // The orphan search's labelled listing is held; the state file is locked before it is
+    // answered and stays locked past the one-second wait of the read that follows it.
+    let gate = FaultProxy::holding(Match::target("filters="));
+    let args = args(&state, key, "1s", "remove", &["--lock-wait", "1s"]);
+    let mut command = command(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    command.env("DOCKER_HOST", gate.host());
+    let running = Spawned::start(command);
+    assert!(
+        gate.wait_held(1, Duration::from_secs(20)),
+        "the labelled listing never came"
+    );
+    let lock = state.lock_exclusive();
+    gate.open();
+    let run = running.wait(Duration::from_secs(30));
+    drop(lock);
+
+    run.assert_code(75);
+    let json = run.json();
+    assert_eq!(json["orphans"], Value::Null, "{}", run.stdout);
+    let error = json["orphan_error"].as_str().unwrap_or_default();
+    assert!(error.contains("--lock-wait"), "{error}");
+    assert!(exists(&leaked), "nothing was removed");
+    assert!(state.all_log().is_empty());
+    assert!(state.leases().is_empty());
+}
+
+#[test]
 fn orphans_need_an_owner_label() {
     let run = run_without_docker(&["--retention", "7d", "--orphans", "report"]);
     run.assert_code(2);

@@ -52,10 +52,11 @@ fn main() -> ExitCode {
         return ExitStatus::Usage.into();
     }
     match &invocation {
-        Invocation::Pass(config) => pass(config, &runtime, stop, &logs.progress()),
+        Invocation::Pass(config) => pass(config, &runtime, &stop, &logs.progress()),
         Invocation::Explain(config) => {
-            match runtime.block_on(rt_cleanup::explain::run(config, stop)) {
+            match runtime.block_on(rt_cleanup::explain::run(config, Arc::clone(&stop))) {
                 Ok(explanation) => {
+                    stop.work_done();
                     print("the explanation", |out| {
                         explanation.write(config.pass.output, out)
                     });
@@ -67,6 +68,7 @@ fn main() -> ExitCode {
         }
         Invocation::History(config) => match rt_cleanup::history::run(config, &stop) {
             Ok(history) => {
+                stop.work_done();
                 print("the rows", |out| history.write(config.output, out));
                 history.exit_status()
             }
@@ -76,16 +78,21 @@ fn main() -> ExitCode {
     .into()
 }
 
-/// One pass: its summary on stdout, its metrics file, its exit status. Its progress is shown on a
-/// terminal, and taken away before the summary.
+/// One pass: its metrics file, its summary on stdout, its exit status. Its progress is shown on a
+/// terminal, and taken away before the summary. The metrics file is written before the summary,
+/// which may wait for a reader of stdout that never comes (a signal then ends the process).
 fn pass(
     config: &Config,
     runtime: &Runtime,
-    stop: Arc<Stop>,
+    stop: &Arc<Stop>,
     progress: &Arc<dyn Progress>,
 ) -> ExitStatus {
     let started = Instant::now();
-    let report = runtime.block_on(rt_cleanup::run(config, stop, Arc::clone(progress)));
+    let report = runtime.block_on(rt_cleanup::run(
+        config,
+        Arc::clone(stop),
+        Arc::clone(progress),
+    ));
     progress.finish();
     let report = match report {
         Ok(report) => report,
@@ -95,13 +102,14 @@ fn pass(
             return status;
         }
     };
+    let status = report.exit_status();
+    rt_cleanup::write_metrics(config, started.elapsed(), status, Some(&report));
+    report.log_early_end();
+    report.log_end();
+    stop.work_done();
     print("the summary", |out| {
         report.write_summary(config.output, out)
     });
-    report.log_early_end();
-    report.log_end();
-    let status = report.exit_status();
-    rt_cleanup::write_metrics(config, started.elapsed(), status, Some(&report));
     // The process ends here: freeing every record's strings one at a time would only delay the
     // exit (by a twentieth of a dry run over 10,000 records).
     std::mem::forget(report);

@@ -11,8 +11,13 @@
 //!
 //! Signals are received on a thread of their own, so that they are seen while the pass's thread
 //! is blocked in a wait (SQLite's wait for a lock runs on the thread that asked for it).
+//!
+//! Once the work is done and only the output is left ([`Stop::work_done`]), a signal ends the
+//! process at once with its status: a write to a stdout that nobody reads (a full pipe) blocks
+//! forever, and there is nothing left to finish.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -60,6 +65,8 @@ pub struct Stop {
     signal: OnceLock<Signal>,
     state_failure: Mutex<Option<StoreError>>,
     abandon: watch::Sender<bool>,
+    /// Set once everything but the output is done: a signal then ends the process.
+    work_done: AtomicBool,
 }
 
 impl Default for Stop {
@@ -68,6 +75,7 @@ impl Default for Stop {
             signal: OnceLock::new(),
             state_failure: Mutex::new(None),
             abandon: watch::Sender::new(false),
+            work_done: AtomicBool::new(false),
         }
     }
 }
@@ -88,6 +96,12 @@ impl Stop {
     #[must_use]
     pub fn signalled(&self) -> Option<Signal> {
         self.signal.get().copied()
+    }
+
+    /// Says that the work is done (the state file, Docker and the metrics file are finished with)
+    /// and only stdout's output is left: from now on a signal ends the process with its status.
+    pub fn work_done(&self) {
+        self.work_done.store(true, Ordering::SeqCst);
     }
 
     /// Gives up waiting for the Docker calls in flight.
@@ -247,6 +261,16 @@ async fn listen(streams: Vec<(tokio::signal::unix::Signal, Signal)>, stop: Arc<S
 /// What a received signal does: the first stops the pass from starting anything, a second
 /// abandons the waits in flight after [`ABANDON_GRACE`] (without holding up a third).
 fn received(stop: &Arc<Stop>, which: Signal) {
+    if stop.work_done.load(Ordering::SeqCst) {
+        let status = stop.signalled().unwrap_or(which).exit_status();
+        tracing::warn!(
+            "received {} while writing to stdout: the work was done and recorded, the output is \
+             cut short here; exiting with status {}",
+            which.name(),
+            status.code()
+        );
+        std::process::exit(i32::from(status.code()));
+    }
     if stop.signal(which) {
         tracing::warn!(
             "received {}: starting nothing more, finishing the records in flight (a second \

@@ -315,6 +315,87 @@ fn a_summary_written_to_a_pipe_gets_a_pipe_of_a_mebibyte() {
 }
 
 #[test]
+fn a_signal_while_the_summary_waits_for_a_reader_ends_the_run_and_the_metrics_are_written() {
+    // A summary of 10,000 records is 3.6 MB, more than the widened pipe holds: with nobody
+    // reading stdout, the run waits in its write.
+    let state = StateFile::new(Journal::Wal);
+    {
+        let mut connection = state.connect();
+        let transaction = connection.transaction().unwrap();
+        for index in 0..10_000 {
+            transaction
+                .execute(
+                    "INSERT INTO runtime_records (game_id, container_id, status, last_op_at) \
+                     VALUES (?1, NULL, 'stopped', ?2)",
+                    rusqlite::params![format!("g-{index}"), days_ago(8)],
+                )
+                .unwrap();
+        }
+        transaction.commit().unwrap();
+    }
+    let metrics = state.dir().join("rt_cleanup.prom");
+    let metrics_arg = metrics.display().to_string();
+    let args = pass_args(&state, &["--metrics-file", &metrics_arg]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (_unread, writer) = std::io::pipe().unwrap();
+    let stderr = state.dir().join("stderr.log");
+    let mut child = command(&args)
+        .env("DOCKER_HOST", &daemon().host)
+        .stdout(writer)
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !metrics.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended although nobody read its summary"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no metrics file within 120 s: a run waiting for a reader of its summary must have \
+             written them first"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "waiting for a reader");
+    let signalled = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if signalled.elapsed() > Duration::from_secs(10) {
+            child.kill().unwrap();
+            panic!("still waiting for a reader 10 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(143));
+    let logs = std::fs::read_to_string(&stderr).unwrap();
+    assert!(
+        logs.contains("received SIGTERM while writing to stdout: the work was done and recorded"),
+        "{logs}"
+    );
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    for line in [
+        "rt_cleanup_last_run_records{result=\"replay_no_op\"} 10000",
+        "rt_cleanup_last_run_exit_status 0",
+    ] {
+        assert!(
+            text.lines().any(|shown| shown == line),
+            "the pass's own figures, written before its summary: {line}\n{text}"
+        );
+    }
+    assert_eq!(state.all_log().len(), 10_000, "every result was written");
+}
+
+#[test]
 fn a_closed_stderr_does_not_turn_a_refusal_into_a_panic() {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);

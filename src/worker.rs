@@ -289,10 +289,9 @@ struct Queued<'a> {
     position: usize,
     job: Job,
     pending: PendingSettlement,
-    /// Whether the request holds the job's claim too: where it fails, nothing of the job was
-    /// written or done, and the record is `deferred`.
-    with_claim: bool,
     /// For a job that holds a lease: what to try again where the state file refuses the result.
+    /// Without one (a claim queued with its result, or a conflict), a refused request leaves the
+    /// record as it was and `deferred`: nothing of the job was written or done.
     rescue: Option<Rescue>,
     /// The job's place among the unconfirmed requests without Docker work, if it is one.
     _permit: Option<SemaphorePermit<'a>>,
@@ -404,7 +403,6 @@ impl<E: ContainerEngine> Worker<'_, E> {
             position: 0,
             pending: self.writer.claim_and_settle_later(request),
             job,
-            with_claim: true,
             rescue: None,
             _permit: permit,
         })
@@ -582,7 +580,6 @@ impl<E: ContainerEngine> Worker<'_, E> {
             position: 0,
             pending: self.writer.settle_later(settlement),
             job,
-            with_claim: false,
             rescue,
             _permit: None,
         })
@@ -595,28 +592,17 @@ impl<E: ContainerEngine> Worker<'_, E> {
             position,
             job,
             pending,
-            with_claim,
             rescue,
             _permit,
         } = queued;
-        let outcome = match pending.written().await {
-            Ok(outcome) => outcome,
-            // Nothing of the request was written, and it needed no Docker call: the record is
-            // as it was, not reached.
-            Err(error) if with_claim => self.not_reached(error),
-            Err(error) => {
-                if let Some(rescue) = rescue {
-                    self.rescue(rescue, error).await
-                } else {
-                    // No lease of this run's is at stake: the record is simply replayed.
-                    let outcome = Outcome::failed(
-                        ErrorCode::StateWriteFailed,
-                        format!("{error}; the record stays as it was and the next run replays it"),
-                    );
-                    self.stop.state_failed(error);
-                    outcome
-                }
-            }
+        let outcome = match (pending.written().await, rescue) {
+            (Ok(outcome), _) => outcome,
+            // A container was handled under this run's lease: its result is tried again.
+            (Err(error), Some(rescue)) => self.rescue(rescue, error).await,
+            // Nothing of the request was written, and no Docker call was made for it (a claim
+            // with its result, or a conflict found at the claim): the record is as it was, not
+            // reached, and no lease of this run's is at stake.
+            (Err(error), None) => self.not_reached(error),
         };
         log_result(&job, &outcome);
         (position, outcome)
@@ -1538,6 +1524,41 @@ mod tests {
             "replayed by the next run"
         );
         assert!(stop.take_state_failure().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_conflict_whose_row_is_refused_is_deferred_not_failed() {
+        let pass = pass_of(&[("a", Some("ca"), 1)]);
+        let connection = connect(&pass.path);
+        connection
+            .execute(
+                "INSERT INTO game_leases VALUES ('a', 'rtmanager/h/1', ?1)",
+                [now_ms() + 3_600_000],
+            )
+            .unwrap();
+        connection
+            .execute_batch(
+                "CREATE TRIGGER refuse_rows BEFORE INSERT ON operation_log \
+                 BEGIN SELECT RAISE(ABORT, 'rows refused'); END;",
+            )
+            .unwrap();
+        let engine = FakeEngine::default();
+        engine.add("ca0000", "ca", "exited", &[]);
+        let stop = Stop::new();
+        let outcomes = run(&pass, &engine, &settings(1, None), None, &stop).await;
+        // Nothing was done to the game, which someone else holds: no Docker call, no row.
+        assert_eq!(results(&outcomes), [ResultKind::Deferred], "{outcomes:?}");
+        assert!(
+            outcomes[0]
+                .error_message
+                .as_deref()
+                .is_some_and(|message| message.contains("rows refused")),
+            "{outcomes:?}"
+        );
+        assert!(engine.exists("ca"));
+        assert_eq!(status(&pass.path, "a"), "stopped");
+        assert_eq!(leases(&connect(&pass.path)).len(), 1, "the holder's lease");
+        assert!(stop.take_state_failure().is_some(), "the pass stopped");
     }
 
     #[tokio::test]

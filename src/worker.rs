@@ -1489,16 +1489,20 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_result_refused_but_for_a_lock_is_given_up_for_the_release_of_its_lease() {
-        let pass = pass_of(&[("a", Some("ca"), 1)]);
-        // The runtime manager's file refuses every log row (a trigger of its own).
-        connect(&pass.path)
+    /// Makes the file refuse every log row, as a runtime manager's trigger of its own could.
+    fn refuse_log_rows(connection: &Connection) {
+        connection
             .execute_batch(
                 "CREATE TRIGGER refuse_rows BEFORE INSERT ON operation_log \
                  BEGIN SELECT RAISE(ABORT, 'rows refused'); END;",
             )
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_result_refused_but_for_a_lock_is_given_up_for_the_release_of_its_lease() {
+        let pass = pass_of(&[("a", Some("ca"), 1)]);
+        refuse_log_rows(&connect(&pass.path));
         let engine = FakeEngine::default();
         engine.add("ca0000", "ca", "exited", &[]);
         let settings = WorkerSettings {
@@ -1536,12 +1540,7 @@ mod tests {
                 [now_ms() + 3_600_000],
             )
             .unwrap();
-        connection
-            .execute_batch(
-                "CREATE TRIGGER refuse_rows BEFORE INSERT ON operation_log \
-                 BEGIN SELECT RAISE(ABORT, 'rows refused'); END;",
-            )
-            .unwrap();
+        refuse_log_rows(&connection);
         let engine = FakeEngine::default();
         engine.add("ca0000", "ca", "exited", &[]);
         let stop = Stop::new();
